@@ -1,0 +1,3 @@
+"""arrayprop: matrix-form backpropagation on any Array API backend."""
+
+__version__ = "0.1.0"
