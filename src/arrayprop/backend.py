@@ -19,13 +19,13 @@ import numpy as np
 
 from .errors import BackendMismatchError, BackendUnavailableError, DTypeError
 
-__all__ = ["BACKENDS", "Backend", "get_backend", "backend_of"]
+__all__ = ["BACKENDS", "Backend", "backend_of", "get_backend"]
 
 #: Backend names in the order ``arrayprop info`` lists them.
 BACKENDS = ("numpy", "cupy", "torch", "jax", "array_api_strict")
 
 _INSTALL_HINT = {
-    "numpy": 'pip install numpy',
+    "numpy": "pip install numpy",
     "cupy": 'pip install "arrayprop[cuda12]"  (or arrayprop[cuda13] for CUDA 13)',
     "torch": 'pip install "arrayprop[torch]"',
     "jax": 'pip install "arrayprop[jax]"',
@@ -120,7 +120,9 @@ def _resolve_device(name: str, xp, device: Any):
                     "backend 'torch': device 'cuda' requested but torch.cuda.is_available() is "
                     "False (a CPU-only build, or no visible GPU)"
                 )
-            dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)
+            dev = torch.device(
+                "cuda", torch.cuda.current_device() if dev.index is None else dev.index
+            )
         return dev
     if name == "jax":
         import jax
@@ -273,11 +275,15 @@ class Backend:
 
     def zeros(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
         """Zeros of ``shape`` on this backend's device (default dtype: the backend's)."""
-        return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype, device=self.device)
+        return self.xp.zeros(
+            shape, dtype=self.dtype if dtype is None else dtype, device=self.device
+        )
 
     def scalar(self, value: float, dtype: Any = None) -> Any:
         """A 0-d array holding ``value``, on this backend's device."""
-        return self.xp.asarray(value, dtype=self.dtype if dtype is None else dtype, device=self.device)
+        return self.xp.asarray(
+            value, dtype=self.dtype if dtype is None else dtype, device=self.device
+        )
 
     # -- checks ---------------------------------------------------------------------------------
     def owns(self, x: Any) -> bool:
@@ -390,7 +396,9 @@ def _same_device(backend: Backend, x: Any) -> bool:
 _CACHE: dict[tuple[str, str, str], Backend] = {}
 
 
-def get_backend(name: str | Backend | None = None, device: Any = None, dtype: Any = None) -> Backend:
+def get_backend(
+    name: str | Backend | None = None, device: Any = None, dtype: Any = None
+) -> Backend:
     """Return the :class:`Backend` for an array library, device and default float dtype.
 
     Parameters

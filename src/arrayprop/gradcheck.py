@@ -129,7 +129,7 @@ def _host(x: Any) -> Any:
 
 def _gradcheck_loss(loss: Loss, pred: Any, target: Any, eps: float) -> dict[str, float]:
     be: Backend = backend_of(pred) if not _is_plain_host(pred) else None
-    be64 = (be.with_dtype("float64") if be is not None else _default64())
+    be64 = be.with_dtype("float64") if be is not None else _default64()
     p_host = be.to_host(pred).astype("float64") if be is not None else _host(pred)
     t = target
     if be is not None and be.owns(target):

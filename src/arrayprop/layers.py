@@ -15,6 +15,7 @@ computed for the whole mini-batch at once as matrix products.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -176,7 +177,11 @@ class Dense(Layer):
             w = be.asarray(host_w, dtype=be.dtype)
         else:
             w = self._exact(weight, (in_features, out_features), "weight")
-        b = be.zeros((out_features,)) if bias is None else self._exact(bias, (out_features,), "bias")
+        b = (
+            be.zeros((out_features,))
+            if bias is None
+            else self._exact(bias, (out_features,), "bias")
+        )
         self.weight = Parameter(w, "weight")
         self.bias = Parameter(b, "bias")
         self._x = None
@@ -525,7 +530,7 @@ def mlp(
     be = get_backend(backend, dtype=dtype)
     rng = make_rng(seed)
     layers: list[Layer] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(Dense(n_in, n_out, init=init, seed=rng, backend=be))
         is_last = i == len(sizes) - 2
         name = output_activation if is_last else activation

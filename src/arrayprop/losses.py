@@ -222,7 +222,9 @@ def check_labels(labels: Any, num_classes: int) -> None:
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= num_classes:
         bad = lo if lo < 0 else hi
-        raise LabelError(f"label {bad} is out of range for {num_classes} classes (valid: 0..{num_classes - 1})")
+        raise LabelError(
+            f"label {bad} is out of range for {num_classes} classes (valid: 0..{num_classes - 1})"
+        )
 
 
 def _size(x: Any) -> int:

@@ -38,7 +38,9 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
         for p in self.params:
             if not isinstance(p, Parameter):
-                raise TypeError(f"{type(self).__name__}: expected Parameters, got {type(p).__name__}")
+                raise TypeError(
+                    f"{type(self).__name__}: expected Parameters, got {type(p).__name__}"
+                )
         self.lr = _check_hyper(type(self).__name__, "lr", lr, positive=True)
         first = self.params[0].data
         self.backend = backend_of(first, dtype=first.dtype)
