@@ -404,6 +404,9 @@ class Sequential(Layer):
     layers adopt it.
     """
 
+    # The output may be an inner layer's cached output, so an outer model must not overwrite it.
+    caches_output = True
+
     def __init__(self, *layers: Layer) -> None:
         if len(layers) == 1 and isinstance(layers[0], list | tuple):
             layers = tuple(layers[0])
@@ -449,9 +452,11 @@ class Sequential(Layer):
         """Apply every layer in order.  x : (batch, in_features) -> (batch, out_features)."""
         owned = inplace
         for layer in self.layers:
-            x = layer.forward(x, inplace=owned)
-            # The next layer may overwrite this output unless the layer keeps it for backward.
-            owned = not layer.caches_output
+            out = layer.forward(x, inplace=owned)
+            # The next layer may overwrite this output unless the layer keeps it for backward
+            # or passed its input through (Identity: then the buffer is still the caller's).
+            owned = not layer.caches_output and out is not x
+            x = out
         return x
 
     def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
@@ -461,11 +466,12 @@ class Sequential(Layer):
         None is returned.
         """
         g = grad_out
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
-            g = self.layers[i].backward(
-                g, inplace=inplace or i != last, input_grad=input_grad or i > 0
-            )
+        owned = inplace
+        for i in range(len(self.layers) - 1, -1, -1):
+            g_in = self.layers[i].backward(g, inplace=owned, input_grad=input_grad or i > 0)
+            # A new array is ours to overwrite; one passed through (Identity) may be the caller's.
+            owned = owned or g_in is not g
+            g = g_in
         return g
 
     def parameters(self) -> list[Parameter]:

@@ -1,0 +1,45 @@
+"""Layers and Sequential: forward/backward against NumPy math, placement, errors, ``to``, mlp."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import arrayprop as ap
+from helpers import host
+
+# -- buffers: a layer never writes into an array it does not own -------------------------------
+
+
+@pytest.mark.parametrize("act", [ap.ReLU, ap.Tanh, ap.Sigmoid])
+def test_identity_first_does_not_let_the_next_layer_overwrite_the_callers_input(backend, act):
+    x_host = np.array([[-1.0, 2.0, -0.5], [0.25, -3.0, 1.0]])
+    x = backend.asarray(x_host.copy())
+    model = ap.Sequential(ap.Identity(), act())
+    model.forward(x)
+    np.testing.assert_array_equal(host(backend, x), x_host)
+
+
+@pytest.mark.parametrize("act", [ap.ReLU, ap.Tanh, ap.Sigmoid])
+def test_identity_last_does_not_let_backward_overwrite_the_callers_gradient(backend, act, rng):
+    model = ap.Sequential(ap.Dense(3, 4, seed=1, backend=backend), act(), ap.Identity())
+    g_host = rng.standard_normal((2, 4))
+    g = backend.asarray(g_host.copy())
+    model.forward(backend.asarray(rng.standard_normal((2, 3))))
+    model.backward(g)
+    np.testing.assert_array_equal(host(backend, g), g_host)
+
+
+def test_nested_sequential_output_is_not_overwritten_by_the_next_layer(backend, rng):
+    # The inner model ends with Tanh, which keeps its output for backward: the outer Tanh must
+    # not overwrite it in place, or the inner backward would use the wrong f'(Z).
+    inner = ap.Sequential(ap.Dense(3, 4, seed=2, backend=backend), ap.Tanh())
+    outer = ap.Sequential(inner, ap.Tanh())
+    x = rng.standard_normal((5, 3))
+    outer.forward(backend.asarray(x))
+    g = rng.standard_normal((5, 4))
+    outer.backward(backend.asarray(g))
+    w = host(backend, inner[0].weight.data)
+    a = np.tanh(x @ w)
+    delta = g * (1.0 - np.tanh(a) ** 2) * (1.0 - a**2)
+    np.testing.assert_allclose(host(backend, inner[0].weight.grad), x.T @ delta, rtol=1e-12)
