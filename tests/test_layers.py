@@ -43,3 +43,25 @@ def test_nested_sequential_output_is_not_overwritten_by_the_next_layer(backend, 
     a = np.tanh(x @ w)
     delta = g * (1.0 - np.tanh(a) ** 2) * (1.0 - a**2)
     np.testing.assert_allclose(host(backend, inner[0].weight.grad), x.T @ delta, rtol=1e-12)
+
+
+def test_dense_copies_given_weights_so_training_never_changes_the_callers_arrays(backend, rng):
+    w, b = rng.standard_normal((3, 2)), rng.standard_normal(2)
+    w0, b0 = w.copy(), b.copy()
+    model = ap.Sequential(ap.Dense(3, 2, weight=w, bias=b, backend=backend), ap.Sigmoid())
+    opt = ap.SGD(model.parameters(), lr=0.5)
+    ap.train_step(model, ap.MSE(), opt, rng.standard_normal((4, 3)), rng.random((4, 2)))
+    np.testing.assert_array_equal(w, w0)
+    np.testing.assert_array_equal(b, b0)
+    assert not np.array_equal(host(backend, model[0].weight.data), w0)
+
+
+def test_to_gives_an_independent_copy_training_it_leaves_the_original_unchanged(backend, rng):
+    model = ap.mlp([3, 4, 2], activation="tanh", seed=3, backend=backend)
+    before = [host(backend, p.data) for p in model.parameters()]
+    copy = model.to(backend)
+    opt = ap.SGD(copy.parameters(), lr=0.5)
+    ap.train_step(copy, ap.MSE(), opt, rng.standard_normal((4, 3)), rng.random((4, 2)))
+    for p, b in zip(model.parameters(), before, strict=True):
+        np.testing.assert_array_equal(host(backend, p.data), b)
+    assert not np.array_equal(host(backend, copy[0].weight.data), before[0])
