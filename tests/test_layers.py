@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
+from arrayprop.errors import BackendMismatchError
 from helpers import host
 
 # -- buffers: a layer never writes into an array it does not own -------------------------------
@@ -65,3 +66,20 @@ def test_to_gives_an_independent_copy_training_it_leaves_the_original_unchanged(
     for p, b in zip(model.parameters(), before, strict=True):
         np.testing.assert_array_equal(host(backend, p.data), b)
     assert not np.array_equal(host(backend, copy[0].weight.data), before[0])
+
+
+def test_sequential_accepts_equal_backends_built_differently():
+    a = ap.get_backend("numpy", dtype="float64")
+    b = ap.get_backend("numpy", dtype="float32").with_dtype("float64")
+    model = ap.Sequential(ap.Dense(2, 3, backend=a), ap.Dense(3, 1, backend=b))
+    assert model.backend.dtype_name == "float64"
+
+
+def test_sequential_rejects_layers_on_different_backends():
+    d64 = ap.Dense(2, 3, backend="numpy", dtype="float64")
+    d32 = ap.Dense(3, 1, backend="numpy", dtype="float32")
+    with pytest.raises(BackendMismatchError, match="different backends"):
+        ap.Sequential(d64, d32)
+    strict = ap.Dense(3, 1, backend="array_api_strict", dtype="float64")
+    with pytest.raises(BackendMismatchError, match="array_api_strict"):
+        ap.Sequential(d64, strict)

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import kernels
 from .backend import Backend, backend_of, get_backend
-from .errors import DTypeError, ShapeError
+from .errors import BackendMismatchError, DTypeError, ShapeError
 from .init import get_initializer, make_rng
 
 __all__ = [
@@ -415,10 +415,11 @@ class Sequential(Layer):
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Layer")
-        backends = {id(layer.backend): layer.backend for layer in layers if layer.parameters()}
+        # Compared by value: equal backends reached by different get_backend calls are one.
+        backends = {str(layer.backend): layer.backend for layer in layers if layer.parameters()}
         if len(backends) > 1:
-            names = ", ".join(str(be) for be in backends.values())
-            raise ValueError(f"Sequential: layers live on different backends: {names}")
+            names = ", ".join(backends)
+            raise BackendMismatchError(f"Sequential: layers live on different backends: {names}")
         self.layers = list(layers)
         self.backend = next(iter(backends.values()), None)
         if self.backend is not None:
