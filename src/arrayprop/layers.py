@@ -200,8 +200,8 @@ class Dense(Layer):
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
         """Z = X W + b.  x : (batch, in_features) -> (batch, out_features)."""
         be = self.backend
-        if type(x) is not be.array_type:
-            be.check(x, f"{self!r} input")
+        # Library and device: an array of the right type may still live on another device.
+        be.check(x, f"{self!r} input")
         _check_2d(self, x, self.in_features, "input")
         if x.dtype != self.weight.data.dtype:
             raise DTypeError(
