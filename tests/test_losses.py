@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
+from helpers import assert_on_backend
 
 LOSSES = {
     "l2_sum": lambda: ap.L2Loss("sum"),
@@ -28,6 +29,21 @@ def loss_inputs(name: str, rng: np.random.Generator, n: int = 5, k: int = 3):
     if name == "sce_onehot":
         return rng.standard_normal((n, k)), np.eye(k)[rng.integers(0, k, n)]
     return rng.standard_normal((n, k)), rng.standard_normal((n, k))
+
+
+# -- placement: the value is a 0-d array of the backend, never a host scalar --------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_value_and_gradient_live_on_the_backend(backend, name, dtype, rng):
+    be = backend.with_dtype(dtype)
+    pred, target = loss_inputs(name, rng)
+    value, grad = LOSSES[name]().value_and_grad(be.asarray(pred), target)
+    assert_on_backend(be, value, what=f"{name} value")
+    assert value.shape == ()
+    assert_on_backend(be, grad, what=f"{name} gradient")
+    assert tuple(grad.shape) == pred.shape
 
 
 # -- values and gradients against NumPy math written here ---------------------------------------
