@@ -8,14 +8,34 @@ import pytest
 import arrayprop as ap
 from arrayprop.errors import BackendMismatchError
 
-xps = pytest.importorskip("array_api_strict")
+pytest.importorskip("array_api_strict")
+
+#: Low-precision float dtypes each library has (the rest must raise DTypeError).
+LOW_PRECISION = {
+    "numpy": {"float16"},
+    "cupy": {"float16"},
+    "torch": {"float16", "bfloat16"},
+    "jax": {"float16", "bfloat16"},
+    "array_api_strict": set(),
+}
 
 
 def strict(device: str, dtype: str = "float64") -> ap.Backend:
     return ap.get_backend("array_api_strict", device=device, dtype=dtype)
 
 
-# -- device mismatch: array_api_strict's three devices stand in for CPU and two GPUs -----------
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.delenv("ARRAYPROP_BACKEND", raising=False)
+    monkeypatch.delenv("ARRAYPROP_DEVICE", raising=False)
+    return monkeypatch
+
+
+def test_lists_and_scalars(backend):
+    np.testing.assert_array_equal(backend.to_host(backend.asarray([[1.5, 2.0]])), [[1.5, 2.0]])
+    s = backend.asarray(2.5)
+    assert s.shape == () and s.dtype == backend.dtype
+    assert float(backend.to_host(s)) == 2.5
 
 
 def test_dense_rejects_an_input_on_another_device():

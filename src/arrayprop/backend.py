@@ -243,7 +243,8 @@ class Backend:
             # Cast on the host, so the device receives the final dtype in one copy.
             host = host.astype(_numpy_dtype(dtype), copy=False)
             dtype = None
-        host = np.ascontiguousarray(host)
+        if not host.flags.c_contiguous:  # (np.ascontiguousarray would turn 0-d into shape (1,))
+            host = np.ascontiguousarray(host)
         if self.name == "numpy":
             out = host
         elif self.name == "torch":
