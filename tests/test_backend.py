@@ -31,6 +31,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+def test_dtype_objects_are_accepted(backend):
+    assert ap.get_backend(backend.name, dtype=np.float64).dtype_name == "float64"
+    assert ap.get_backend(backend.name, dtype=backend.xp.float32).dtype_name == "float32"
+
+
 def test_lists_and_scalars(backend):
     np.testing.assert_array_equal(backend.to_host(backend.asarray([[1.5, 2.0]])), [[1.5, 2.0]])
     s = backend.asarray(2.5)
