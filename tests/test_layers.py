@@ -83,3 +83,19 @@ def test_sequential_rejects_layers_on_different_backends():
     strict = ap.Dense(3, 1, backend="array_api_strict", dtype="float64")
     with pytest.raises(BackendMismatchError, match="array_api_strict"):
         ap.Sequential(d64, strict)
+
+
+def test_predict_in_batches_equals_one_batch_and_keeps_no_state(backend, rng):
+    model = ap.mlp([4, 6, 3], activation="sigmoid", seed=2, backend=backend)
+    x = rng.standard_normal((10, 4))
+    whole = host(backend, model.predict(x))
+    for batch_size in (1, 3, 10, 64):
+        np.testing.assert_allclose(
+            host(backend, model.predict(backend.asarray(x), batch_size=batch_size)),
+            whole,
+            rtol=1e-14,
+        )
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        model.backward(backend.asarray(np.ones((10, 3))))
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        model.predict(x, batch_size=0)
