@@ -164,12 +164,11 @@ def _resolve_dtype(name: str, xp, dtype: Any):
     if dtype is None:
         dtype = "float32"
     if not isinstance(dtype, str):
-        for candidate in _FLOAT_DTYPES:
-            if getattr(xp, candidate, None) == dtype or str(dtype).endswith(candidate):
-                dtype = candidate
-                break
-        else:
+        # By name, so a dtype object of any library works (np.float64 for torch) and none is
+        # compared with another library's dtype (array_api_strict warns on that).
+        if _dtype_name(dtype) not in _FLOAT_DTYPES:
             raise DTypeError(f"unsupported model dtype {dtype!r}; choose one of {_FLOAT_DTYPES}")
+        dtype = _dtype_name(dtype)
     if dtype not in _FLOAT_DTYPES:
         raise DTypeError(f"unsupported model dtype {dtype!r}; choose one of {_FLOAT_DTYPES}")
     if name == "jax" and dtype == "float64":
@@ -243,7 +242,8 @@ class Backend:
             # Cast on the host, so the device receives the final dtype in one copy.
             host = host.astype(_numpy_dtype(dtype), copy=False)
             dtype = None
-        host = np.ascontiguousarray(host)
+        if not host.flags.c_contiguous:  # (np.ascontiguousarray would turn 0-d into shape (1,))
+            host = np.ascontiguousarray(host)
         if self.name == "numpy":
             out = host
         elif self.name == "torch":

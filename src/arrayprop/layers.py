@@ -21,7 +21,7 @@ from typing import Any
 
 from . import kernels
 from .backend import Backend, backend_of, get_backend
-from .errors import DTypeError, ShapeError
+from .errors import BackendMismatchError, DTypeError, ShapeError
 from .init import get_initializer, make_rng
 
 __all__ = [
@@ -190,7 +190,9 @@ class Dense(Layer):
         arr = self.backend.asarray(value, dtype=self.backend.dtype)
         if tuple(arr.shape) != shape:
             raise ShapeError(f"{self!r}: {what} must have shape {shape}, got {tuple(arr.shape)}")
-        return arr
+        # asarray may return the caller's buffer (NumPy, torch.from_numpy); the optimizers update
+        # parameters in place, so the layer must own its copy.
+        return self.backend.xp.asarray(arr, copy=True)
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features})"
@@ -198,8 +200,8 @@ class Dense(Layer):
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
         """Z = X W + b.  x : (batch, in_features) -> (batch, out_features)."""
         be = self.backend
-        if type(x) is not be.array_type:
-            be.check(x, f"{self!r} input")
+        # Library and device: an array of the right type may still live on another device.
+        be.check(x, f"{self!r} input")
         _check_2d(self, x, self.in_features, "input")
         if x.dtype != self.weight.data.dtype:
             raise DTypeError(
@@ -404,16 +406,20 @@ class Sequential(Layer):
     layers adopt it.
     """
 
+    # The output may be an inner layer's cached output, so an outer model must not overwrite it.
+    caches_output = True
+
     def __init__(self, *layers: Layer) -> None:
         if len(layers) == 1 and isinstance(layers[0], list | tuple):
             layers = tuple(layers[0])
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Layer")
-        backends = {id(layer.backend): layer.backend for layer in layers if layer.parameters()}
+        # Compared by value: equal backends reached by different get_backend calls are one.
+        backends = {str(layer.backend): layer.backend for layer in layers if layer.parameters()}
         if len(backends) > 1:
-            names = ", ".join(str(be) for be in backends.values())
-            raise ValueError(f"Sequential: layers live on different backends: {names}")
+            names = ", ".join(backends)
+            raise BackendMismatchError(f"Sequential: layers live on different backends: {names}")
         self.layers = list(layers)
         self.backend = next(iter(backends.values()), None)
         if self.backend is not None:
@@ -449,9 +455,11 @@ class Sequential(Layer):
         """Apply every layer in order.  x : (batch, in_features) -> (batch, out_features)."""
         owned = inplace
         for layer in self.layers:
-            x = layer.forward(x, inplace=owned)
-            # The next layer may overwrite this output unless the layer keeps it for backward.
-            owned = not layer.caches_output
+            out = layer.forward(x, inplace=owned)
+            # The next layer may overwrite this output unless the layer keeps it for backward
+            # or passed its input through (Identity: then the buffer is still the caller's).
+            owned = not layer.caches_output and out is not x
+            x = out
         return x
 
     def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
@@ -461,11 +469,12 @@ class Sequential(Layer):
         None is returned.
         """
         g = grad_out
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
-            g = self.layers[i].backward(
-                g, inplace=inplace or i != last, input_grad=input_grad or i > 0
-            )
+        owned = inplace
+        for i in range(len(self.layers) - 1, -1, -1):
+            g_in = self.layers[i].backward(g, inplace=owned, input_grad=input_grad or i > 0)
+            # A new array is ours to overwrite; one passed through (Identity) may be the caller's.
+            owned = owned or g_in is not g
+            g = g_in
         return g
 
     def parameters(self) -> list[Parameter]:
@@ -495,7 +504,8 @@ class Sequential(Layer):
             raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
         n = x.shape[0]
         step = n if batch_size is None or batch_size >= n else batch_size
-        outs = [self.forward(x[i : i + step]) for i in range(0, n, step)] if n else []
+        # Explicit trailing axes and an in-range stop: the standard specifies nothing else.
+        outs = [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)] if n else []
         for layer in self.layers:
             layer._x = layer._a = None  # inference keeps no backward state
         if not outs:

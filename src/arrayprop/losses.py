@@ -95,8 +95,8 @@ class L2Loss(Loss):
         value = 0.5 * be.xp.sum(diff * diff)
         if self.reduction == "mean":
             n = pred.shape[0]
-            return value / n, diff / n
-        return value, diff
+            return _scalar(be, value / n), diff / n
+        return _scalar(be, value), diff
 
 
 class MSE(Loss):
@@ -107,7 +107,7 @@ class MSE(Loss):
         t = self._float_target(be, pred, target)
         diff = pred - t
         m = _size(pred)
-        return be.xp.sum(diff * diff) / m, diff * (2.0 / m)
+        return _scalar(be, be.xp.sum(diff * diff) / m), diff * (2.0 / m)
 
 
 class RMSE(Loss):
@@ -121,8 +121,8 @@ class RMSE(Loss):
         m = _size(pred)
         value = xp.sqrt(xp.sum(diff * diff) / m)
         # Guard C = 0 without a host sync: divide by max(C, tiny) and the numerator is 0 there.
-        denom = xp.maximum(value, xp.finfo(pred.dtype).tiny) * m
-        return value, diff / denom
+        denom = xp.maximum(value, xp.finfo(pred.dtype).smallest_normal) * m
+        return _scalar(be, value), diff / denom
 
 
 class BinaryCrossEntropy(Loss):
@@ -155,11 +155,11 @@ class BinaryCrossEntropy(Loss):
         if self.from_logits:
             z = pred
             value = xp.sum(xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))) / m
-            return value, (portable.sigmoid(xp, z) - t) / m
+            return _scalar(be, value), (portable.sigmoid(xp, z) - t) / m
         eps = self.eps if self.eps is not None else float(xp.finfo(pred.dtype).eps)
         p = xp.clip(pred, eps, 1.0 - eps)
         value = -xp.sum(t * xp.log(p) + (1.0 - t) * xp.log1p(-p)) / m
-        return value, (p - t) / (p * (1.0 - p) * m)
+        return _scalar(be, value), (p - t) / (p * (1.0 - p) * m)
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -186,7 +186,7 @@ class SoftmaxCrossEntropy(Loss):
         s = xp.sum(e, axis=1, keepdims=True)
         log_p = shifted - xp.log(s)
         value = -xp.sum(y * log_p) / n
-        return value, (e / s - y) / n
+        return _scalar(be, value), (e / s - y) / n
 
     @staticmethod
     def targets(be: Backend, target: Any, n: int, k: int, dtype: Any) -> Any:
@@ -225,6 +225,11 @@ def check_labels(labels: Any, num_classes: int) -> None:
         raise LabelError(
             f"label {bad} is out of range for {num_classes} classes (valid: 0..{num_classes - 1})"
         )
+
+
+def _scalar(be: Backend, value: Any) -> Any:
+    """The loss value as a 0-d array of the backend: NumPy reductions return NumPy scalars."""
+    return be.xp.asarray(value)
 
 
 def _size(x: Any) -> int:
