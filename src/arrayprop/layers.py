@@ -490,12 +490,14 @@ class Sequential(Layer):
         x : (n, in_features) -> array of shape (n, out_features) on the model's backend.
         """
         be = self.backend
-        x = be.asarray(x) if not be.owns(x) else x
+        # Host float data takes the model's dtype (on NumPy a host array is also a backend array).
+        x = be.asarray(x)
         if batch_size is not None and batch_size <= 0:
             raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
-        n = x.shape[0]
+        n = x.shape[0] if x.ndim else 0
         step = n if batch_size is None or batch_size >= n else batch_size
-        outs = [self.forward(x[i : i + step]) for i in range(0, n, step)] if n else []
+        # Stops clipped to n: the standard leaves out-of-bounds slice stops unspecified.
+        outs = [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)] if n else []
         for layer in self.layers:
             layer._x = layer._a = None  # inference keeps no backward state
         if not outs:
