@@ -10,8 +10,10 @@ problem. The regression tests after the table pin down the core bugs these cases
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import arrayprop as ap
+from arrayprop.errors import BackendMismatchError, DTypeError
 
 # -- regressions found by the table ----------------------------------------------------------
 
@@ -34,3 +36,41 @@ def test_predict_takes_host_floats_of_another_precision(backend, rng):
     model = ap.mlp([3, 2], seed=0, backend=be32)
     out = model.predict(rng.standard_normal((4, 3)))
     assert out.dtype == be32.dtype
+
+
+def test_dense_rejects_an_input_on_another_device_of_the_same_library():
+    # Same array type, other device: the type check alone let it through to the matmul.
+    xs = pytest.importorskip("array_api_strict")
+    be = ap.get_backend("array_api_strict", dtype="float64")
+    layer = ap.Dense(3, 2, seed=0, backend=be)
+    x = xs.ones((4, 3), dtype=xs.float64, device=xs.Device("device1"))
+    with pytest.raises(BackendMismatchError, match=r"Dense\(3, 2\) input.*device1"):
+        layer.forward(x)
+
+
+@pytest.mark.parametrize("layer_kind", ["dense", "tanh", "softmax"])
+def test_backward_rejects_a_gradient_of_another_dtype_or_library(backend, layer_kind):
+    def build():
+        if layer_kind == "dense":
+            return ap.Dense(3, 2, seed=0, backend=backend)
+        layer = ap.Tanh() if layer_kind == "tanh" else ap.Softmax()
+        layer.backend = backend
+        return layer
+
+    width = 2 if layer_kind == "dense" else 3
+    x = backend.asarray(np.ones((4, 3)))
+    layer = build()
+    layer.forward(x)
+    with pytest.raises(DTypeError, match="gradient of dtype"):
+        layer.backward(backend.asarray(np.ones((4, width), dtype=np.int64)))
+    layer = build()
+    layer.forward(x)
+    # A host array given to a non-NumPy layer (or a torch tensor to a NumPy one).
+    other = np.ones((4, width)) if backend.name != "numpy" else _foreign(width)
+    with pytest.raises(BackendMismatchError, match="gradient"):
+        layer.backward(other)
+
+
+def _foreign(width):
+    xs = pytest.importorskip("array_api_strict")
+    return xs.ones((4, width), dtype=xs.float64)
