@@ -74,3 +74,14 @@ def test_backward_rejects_a_gradient_of_another_dtype_or_library(backend, layer_
 def _foreign(width):
     xs = pytest.importorskip("array_api_strict")
     return xs.ones((4, width), dtype=xs.float64)
+
+
+def test_rmse_runs_on_every_backend(backend, rng):
+    # RMSE used finfo().tiny, which the standard (and array_api_strict) calls smallest_normal.
+    y, t = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    value, grad = ap.RMSE().value_and_grad(backend.asarray(y), t)
+    c = np.sqrt(np.mean((y - t) ** 2))
+    np.testing.assert_allclose(float(backend.to_host(value)), c, rtol=1e-12)
+    np.testing.assert_allclose(backend.to_host(grad), (y - t) / (y.size * c), rtol=1e-12)
+    zero = ap.RMSE().value_and_grad(backend.asarray(t), t)[1]
+    np.testing.assert_array_equal(backend.to_host(zero), np.zeros_like(t))

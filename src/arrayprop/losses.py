@@ -121,7 +121,7 @@ class RMSE(Loss):
         m = _size(pred)
         value = xp.sqrt(xp.sum(diff * diff) / m)
         # Guard C = 0 without a host sync: divide by max(C, tiny) and the numerator is 0 there.
-        denom = xp.maximum(value, xp.finfo(pred.dtype).tiny) * m
+        denom = xp.maximum(value, xp.finfo(pred.dtype).smallest_normal) * m
         return value, diff / denom
 
 
