@@ -13,7 +13,17 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-from arrayprop.errors import BackendMismatchError, DTypeError
+from arrayprop.errors import BackendMismatchError, DataError, DTypeError
+
+ALL_LOSSES = [
+    ap.MSE(),
+    ap.RMSE(),
+    ap.L2Loss(),
+    ap.L2Loss(reduction="mean"),
+    ap.BinaryCrossEntropy(),
+    ap.BinaryCrossEntropy(from_logits=True),
+    ap.SoftmaxCrossEntropy(),
+]
 
 # -- regressions found by the table ----------------------------------------------------------
 
@@ -85,3 +95,17 @@ def test_rmse_runs_on_every_backend(backend, rng):
     np.testing.assert_allclose(backend.to_host(grad), (y - t) / (y.size * c), rtol=1e-12)
     zero = ap.RMSE().value_and_grad(backend.asarray(t), t)[1]
     np.testing.assert_array_equal(backend.to_host(zero), np.zeros_like(t))
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=repr)
+def test_a_loss_of_an_empty_batch_is_a_data_error(backend, loss):
+    # Was 0/0: NaN with a RuntimeWarning (NumPy, array_api_strict) or ZeroDivisionError.
+    k = 3
+    pred = backend.asarray(np.zeros((0, k)))
+    target = (
+        np.zeros(0, dtype=np.int64)
+        if isinstance(loss, ap.SoftmaxCrossEntropy)
+        else np.zeros((0, k))
+    )
+    with pytest.raises(DataError, match="empty batch"):
+        loss.value_and_grad(pred, target)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import Backend, backend_of
-from .errors import DTypeError, LabelError, ShapeError
+from .errors import DataError, DTypeError, LabelError, ShapeError
 
 __all__ = [
     "MSE",
@@ -55,6 +55,9 @@ class Loss:
         be = backend_of(pred, dtype=dtype if "float" in str(dtype) else None)
         if "float" not in str(dtype):
             raise DTypeError(f"{self!r}: predictions must be floating point, got {dtype}")
+        if _size(pred) == 0:
+            # A mean over no samples is 0/0: refuse it rather than return NaN with a warning.
+            raise DataError(f"{self!r}: got an empty batch (predictions of shape {pred.shape})")
         return be
 
     def _float_target(self, be: Backend, pred: Any, target: Any) -> Any:
