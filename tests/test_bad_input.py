@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-from arrayprop.errors import BackendMismatchError, DataError, DTypeError
+from arrayprop.errors import BackendMismatchError, DataError, DTypeError, LabelError
 
 ALL_LOSSES = [
     ap.MSE(),
@@ -108,4 +108,17 @@ def test_a_loss_of_an_empty_batch_is_a_data_error(backend, loss):
         else np.zeros((0, k))
     )
     with pytest.raises(DataError, match="empty batch"):
+        loss.value_and_grad(pred, target)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("bad", [2.0, -0.5, np.nan])
+def test_bce_refuses_targets_outside_0_1(backend, from_logits, bad):
+    # Was silently accepted: with from_logits a target of 2 makes the loss unbounded below.
+    target = np.array([[0.0, 1.0], [0.25, bad]])
+    loss = ap.BinaryCrossEntropy(from_logits=from_logits)
+    pred = backend.asarray(np.full((2, 2), 0.5))
+    if not backend.on_host:
+        pytest.skip("the range check reads targets back only where that costs no device sync")
+    with pytest.raises(LabelError, match=r"outside \[0, 1\]"):
         loss.value_and_grad(pred, target)

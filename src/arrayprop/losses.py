@@ -154,6 +154,12 @@ class BinaryCrossEntropy(Loss):
         be = self._backend(pred)
         xp = be.xp
         t = self._float_target(be, pred, target)
+        # As for class labels, the range check reads the targets back only where that is free.
+        if be.on_host:
+            host = be.to_host(t)
+            if host.size and not (host.min() >= 0.0 and host.max() <= 1.0):
+                bad = host.min() if not host.min() >= 0.0 else host.max()
+                raise LabelError(f"{self!r}: target {float(bad)} is outside [0, 1]")
         m = _size(pred)
         if self.from_logits:
             z = pred
