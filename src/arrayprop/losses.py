@@ -201,7 +201,7 @@ class SoftmaxCrossEntropy(Loss):
     def targets(be: Backend, target: Any, n: int, k: int, dtype: Any) -> Any:
         """One-hot rows Y (n, k) from integer labels (n,), or float rows passed through."""
         xp = be.xp
-        t = be.asarray(target) if not be.owns(target) else target
+        t = be.asarray(target)
         if t.ndim == 1:
             if xp.isdtype(t.dtype, "real floating") or t.dtype == xp.bool:
                 raise LabelError(
