@@ -130,3 +130,17 @@ def test_non_numeric_targets_are_a_dtype_error(backend, loss):
     pred = backend.asarray(np.zeros((2, 3)))
     with pytest.raises(DTypeError, match="need numbers"):
         loss.value_and_grad(pred, np.array([["a", "b", "c"]] * 2))
+
+
+@pytest.mark.parametrize("value", ["fast", None, [0.1]])
+def test_a_non_numeric_learning_rate_is_named(backend, value):
+    # float("fast") raised "could not convert string to float", naming neither SGD nor lr.
+    model = ap.mlp([2, 1], seed=0, backend=backend)
+    with pytest.raises(ValueError, match="SGD: lr must be a number"):
+        ap.SGD(model.parameters(), lr=value)
+
+
+def test_gradcheck_of_something_that_is_not_a_layer_is_a_type_error():
+    # Was AttributeError: 'str' object has no attribute 'backend'.
+    with pytest.raises(TypeError, match="gradcheck: expected a Layer, Sequential or Loss, got str"):
+        ap.gradcheck("mlp", np.ones((2, 2)))
