@@ -19,7 +19,10 @@ __all__ = ["SGD", "Optimizer"]
 
 
 def _check_hyper(owner: str, name: str, value: float, *, positive: bool = False) -> float:
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         need = "positive" if positive else "non-negative"
         raise ValueError(f"{owner}: {name} must be a finite, {need} number, got {value!r}")
