@@ -184,12 +184,19 @@ def _adam_after_one_step(backend: ap.Backend, **kwargs) -> Adam:
 
 
 def test_load_state_dict_restores_lr_and_steps(backend: ap.Backend) -> None:
-    saved = _adam_after_one_step(backend, lr=0.01).state_dict()
-    saved["hyperparameters"]["lr"] = 0.0025  # e.g. moved by a schedule before saving
+    old = _adam_after_one_step(backend, lr=0.01)
+    old.lr = 0.0  # e.g. a cosine schedule at its end
+    saved = old.state_dict()
+    assert saved["hyperparameters"]["lr"] == 0.01 and saved["lr"] == 0.0
     w0, _ = _problem()
-    opt = Adam(_params(backend, w0), lr=0.01)
+    # Rebuilt from the config (the constructor's lr), then restored.
+    opt = optimizer_from_config(_params(backend, w0), saved["type"], saved["hyperparameters"])
     opt.load_state_dict(saved)
-    assert opt.lr == 0.0025 and opt.steps == 1
+    assert (opt.initial_lr, opt.lr, opt.steps) == (0.01, 0.0, 1)
+    # Loading into an optimizer built with another lr restores both rates as well.
+    opt = Adam(_params(backend, w0), lr=0.5)
+    opt.load_state_dict(saved)
+    assert (opt.initial_lr, opt.lr) == (0.01, 0.0)
     assert opt.state[2]["exp_avg"].dtype == opt.params[2].data.dtype
     assert backend.owns(opt.state[2]["exp_avg"])
 
@@ -201,7 +208,8 @@ def test_load_state_dict_restores_lr_and_steps(backend: ap.Backend) -> None:
         (lambda d: d["state"].pop(), "state for 3 parameters, the optimizer has 4"),
         (lambda d: d["state"][1].update(exp_avg=np.zeros(4)), r"shape \(3,\), got \(4,\)"),
         (lambda d: d["hyperparameters"].update(betas=[0.5, 0.9]), "hyperparameters"),
-        (lambda d: d["hyperparameters"].update(lr=float("nan")), "lr must be"),
+        (lambda d: d["hyperparameters"].update(lr=float("nan")), r"hyperparameters\['lr'\]"),
+        (lambda d: d.update(lr=-0.1), "lr must be a finite number >= 0, got -0.1"),
         (lambda d: d.update(steps=-1), "steps must be"),
         (lambda d: d.pop("state"), "not an optimizer state dict"),
     ],

@@ -11,7 +11,7 @@ import pytest
 import arrayprop as ap
 from arrayprop.errors import CheckpointError
 from arrayprop.layers import Parameter
-from arrayprop.optim import SGD
+from arrayprop.optim import SGD, get_optimizer, optimizer_from_config
 from arrayprop.schedules import (
     CosineAnnealingLR,
     ExponentialLR,
@@ -146,8 +146,7 @@ def test_state_dict_round_trip(case: str) -> None:
     for _ in range(12):
         sched.step()
     saved = json.loads(json.dumps(sched.state_dict()))
-    # Resuming: the optimizer is rebuilt with the lr it had when saved.
-    resumed_opt = _optimizer(lr=opt.lr)
+    resumed_opt = _optimizer()
     resumed = build(resumed_opt)
     resumed.load_state_dict(saved)
     assert resumed_opt.lr == want[11] and resumed.steps == 12
@@ -156,6 +155,41 @@ def test_state_dict_round_trip(case: str) -> None:
         resumed.step()
         got.append(resumed_opt.lr)
     assert got == want
+
+
+def test_resume_optimizer_and_schedule_together() -> None:
+    """Checkpoint both mid-run (lr at 0, the cosine's end), rebuild from config, continue."""
+    be = ap.get_backend("numpy", dtype="float64")
+    gen = np.random.default_rng(2)
+    grads = [gen.standard_normal(4) for _ in range(16)]
+
+    def build(w):
+        opt = get_optimizer("adam", [Parameter(be.asarray(np.array(w)))], lr=0.05)
+        return opt, with_warmup(CosineAnnealingLR(opt, T_max=6), warmup_steps=2)
+
+    def run(opt, sched, gs):
+        for g in gs:
+            opt.params[0].grad = be.asarray(g)
+            opt.step()
+            sched.step()
+
+    opt, sched = build(np.ones(4))
+    run(opt, sched, grads)
+    want = opt.params[0].data.copy()
+
+    opt, sched = build(np.ones(4))
+    run(opt, sched, grads[:8])
+    assert opt.lr == 0.0
+    saved_opt = opt.state_dict()
+    saved_sched = json.loads(json.dumps(sched.state_dict()))
+    hyper = json.loads(json.dumps(saved_opt["hyperparameters"]))
+    params = [Parameter(opt.params[0].data.copy())]
+    opt2 = optimizer_from_config(params, saved_opt["type"], hyper)
+    sched2 = with_warmup(CosineAnnealingLR(opt2, T_max=6), warmup_steps=2)
+    opt2.load_state_dict(saved_opt)
+    sched2.load_state_dict(saved_sched)
+    run(opt2, sched2, grads[8:])
+    np.testing.assert_array_equal(params[0].data, want)
 
 
 def test_load_state_dict_rejects_mismatches() -> None:

@@ -48,6 +48,10 @@ def _check_hyper(owner: str, name: str, value: float, *, positive: bool = False)
     return value
 
 
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_decay_rate(owner: str, name: str, value: float) -> float:
     """A moving-average coefficient (β, α): must lie in [0, 1)."""
     value = float(value)
@@ -118,8 +122,12 @@ class Optimizer:
         return t
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The constructor arguments other than the parameters, JSON-able (for checkpoints)."""
-        return {"lr": self.lr}
+        """The constructor arguments other than the parameters, JSON-able (for checkpoints).
+
+        ``"lr"`` is the learning rate given at construction (``initial_lr``), not the current
+        one, so that ``type(self)(params, **hyperparameters())`` rebuilds this optimizer.
+        """
+        return {"lr": self.initial_lr}
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -128,14 +136,17 @@ class Optimizer:
         Returns
         -------
         dict
-            ``"type"`` (the :data:`OPTIMIZERS` key), ``"hyperparameters"`` (JSON-able),
-            ``"steps"`` (int) and ``"state"``: per parameter, a dict from name to a host NumPy
-            array (counters become 0-d int64 arrays). The arrays are copies.
+            ``"type"`` (the :data:`OPTIMIZERS` key), ``"hyperparameters"`` (JSON-able
+            constructor arguments), ``"lr"`` (float, the current learning rate, which a
+            schedule may have moved from ``hyperparameters["lr"]``), ``"steps"`` (int) and
+            ``"state"``: per parameter, a dict from name to a host NumPy array (counters become
+            0-d int64 arrays). The arrays are copies.
         """
         to_host = self.backend.to_host
         return {
             "type": self.name,
             "hyperparameters": self.hyperparameters(),
+            "lr": self.lr,
             "steps": self.steps,
             "state": [{k: to_host(v).copy() for k, v in s.items()} for s in self.state],
         }
@@ -143,8 +154,9 @@ class Optimizer:
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` onto this optimizer's parameters and backend.
 
-        The learning rate is restored (a schedule may have moved it); every other
-        hyperparameter must equal this optimizer's. Arrays take each parameter's dtype.
+        Restores ``initial_lr`` (``hyperparameters["lr"]``), the current ``lr``, ``steps`` and
+        the state; every other hyperparameter must equal this optimizer's. Arrays take each
+        parameter's dtype.
 
         Raises
         ------
@@ -164,11 +176,18 @@ class Optimizer:
         if kind != self.name:
             raise CheckpointError(f"{owner}: expected a state dict of {self.name!r}, got {kind!r}")
         ours = self.hyperparameters()
-        lr = hyper.pop("lr", None)
+        initial_lr = hyper.pop("lr", None)
         ours.pop("lr")
         if hyper != ours:
             raise CheckpointError(f"{owner}: checkpoint hyperparameters {hyper} differ from {ours}")
-        if not isinstance(lr, int | float) or not math.isfinite(lr) or lr < 0:
+        lr = state_dict.get("lr", initial_lr)
+        # The constructor's lr is positive; a schedule may bring the current one down to 0.
+        if not _finite_number(initial_lr) or initial_lr <= 0:
+            raise CheckpointError(
+                f"{owner}: checkpoint hyperparameters['lr'] must be a finite number > 0, "
+                f"got {initial_lr!r}"
+            )
+        if not _finite_number(lr) or lr < 0:
             raise CheckpointError(
                 f"{owner}: checkpoint lr must be a finite number >= 0, got {lr!r}"
             )
@@ -183,7 +202,8 @@ class Optimizer:
             {key: self._restore(i, key, value) for key, value in saved.items()}
             for i, saved in enumerate(states)
         ]
-        self.lr, self.steps, self.state = float(lr), steps, restored
+        self.initial_lr, self.lr = float(initial_lr), float(lr)
+        self.steps, self.state = steps, restored
 
     def _restore(self, i: int, key: str, value: Any) -> Any:
         """One saved state entry of parameter ``i``, back on the backend (counters as int)."""
@@ -237,7 +257,7 @@ class SGD(Optimizer):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
-            "lr": self.lr,
+            "lr": self.initial_lr,
             "momentum": self.momentum,
             "nesterov": self.nesterov,
             "weight_decay": self.weight_decay,
@@ -290,7 +310,7 @@ class Adagrad(Optimizer):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
-            "lr": self.lr,
+            "lr": self.initial_lr,
             "lr_decay": self.lr_decay,
             "weight_decay": self.weight_decay,
             "eps": self.eps,
@@ -348,7 +368,7 @@ class RMSProp(Optimizer):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
-            "lr": self.lr,
+            "lr": self.initial_lr,
             "alpha": self.alpha,
             "eps": self.eps,
             "momentum": self.momentum,
@@ -420,7 +440,7 @@ class Adam(Optimizer):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
-            "lr": self.lr,
+            "lr": self.initial_lr,
             "betas": list(self.betas),
             "eps": self.eps,
             "weight_decay": self.weight_decay,
