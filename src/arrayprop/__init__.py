@@ -1,3 +1,85 @@
-"""arrayprop: matrix-form backpropagation on any Array API backend."""
+"""arrayprop: matrix-form backpropagation on any Array API backend.
+
+The same batched forward and backward code runs on NumPy, CuPy, PyTorch, JAX and
+array-api-strict; pick one with :func:`get_backend` (or ``ARRAYPROP_BACKEND``).
+"""
+
+from .backend import BACKENDS, Backend, backend_of, get_backend
+from .errors import (
+    ArrayPropError,
+    BackendMismatchError,
+    BackendUnavailableError,
+    CheckpointError,
+    DataError,
+    DivergenceError,
+    DTypeError,
+    LabelError,
+    NonFiniteError,
+    ShapeError,
+)
+from .gradcheck import gradcheck
+from .init import glorot_normal, glorot_uniform, he_normal, he_uniform, normal, zeros
+from .layers import (
+    Dense,
+    Identity,
+    Layer,
+    LeakyReLU,
+    Parameter,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+    mlp,
+)
+from .losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, Loss, SoftmaxCrossEntropy, get_loss
+from .optim import SGD, Optimizer
+from .train import train_step
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "MSE",
+    "RMSE",
+    "SGD",
+    "ArrayPropError",
+    "Backend",
+    "BackendMismatchError",
+    "BackendUnavailableError",
+    "BinaryCrossEntropy",
+    "CheckpointError",
+    "DTypeError",
+    "DataError",
+    "Dense",
+    "DivergenceError",
+    "Identity",
+    "L2Loss",
+    "LabelError",
+    "Layer",
+    "LeakyReLU",
+    "Loss",
+    "NonFiniteError",
+    "Optimizer",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "ShapeError",
+    "Sigmoid",
+    "Softmax",
+    "SoftmaxCrossEntropy",
+    "Tanh",
+    "__version__",
+    "backend_of",
+    "get_backend",
+    "get_loss",
+    "glorot_normal",
+    "glorot_uniform",
+    "gradcheck",
+    "he_normal",
+    "he_uniform",
+    "mlp",
+    "normal",
+    "train_step",
+    "zeros",
+]

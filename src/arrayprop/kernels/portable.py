@@ -1,0 +1,71 @@
+"""Reference implementations of the hot-path primitives, in the Array API standard only.
+
+These are the definitions: every backend-specific fast path in this package is tested against
+them. Each function takes the namespace ``xp`` first and never modifies its arguments.
+Equation numbers refer to docs/math.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
+
+
+def linear(xp, x, w, b) -> Any:
+    """Z = X W + b  (eq. 1).
+
+    x : shape (batch, in), w : shape (in, out), b : shape (out,) -> shape (batch, out)
+    """
+    return x @ w + b
+
+
+def sigmoid(xp, z) -> Any:
+    """σ(z) = 1 / (1 + e^{-z}), evaluated through e^{-|z|} so that no exponential overflows."""
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def activation(xp, kind: str, z, alpha: float = 0.0) -> Any:
+    """A = f(Z) elementwise (eq. 2)."""
+    if kind == "relu":
+        return xp.maximum(z, 0.0)
+    if kind == "leaky_relu":
+        return xp.where(z > 0, z, alpha * z)
+    if kind == "sigmoid":
+        return sigmoid(xp, z)
+    if kind == "tanh":
+        return xp.tanh(z)
+    if kind == "identity":
+        return z
+    raise ValueError(f"unknown activation {kind!r}; valid: {', '.join(ACTIVATIONS)}")
+
+
+def activation_grad(xp, kind: str, a, grad_a, alpha: float = 0.0) -> Any:
+    """δ = ∂C/∂A ⊙ f'(Z), with f' written in terms of the cached output A (eq. 4).
+
+    relu: f' = [a > 0]; leaky relu (alpha > 0): f' = 1 if a > 0 else alpha;
+    sigmoid: f' = a (1 - a); tanh: f' = 1 - a².
+    """
+    if kind == "relu":
+        return xp.where(a > 0, grad_a, 0.0)
+    if kind == "leaky_relu":
+        return xp.where(a > 0, grad_a, alpha * grad_a)
+    if kind == "sigmoid":
+        return grad_a * a * (1.0 - a)
+    if kind == "tanh":
+        return grad_a * (1.0 - a * a)
+    if kind == "identity":
+        return grad_a
+    raise ValueError(f"unknown activation {kind!r}; valid: {', '.join(ACTIVATIONS)}")
+
+
+def softmax(xp, z) -> Any:
+    """Row-wise softmax, shifted by the row maximum so that no exponential overflows."""
+    e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+    return e / xp.sum(e, axis=1, keepdims=True)
+
+
+def sgd_update(xp, w, g, lr: float) -> Any:
+    """W ← W − η ∂C/∂W  (eq. 7). Returns the new weights."""
+    return w - lr * g

@@ -1,0 +1,254 @@
+"""Losses: each gives the value C and ∂C/∂pred for a whole mini-batch.
+
+Call ``loss(pred, target)`` for the value (a 0-d array on the backend; no host sync), then
+``loss.backward()`` for ∂C/∂pred; or ``loss.value_and_grad(pred, target)`` for both at once.
+Array API standard only. Equation numbers refer to docs/math.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backend import Backend, backend_of
+from .errors import DTypeError, LabelError, ShapeError
+
+__all__ = [
+    "MSE",
+    "RMSE",
+    "BinaryCrossEntropy",
+    "L2Loss",
+    "Loss",
+    "SoftmaxCrossEntropy",
+    "get_loss",
+]
+
+
+class Loss:
+    """Base class: subclasses implement :meth:`value_and_grad`."""
+
+    def __init__(self) -> None:
+        self._grad = None
+
+    def __call__(self, pred: Any, target: Any) -> Any:
+        value, self._grad = self.value_and_grad(pred, target)
+        return value
+
+    def backward(self) -> Any:
+        """∂C/∂pred of the last call, same shape as ``pred``."""
+        if self._grad is None:
+            raise RuntimeError(f"{self!r}: backward called before the loss was evaluated")
+        grad, self._grad = self._grad, None
+        return grad
+
+    def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def config(self) -> dict[str, Any]:
+        return {"type": type(self).__name__}
+
+    # -- shared input checks ------------------------------------------------------------------
+    def _backend(self, pred: Any) -> Backend:
+        dtype = getattr(pred, "dtype", None)
+        be = backend_of(pred, dtype=dtype if "float" in str(dtype) else None)
+        if "float" not in str(dtype):
+            raise DTypeError(f"{self!r}: predictions must be floating point, got {dtype}")
+        return be
+
+    def _float_target(self, be: Backend, pred: Any, target: Any) -> Any:
+        """A float target of pred's shape and dtype, on pred's backend (host data is moved)."""
+        target = be.asarray(target, dtype=pred.dtype)
+        if tuple(target.shape) != tuple(pred.shape):
+            if target.ndim == 1 and pred.ndim == 2 and pred.shape[1] == 1:
+                target = be.xp.reshape(target, (-1, 1))
+            else:
+                raise ShapeError(
+                    f"{self!r}: target shape {tuple(target.shape)} does not match prediction "
+                    f"shape {tuple(pred.shape)}"
+                )
+        return target
+
+
+class L2Loss(Loss):
+    """C = ½ Σ (y − t)² (``reduction="sum"``, the classic quadratic cost) or that divided by the
+    batch size (``reduction="mean"``).  ∂C/∂y = (y − t) [/ N]  (eq. 3 with the quadratic cost).
+    """
+
+    def __init__(self, reduction: str = "sum") -> None:
+        super().__init__()
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"L2Loss: reduction must be 'sum' or 'mean', got {reduction!r}")
+        self.reduction = reduction
+
+    def __repr__(self) -> str:
+        return f"L2Loss(reduction={self.reduction!r})"
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "L2Loss", "reduction": self.reduction}
+
+    def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
+        be = self._backend(pred)
+        t = self._float_target(be, pred, target)
+        diff = pred - t
+        value = 0.5 * be.xp.sum(diff * diff)
+        if self.reduction == "mean":
+            n = pred.shape[0]
+            return value / n, diff / n
+        return value, diff
+
+
+class MSE(Loss):
+    """C = (1/M) Σ (y − t)² over all M elements; ∂C/∂y = 2 (y − t) / M."""
+
+    def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
+        be = self._backend(pred)
+        t = self._float_target(be, pred, target)
+        diff = pred - t
+        m = _size(pred)
+        return be.xp.sum(diff * diff) / m, diff * (2.0 / m)
+
+
+class RMSE(Loss):
+    """C = √MSE; ∂C/∂y = (y − t) / (M · C)  (zero where C = 0)."""
+
+    def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
+        be = self._backend(pred)
+        xp = be.xp
+        t = self._float_target(be, pred, target)
+        diff = pred - t
+        m = _size(pred)
+        value = xp.sqrt(xp.sum(diff * diff) / m)
+        # Guard C = 0 without a host sync: divide by max(C, tiny) and the numerator is 0 there.
+        denom = xp.maximum(value, xp.finfo(pred.dtype).tiny) * m
+        return value, diff / denom
+
+
+class BinaryCrossEntropy(Loss):
+    """C = −(1/M) Σ [t log p + (1 − t) log(1 − p)] over all M elements, targets t in [0, 1].
+
+    ``from_logits=False``: ``pred`` are probabilities p (clipped to [eps, 1 − eps]);
+    ∂C/∂p = (p − t) / (p (1 − p) M).
+    ``from_logits=True``: ``pred`` are logits z, p = σ(z), evaluated stably as
+    C = (1/M) Σ [max(z, 0) − z t + log(1 + e^{−|z|})]; ∂C/∂z = (σ(z) − t) / M.
+    """
+
+    def __init__(self, from_logits: bool = False, eps: float | None = None) -> None:
+        super().__init__()
+        self.from_logits = bool(from_logits)
+        self.eps = eps
+
+    def __repr__(self) -> str:
+        return f"BinaryCrossEntropy(from_logits={self.from_logits})"
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "BinaryCrossEntropy", "from_logits": self.from_logits}
+
+    def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
+        from .kernels import portable
+
+        be = self._backend(pred)
+        xp = be.xp
+        t = self._float_target(be, pred, target)
+        m = _size(pred)
+        if self.from_logits:
+            z = pred
+            value = xp.sum(xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))) / m
+            return value, (portable.sigmoid(xp, z) - t) / m
+        eps = self.eps if self.eps is not None else float(xp.finfo(pred.dtype).eps)
+        p = xp.clip(pred, eps, 1.0 - eps)
+        value = -xp.sum(t * xp.log(p) + (1.0 - t) * xp.log1p(-p)) / m
+        return value, (p - t) / (p * (1.0 - p) * m)
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax followed by cross-entropy, fused, on logits Z (batch, classes).
+
+    C = −(1/N) Σ_n Σ_k Y_nk log softmax(Z)_nk, with log softmax = Z − max − log Σ e^{Z − max}
+    (log-sum-exp: finite for any logits).  The fused gradient is ∂C/∂Z = (softmax(Z) − Y) / N
+    (eq. 8). ``target`` is integer labels of shape (batch,) or one-hot / probability rows of
+    shape (batch, classes).
+    """
+
+    def value_and_grad(self, logits: Any, target: Any) -> tuple[Any, Any]:
+        be = self._backend(logits)
+        xp = be.xp
+        if logits.ndim != 2:
+            raise ShapeError(
+                f"SoftmaxCrossEntropy(): logits must have shape (batch, classes), got "
+                f"{tuple(logits.shape)}"
+            )
+        n, k = logits.shape
+        y = self.targets(be, target, n, k, logits.dtype)
+        shifted = logits - xp.max(logits, axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        s = xp.sum(e, axis=1, keepdims=True)
+        log_p = shifted - xp.log(s)
+        value = -xp.sum(y * log_p) / n
+        return value, (e / s - y) / n
+
+    @staticmethod
+    def targets(be: Backend, target: Any, n: int, k: int, dtype: Any) -> Any:
+        """One-hot rows Y (n, k) from integer labels (n,), or float rows passed through."""
+        xp = be.xp
+        t = be.asarray(target) if not be.owns(target) else target
+        if t.ndim == 1:
+            if xp.isdtype(t.dtype, "real floating") or t.dtype == xp.bool:
+                raise LabelError(
+                    f"SoftmaxCrossEntropy(): labels of shape ({n},) must be integers, got {t.dtype}"
+                )
+            if t.shape[0] != n:
+                raise ShapeError(f"SoftmaxCrossEntropy(): {t.shape[0]} labels for {n} logits rows")
+            # On a GPU this check would cost a device sync per step; there, fit() checks all
+            # labels once on the host before training instead.
+            if be.on_host:
+                check_labels(be.to_host(t), k)
+            return xp.astype(t[:, None] == xp.arange(k, dtype=t.dtype, device=be.device), dtype)
+        if tuple(t.shape) != (n, k):
+            raise ShapeError(
+                f"SoftmaxCrossEntropy(): target shape {tuple(t.shape)} does not match logits "
+                f"shape {(n, k)}; pass labels (batch,) or one-hot rows (batch, classes)"
+            )
+        if not xp.isdtype(t.dtype, "real floating"):
+            return xp.astype(t, dtype)
+        return t if t.dtype == dtype else xp.astype(t, dtype)
+
+
+def check_labels(labels: Any, num_classes: int) -> None:
+    """Raise :class:`LabelError` unless every label (host array) is an integer in [0, k)."""
+    if labels.size == 0:
+        return
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        bad = lo if lo < 0 else hi
+        raise LabelError(
+            f"label {bad} is out of range for {num_classes} classes (valid: 0..{num_classes - 1})"
+        )
+
+
+def _size(x: Any) -> int:
+    m = 1
+    for d in x.shape:
+        m *= d
+    return m
+
+
+LOSSES: dict[str, type[Loss]] = {
+    "softmax-ce": SoftmaxCrossEntropy,
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+    "bce": BinaryCrossEntropy,
+    "mse": MSE,
+    "rmse": RMSE,
+    "l2": L2Loss,
+}
+
+
+def get_loss(name: str | Loss) -> Loss:
+    """A loss instance from its name (``softmax-ce``, ``bce``, ``mse``, ``rmse``, ``l2``)."""
+    if isinstance(name, Loss):
+        return name
+    cls = LOSSES.get(str(name).lower())
+    if cls is None:
+        raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+    return cls()
