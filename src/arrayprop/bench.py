@@ -221,11 +221,12 @@ class Workload:
     info: dict = dataclasses.field(default_factory=dict)
 
 
-def _block(out) -> None:
-    # JAX dispatch is asynchronous per array: wait on the step's result too.
-    fn = getattr(out, "block_until_ready", None)
-    if fn is not None:
-        fn()
+def _block(outs) -> None:
+    # JAX dispatch is asynchronous per array: wait on every result of the step.
+    for out in outs or ():
+        fn = getattr(out, "block_until_ready", None)
+        if fn is not None:
+            fn()
 
 
 def _noop_sync(out) -> None:
@@ -261,9 +262,13 @@ def _arrayprop_workload(cfg, batch, backend, device, seed):
     def step():
         return ap.train_step(model, loss, opt, x, y)
 
+    params = model.parameters()
+
     def sync(out):
-        _block(out)
-        be.sync()
+        be.sync(out)
+        if be.name == "jax":  # dispatch is asynchronous per array: wait for the updates too
+            for p in params:
+                p.data.block_until_ready()
 
     return Workload("arrayprop", cfg, backend, _device_str(be), batch, step, sync)
 
@@ -292,10 +297,7 @@ def _gemm_workload(cfg, batch, backend, device, seed, xp=None, asarray=None, syn
     matmul = xp.matmul
 
     def step():
-        out = None
-        for lhs, rhs in ops:
-            out = matmul(lhs, rhs)
-        return out
+        return [matmul(lhs, rhs) for lhs, rhs in ops]
 
     return Workload(
         "gemm",
