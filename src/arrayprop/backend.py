@@ -272,7 +272,8 @@ class Backend:
                 x = x.float()
             return x.cpu().numpy()
         if self.name == "jax":
-            return np.asarray(x)
+            # ml_dtypes' bfloat16 is no NumPy float kind; hand the host float32, as for torch.
+            return np.asarray(x.astype("float32") if "bfloat16" in str(x.dtype) else x)
         return np.from_dlpack(x) if self.name == "array_api_strict" else np.asarray(x)
 
     def zeros(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
