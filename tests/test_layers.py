@@ -99,3 +99,17 @@ def test_predict_in_batches_equals_one_batch_and_keeps_no_state(backend, rng):
         model.backward(backend.asarray(np.ones((10, 3))))
     with pytest.raises(ValueError, match="batch_size must be positive"):
         model.predict(x, batch_size=0)
+
+
+def test_predict_and_train_step_move_host_data_of_any_float_dtype(backend32, rng):
+    # Host data is float64 by default; a float32 model takes it on every backend (numpy too,
+    # where host arrays are the backend's own arrays).
+    model = ap.mlp([4, 5, 3], seed=0, backend=backend32)
+    x = rng.standard_normal((6, 4))
+    out = model.predict(x)
+    assert out.dtype == backend32.dtype
+    expected = model.predict(x.astype(np.float32))
+    np.testing.assert_array_equal(backend32.to_host(out), backend32.to_host(expected))
+    opt = ap.SGD(model.parameters(), lr=0.1)
+    value = ap.train_step(model, ap.SoftmaxCrossEntropy(), opt, x, rng.integers(0, 3, 6))
+    assert value.dtype == backend32.dtype

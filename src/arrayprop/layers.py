@@ -499,7 +499,9 @@ class Sequential(Layer):
         x : (n, in_features) -> array of shape (n, out_features) on the model's backend.
         """
         be = self.backend
-        x = be.asarray(x) if not be.owns(x) else x
+        # asarray also casts float data to the model's dtype: on numpy, host data is already
+        # "owned" but may still be float64 for a float32 model.
+        x = be.asarray(x)
         if batch_size is not None and batch_size <= 0:
             raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
         n = x.shape[0]
