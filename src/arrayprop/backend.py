@@ -224,6 +224,8 @@ class Backend:
         xp = self.xp
         if isinstance(x, self.array_type) and (self.name != "numpy" or type(x) is np.ndarray):
             self.check(x)
+            if self.name == "numpy" and x.dtype.kind not in "biuf":
+                raise DTypeError(f"{self}: cannot use data of dtype {x.dtype} (need numbers)")
             target = dtype if dtype is not None else (self.dtype if _is_float(xp, x) else None)
             if target is not None and x.dtype != target:
                 x = xp.astype(x, target)

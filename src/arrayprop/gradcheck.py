@@ -77,6 +77,10 @@ def gradcheck(
     """
     if isinstance(model_or_layer, Loss):
         return _gradcheck_loss(model_or_layer, x, y, eps)
+    if not isinstance(model_or_layer, Layer):
+        raise TypeError(
+            f"gradcheck: expected a Layer, Sequential or Loss, got {type(model_or_layer).__name__}"
+        )
     layer = model_or_layer
     be = layer.backend if layer.backend is not None else backend_of(x)
     be64 = be.with_dtype("float64")

@@ -118,6 +118,18 @@ def _is_float_array(x: Any) -> bool:
     return "float" in str(getattr(x, "dtype", ""))
 
 
+def _check_grad(layer: Layer, grad_out: Any, like: Any) -> None:
+    """∂C/∂output must be an array of the forward pass's backend, device and dtype."""
+    be = layer.backend
+    if be is not None and not be.owns(grad_out):
+        be.check(grad_out, f"{layer!r} gradient")
+    if getattr(grad_out, "dtype", None) != like.dtype:
+        raise DTypeError(
+            f"{layer!r}: expected a gradient of dtype {like.dtype}, got "
+            f"{getattr(grad_out, 'dtype', type(grad_out).__name__)}"
+        )
+
+
 def _check_2d(layer: Layer, x: Any, width: int | None, what: str) -> None:
     shape = tuple(getattr(x, "shape", ()))
     if len(shape) != 2 or (width is not None and shape[1] != width):
@@ -200,8 +212,8 @@ class Dense(Layer):
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
         """Z = X W + b.  x : (batch, in_features) -> (batch, out_features)."""
         be = self.backend
-        # Library and device: an array of the right type may still live on another device.
-        be.check(x, f"{self!r} input")
+        if not be.owns(x):
+            be.check(x, f"{self!r} input")
         _check_2d(self, x, self.in_features, "input")
         if x.dtype != self.weight.data.dtype:
             raise DTypeError(
@@ -216,6 +228,7 @@ class Dense(Layer):
         x = self._x
         if x is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
+        _check_grad(self, grad_out, x)
         _check_2d(self, grad_out, self.out_features, "gradient")
         if grad_out.shape[0] != x.shape[0]:
             raise ShapeError(
@@ -276,6 +289,7 @@ class _Activation(Layer):
         a = self._a
         if a is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
+        _check_grad(self, grad_out, a)
         if tuple(grad_out.shape) != tuple(a.shape):
             raise ShapeError(
                 f"{self!r}: gradient of shape {tuple(grad_out.shape)} does not match the output "
@@ -361,6 +375,7 @@ class Softmax(Layer):
         a = self._a
         if a is None:
             raise RuntimeError("Softmax(): backward called before forward")
+        _check_grad(self, grad_out, a)
         if tuple(grad_out.shape) != tuple(a.shape):
             raise ShapeError(
                 f"Softmax(): gradient of shape {tuple(grad_out.shape)} does not match the output "
@@ -499,12 +514,11 @@ class Sequential(Layer):
         x : (n, in_features) -> array of shape (n, out_features) on the model's backend.
         """
         be = self.backend
-        # asarray also casts float data to the model's dtype: on numpy, host data is already
-        # "owned" but may still be float64 for a float32 model.
+        # Host float data takes the model's dtype (on NumPy a host array is also a backend array).
         x = be.asarray(x)
         if batch_size is not None and batch_size <= 0:
             raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
-        n = x.shape[0]
+        n = x.shape[0] if x.ndim else 0
         step = n if batch_size is None or batch_size >= n else batch_size
         # Explicit trailing axes and an in-range stop: the standard specifies nothing else.
         outs = [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)] if n else []

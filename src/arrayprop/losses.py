@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import Backend, backend_of
-from .errors import DTypeError, LabelError, ShapeError
+from .errors import DataError, DTypeError, LabelError, ShapeError
 
 __all__ = [
     "MSE",
@@ -55,6 +55,9 @@ class Loss:
         be = backend_of(pred, dtype=dtype if "float" in str(dtype) else None)
         if "float" not in str(dtype):
             raise DTypeError(f"{self!r}: predictions must be floating point, got {dtype}")
+        if _size(pred) == 0:
+            # A mean over no samples is 0/0: refuse it rather than return NaN with a warning.
+            raise DataError(f"{self!r}: got an empty batch (predictions of shape {pred.shape})")
         return be
 
     def _float_target(self, be: Backend, pred: Any, target: Any) -> Any:
@@ -151,6 +154,12 @@ class BinaryCrossEntropy(Loss):
         be = self._backend(pred)
         xp = be.xp
         t = self._float_target(be, pred, target)
+        # As for class labels, the range check reads the targets back only where that is free.
+        if be.on_host:
+            host = be.to_host(t)
+            if host.size and not (host.min() >= 0.0 and host.max() <= 1.0):
+                bad = host.min() if not host.min() >= 0.0 else host.max()
+                raise LabelError(f"{self!r}: target {float(bad)} is outside [0, 1]")
         m = _size(pred)
         if self.from_logits:
             z = pred
@@ -192,7 +201,7 @@ class SoftmaxCrossEntropy(Loss):
     def targets(be: Backend, target: Any, n: int, k: int, dtype: Any) -> Any:
         """One-hot rows Y (n, k) from integer labels (n,), or float rows passed through."""
         xp = be.xp
-        t = be.asarray(target) if not be.owns(target) else target
+        t = be.asarray(target)
         if t.ndim == 1:
             if xp.isdtype(t.dtype, "real floating") or t.dtype == xp.bool:
                 raise LabelError(
