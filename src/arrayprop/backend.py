@@ -411,8 +411,9 @@ def get_backend(
         the ``ARRAYPROP_BACKEND`` environment variable, then ``"numpy"``. A Backend is returned
         as is (or with the requested device/dtype).
     device : str or device object, optional
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... Defaults to ``ARRAYPROP_DEVICE``, then the
-        library's default device.
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... Defaults to the library's default device;
+        ``ARRAYPROP_DEVICE`` is used only when the backend too comes from the environment
+        (``name`` is None), since a device name of one library means nothing to another.
     dtype : str or dtype, optional
         Default float dtype: ``"float32"`` (default), ``"float64"``, ``"float16"`` or
         ``"bfloat16"`` where the library has it.

@@ -76,7 +76,7 @@ class Loss:
 
 class L2Loss(Loss):
     """C = ½ Σ (y − t)² (``reduction="sum"``, the classic quadratic cost) or that divided by the
-    batch size (``reduction="mean"``).  ∂C/∂y = (y − t) [/ N]  (eq. 3 with the quadratic cost).
+    batch size (``reduction="mean"``).  ∂C/∂y = (y − t) [/ N]  (eq. 11).
     """
 
     def __init__(self, reduction: str = "sum") -> None:
@@ -103,7 +103,7 @@ class L2Loss(Loss):
 
 
 class MSE(Loss):
-    """C = (1/M) Σ (y − t)² over all M elements; ∂C/∂y = 2 (y − t) / M."""
+    """C = (1/M) Σ (y − t)² over all M elements; ∂C/∂y = 2 (y − t) / M  (eq. 12)."""
 
     def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
         be = self._backend(pred)
@@ -114,7 +114,7 @@ class MSE(Loss):
 
 
 class RMSE(Loss):
-    """C = √MSE; ∂C/∂y = (y − t) / (M · C)  (zero where C = 0)."""
+    """C = √MSE; ∂C/∂y = (y − t) / (M · C)  (zero where C = 0; eq. 13)."""
 
     def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
         be = self._backend(pred)
@@ -132,9 +132,9 @@ class BinaryCrossEntropy(Loss):
     """C = −(1/M) Σ [t log p + (1 − t) log(1 − p)] over all M elements, targets t in [0, 1].
 
     ``from_logits=False``: ``pred`` are probabilities p (clipped to [eps, 1 − eps]);
-    ∂C/∂p = (p − t) / (p (1 − p) M).
+    ∂C/∂p = (p − t) / (p (1 − p) M)  (eq. 14).
     ``from_logits=True``: ``pred`` are logits z, p = σ(z), evaluated stably as
-    C = (1/M) Σ [max(z, 0) − z t + log(1 + e^{−|z|})]; ∂C/∂z = (σ(z) − t) / M.
+    C = (1/M) Σ [max(z, 0) − z t + log(1 + e^{−|z|})]; ∂C/∂z = (σ(z) − t) / M  (eq. 15).
     """
 
     def __init__(self, from_logits: bool = False, eps: float | None = None) -> None:

@@ -31,7 +31,9 @@ def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any) -
         the caller, so no device→host copy happens here.
     """
     be = model.backend
-    if be is not None and not be.owns(x):
+    if be is not None:
+        # Moves host data and casts float data to the model's dtype (on numpy, host data counts
+        # as the backend's own and would otherwise reach Dense as float64 for a float32 model).
         x = be.asarray(x)
     pred = model.forward(x)
     value, grad = loss.value_and_grad(pred, y)
