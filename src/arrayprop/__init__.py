@@ -5,6 +5,7 @@ array-api-strict; pick one with :func:`get_backend` (or ``ARRAYPROP_BACKEND``).
 """
 
 from .backend import BACKENDS, Backend, backend_of, get_backend
+from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
 from .errors import (
     ArrayPropError,
     BackendMismatchError,
@@ -34,7 +35,7 @@ from .layers import (
 )
 from .losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, Loss, SoftmaxCrossEntropy, get_loss
 from .optim import SGD, Optimizer
-from .train import train_step
+from .train import evaluate, fit, predict, train_step
 
 __version__ = "0.1.0"
 
@@ -48,17 +49,22 @@ __all__ = [
     "BackendMismatchError",
     "BackendUnavailableError",
     "BinaryCrossEntropy",
+    "Callback",
     "CheckpointError",
     "DTypeError",
     "DataError",
     "Dense",
     "DivergenceError",
+    "EarlyStopping",
+    "History",
     "Identity",
     "L2Loss",
     "LabelError",
+    "LambdaCallback",
     "Layer",
     "LeakyReLU",
     "Loss",
+    "ModelCheckpoint",
     "NonFiniteError",
     "Optimizer",
     "Parameter",
@@ -71,6 +77,8 @@ __all__ = [
     "Tanh",
     "__version__",
     "backend_of",
+    "evaluate",
+    "fit",
     "get_backend",
     "get_loss",
     "glorot_normal",
@@ -80,6 +88,7 @@ __all__ = [
     "he_uniform",
     "mlp",
     "normal",
+    "predict",
     "train_step",
     "zeros",
 ]
