@@ -495,7 +495,7 @@ class Sequential(Layer):
             raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
         n = x.shape[0]
         step = n if batch_size is None or batch_size >= n else batch_size
-        outs = [self.forward(x[i : i + step]) for i in range(0, n, step)] if n else []
+        outs = [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)] if n else []
         for layer in self.layers:
             layer._x = layer._a = None  # inference keeps no backward state
         if not outs:
