@@ -62,7 +62,8 @@ from .losses import (
     get_loss,
 )
 from .metrics import Accuracy, Metric, get_metric
-from .optim import SGD, Optimizer
+from .optim import Optimizer, get_optimizer
+from .schedules import Schedule
 
 __all__ = [
     "DEFAULT_MAX_DEVICE_BYTES",
@@ -146,11 +147,7 @@ def _widths(model: Layer, what: str) -> tuple[int, int, str]:
 def _get_optimizer(optimizer: str | Optimizer, model: Layer) -> Optimizer:
     params = model.parameters()
     if isinstance(optimizer, str):
-        factories = {"sgd": SGD}
-        factory = factories.get(optimizer.lower())
-        if factory is None:
-            raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(factories)}")
-        return factory(params)
+        return get_optimizer(optimizer, params)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be an Optimizer or a name, got {type(optimizer).__name__}")
     owned = {id(p) for p in optimizer.params}
@@ -558,8 +555,10 @@ class _Run:
         callbacks: list[Callback],
         checkpoint: Any,
         checkpoint_every: int,
+        schedule: Schedule | None,
     ) -> None:
         self.model, self.loss, self.optimizer, self.metrics = model, loss, optimizer, metrics
+        self.schedule = schedule
         self.be = be = model.backend
         self.xp = be.xp
         self.acc = _acc_dtype(be)
@@ -776,6 +775,8 @@ class _Run:
             "n": self.train.n,
             "batch_size": self.batch,
             "shuffle": self.shuffle,
+            "lr": float(self.optimizer.lr),
+            "schedule": None if self.schedule is None else self.schedule.state_dict(),
             "rng": _data.rng_state(self.rng),
             "history": self.history.as_dict(),
             "partial": {
@@ -794,11 +795,11 @@ class _Run:
         from . import checkpoint as ckpt
 
         loaded = ckpt.load(path, backend=self.be)
-        model, opt_state, extra = loaded[0], loaded[1], loaded[2]
-        state = (extra or {}).get("fit")
+        extra = loaded.extra
+        state = extra.get("fit")
         if state is None:
             raise CheckpointError(f"{path}: not a checkpoint written by fit(checkpoint=...)")
-        src, dst = model.parameters(), self.params
+        src, dst = loaded.model.parameters(), self.params
         shapes = [tuple(p.shape) for p in src], [tuple(p.shape) for p in dst]
         if shapes[0] != shapes[1]:
             raise CheckpointError(
@@ -812,8 +813,12 @@ class _Run:
             )
         for p, q in zip(dst, src, strict=True):
             p.data = self.be.asarray(q.data, dtype=p.data.dtype)
-        if opt_state is not None:
-            self.optimizer.load_state_dict(opt_state)
+        ckpt.restore_optimizer(self.optimizer, loaded)
+        if self.schedule is not None:
+            if state.get("schedule") is None:
+                raise CheckpointError(f"{path}: saved without a schedule, this run has one")
+            self.schedule.load_state_dict(state["schedule"])
+        self.optimizer.lr = float(state["lr"])
         self.history = History.from_dict(state["history"])
         self.rng = _data.rng_from_state(state["rng"])
         self.epoch_done, self.step = int(state["epoch"]), int(state["step"])
@@ -848,6 +853,7 @@ def fit(
     checkpoint_every: int = 1,
     resume: bool = False,
     max_device_bytes: int | None = None,
+    schedule: Schedule | None = None,
 ) -> History:
     """Train ``model`` on (x, y) by mini-batch gradient descent.
 
@@ -891,6 +897,9 @@ def fit(
         Budget for the device copy of host data (default :data:`DEFAULT_MAX_DEVICE_BYTES`).
         Larger data sets go to the device in chunks of the shuffled order. Activations are not
         counted.
+    schedule : Schedule, optional
+        A learning-rate schedule of ``optimizer`` (:mod:`arrayprop.schedules`), stepped after
+        every epoch; its state goes into the checkpoint.
 
     Returns
     -------
@@ -915,6 +924,8 @@ def fit(
         raise ValueError("fit: resume=True needs a checkpoint path")
     loss = get_loss(loss)
     optimizer = _get_optimizer(optimizer, model)
+    if schedule is not None and getattr(schedule, "optimizer", None) is not optimizer:
+        raise ValueError("fit: schedule must be built on the optimizer passed to fit")
     ms = _get_metrics(metrics, loss)
     callbacks = list(callbacks)
     for cb in callbacks:
@@ -931,7 +942,7 @@ def fit(
     display = _display(progress, epochs)
     run = _Run(
         model, loss, optimizer, ms, train, val, batch, bool(shuffle), _data.shuffler(seed),
-        epochs, budget, display, callbacks, checkpoint, checkpoint_every,
+        epochs, budget, display, callbacks, checkpoint, checkpoint_every, schedule,
     )  # fmt: skip
     if resume and os.path.exists(checkpoint):
         run.restore(checkpoint)
@@ -946,6 +957,8 @@ def fit(
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)
                 logs = run.run_epoch()
+                if schedule is not None:
+                    schedule.step()
                 stop = False
                 for cb in callbacks:
                     stop = bool(cb.on_epoch_end(run.epoch_done, logs)) or stop
