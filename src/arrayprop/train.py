@@ -573,9 +573,11 @@ class _Run:
         self.window = _Window(self.xp, self.acc, len(metrics))
         self.stop = _Stop()
         self.history = History([f"{i}: {layer!r}" for i, layer in self.dense])
-        # Position: completed epochs, steps done in the current one, its shuffled order.
+        # Position: completed epochs, steps done in the current one, whether that one has
+        # begun (its order drawn: the Generator has moved on) and its shuffled order.
         self.epoch_done = 0
         self.step = 0
+        self.started = False
         self.order: Any = None
         self._reset_epoch_sums()
         self._snapshot()
@@ -657,9 +659,10 @@ class _Run:
         model, loss, optimizer, d = self.model, self.loss, self.optimizer, self.train
         epoch = self.epoch_done + 1
         B, n = self.batch, d.n
-        if self.step == 0:
+        if not self.started:
             self.order = self.rng.permutation(n) if self.shuffle and B < n else None
             self._reset_epoch_sums()
+            self.started = True
         t0 = time.perf_counter()
         start_samples = min(self.step * B, n)
         self.display.begin(epoch, n, start_samples)
@@ -757,7 +760,7 @@ class _Run:
         logs["time"] = seconds
         logs["grad_norm"] = [None if math.isnan(g) else g for g in grad_norm]
         # The epoch is complete: the position moves to the start of the next one.
-        self.epoch_done, self.step, self.order = epoch, 0, None
+        self.epoch_done, self.step, self.started, self.order = epoch, 0, False, None
         self.history.record(epoch, logs)
         self.display.end(epoch, logs)
         return logs
@@ -772,6 +775,7 @@ class _Run:
             "format": 1,
             "epoch": self.epoch_done,
             "step": self.step,
+            "started": self.started,
             "n": self.train.n,
             "batch_size": self.batch,
             "shuffle": self.shuffle,
@@ -786,7 +790,7 @@ class _Run:
             },
         }
         extra: dict[str, Any] = {"fit": state}
-        if self.step and self.order is not None:
+        if self.started and self.order is not None:
             extra["fit_order"] = self.order
         ckpt.save(self.model, self.checkpoint, optimizer=self.optimizer, extra=extra)
 
@@ -805,9 +809,12 @@ class _Run:
             raise CheckpointError(
                 f"{path}: its model has parameter shapes {shapes[0]}, this one {shapes[1]}"
             )
-        if state["step"] and (state["n"], state["batch_size"]) != (self.train.n, self.batch):
+        same_n = state["n"] == self.train.n
+        if (state["started"] and not same_n) or (
+            state["step"] and (not same_n or state["batch_size"] != self.batch)
+        ):
             raise CheckpointError(
-                f"{path}: saved mid-epoch with {state['n']} samples and batch_size "
+                f"{path}: saved within an epoch of {state['n']} samples in batches of "
                 f"{state['batch_size']}; this run has {self.train.n} and {self.batch}, so it "
                 "cannot continue that epoch"
             )
@@ -820,12 +827,13 @@ class _Run:
             self.schedule.load_state_dict(state["schedule"])
         self.optimizer.lr = float(state["lr"])
         self.history = History.from_dict(state["history"])
+        self.history.interrupted = self.history.stopped_early = False  # this run's to set
         self.rng = _data.rng_from_state(state["rng"])
         self.epoch_done, self.step = int(state["epoch"]), int(state["step"])
-        self.order = None
-        if self.step:
-            order = extra.get("fit_order")
-            self.order = None if order is None else _data.host_array(order, "checkpoint order")
+        self.started = bool(state["started"])
+        order = extra.get("fit_order")
+        self.order = None if order is None else _data.host_array(order, "checkpoint order")
+        if self.started:
             partial = state["partial"]
             self.loss_sum = float(partial["loss_sum"])
             self.metric_sums = [float(s) for s in partial["metric_sums"]]
@@ -941,9 +949,23 @@ def fit(
     batch = train.n if batch_size is None else min(batch_size, train.n)
     display = _display(progress, epochs)
     run = _Run(
-        model, loss, optimizer, ms, train, val, batch, bool(shuffle), _data.shuffler(seed),
-        epochs, budget, display, callbacks, checkpoint, checkpoint_every, schedule,
-    )  # fmt: skip
+        model,
+        loss,
+        optimizer,
+        ms,
+        train,
+        val,
+        batch,
+        bool(shuffle),
+        _data.shuffler(seed),
+        epochs,
+        budget,
+        display,
+        callbacks,
+        checkpoint,
+        checkpoint_every,
+        schedule,
+    )
     if resume and os.path.exists(checkpoint):
         run.restore(checkpoint)
     model.stop_training = False
