@@ -157,6 +157,27 @@ def test_batch_modes_match_numpy_sgd(backend, small, batch, shuffle):
     assert h.epochs == [1, 2]
 
 
+def test_sums_survive_on_device_reductions(backend, small, monkeypatch):
+    x, y = small
+    monkeypatch.setattr(train_mod, "WINDOW_STEPS", 3)  # 12 steps per epoch: 4 reductions
+    model = ap.mlp([5, 6, 3], seed=0, backend=backend)
+    ref = _Ref(model)
+    logs = ref.sgd(x, y, lr=0.1, epochs=2, batch=2, shuffle=True, seed=4)
+    h = ap.fit(
+        model,
+        x,
+        y,
+        loss="softmax-ce",
+        optimizer=ap.SGD(model.parameters(), lr=0.1),
+        epochs=2,
+        batch_size=2,
+        seed=4,
+        progress=None,
+    )
+    np.testing.assert_allclose(h.loss, [loss for loss, _ in logs], rtol=1e-10)
+    np.testing.assert_allclose(h.accuracy, [acc for _, acc in logs], rtol=1e-12)
+
+
 def test_batch_larger_than_data_is_one_batch(small):
     x, y = small
     a = ap.mlp([5, 6, 3], seed=0, dtype="float64", backend="numpy")
@@ -502,6 +523,39 @@ def test_divergence_names_epoch_step_layer_and_restores_weights(backend, digits)
     assert "restored to those of the start of training" in str(err)
     # without a bar the last finite read was the start: the weights are the initial ones
     _assert_weights(_weights(m), initial, exact=True)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("window", [1, 7, 1024])
+def test_divergence_step_across_on_device_reductions(backend, monkeypatch, window):
+    """A regression blowing up geometrically: the first non-finite loss comes late in the
+    epoch, after several on-device reductions of the per-step values (WINDOW_STEPS)."""
+    x, y, _, _ = ap.data.make_linear_regression(n=400, features=3, seed=0)
+    m = ap.mlp([3, 1], seed=5, backend=backend)
+    opt, loss = ap.SGD(m.parameters(), lr=20.0), ap.MSE()
+    xd, yd = backend.asarray(x), backend.asarray(y)
+    bad_step = None
+    for k, s in enumerate(range(0, 400, 4), start=1):
+        value = ap.train_step(m, loss, opt, xd[s : s + 4, ...], yd[s : s + 4, ...])
+        if not math.isfinite(float(backend.to_host(value))):
+            bad_step = k
+            break
+    assert bad_step is not None and 20 < bad_step < 100
+    monkeypatch.setattr(train_mod, "WINDOW_STEPS", window)
+    m = ap.mlp([3, 1], seed=5, backend=backend)
+    with pytest.raises(DivergenceError) as info:
+        ap.fit(
+            m,
+            x,
+            y,
+            loss="mse",
+            optimizer=ap.SGD(m.parameters(), lr=20.0),
+            epochs=2,
+            batch_size=4,
+            shuffle=False,
+            progress=None,
+        )
+    assert (info.value.epoch, info.value.step) == (1, bad_step)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

@@ -58,7 +58,6 @@ from .losses import (
     BinaryCrossEntropy,
     L2Loss,
     Loss,
-    SoftmaxCrossEntropy,
     get_loss,
 )
 from .metrics import Accuracy, Metric, get_metric
@@ -251,12 +250,11 @@ def _prepare(
     if y.ndim == 0 or y.shape[0] != n:
         raise ShapeError(f"{what}: x has {n} samples but y has shape {tuple(y.shape)}")
     labels = y.ndim == 1 and n_out > 1
-    if labels and loss is not None and not isinstance(loss, SoftmaxCrossEntropy):
-        if isinstance(loss, (*_REGRESSION_LOSSES, BinaryCrossEntropy)):
-            raise ShapeError(
-                f"{what}: y has shape ({n},) (class labels) but {loss!r} needs targets of shape "
-                f"({n}, {n_out}); one-hot encode them (arrayprop.data.one_hot)"
-            )
+    if labels and isinstance(loss, (*_REGRESSION_LOSSES, BinaryCrossEntropy)):
+        raise ShapeError(
+            f"{what}: y has shape ({n},) (class labels) but {loss!r} needs targets of shape "
+            f"({n}, {n_out}); one-hot encode them (arrayprop.data.one_hot)"
+        )
     if not labels:
         if y.ndim == 1:
             y = xp.reshape(y, (n, 1)) if on_device else y.reshape(n, 1)
@@ -631,7 +629,7 @@ class _Run:
             if culprit:
                 break
         for p, w in zip(self.params, self.finite_weights, strict=True):
-            p.data = w
+            p.data, p.grad = w, None
         self.display.close()
         epoch = self.epoch_done + 1
         what = "the loss became NaN/inf" if loss_bad else "the weights became NaN/inf"
@@ -972,7 +970,6 @@ def fit(
     for cb in callbacks:
         cb.set_context(model, optimizer)
         cb.on_train_begin({"epochs": epochs, "samples": train.n, "batch_size": batch})
-    history = run.history
     try:
         with _defer_sigint(run.stop):
             while run.epoch_done < epochs:
@@ -985,16 +982,14 @@ def fit(
                 for cb in callbacks:
                     stop = bool(cb.on_epoch_end(run.epoch_done, logs)) or stop
                 stop = stop or bool(getattr(model, "stop_training", False))
-                if run.epoch_done < epochs and stop:
-                    history.stopped_early = True
+                run.history.stopped_early = stop and run.epoch_done < epochs
                 ending = stop or run.stop.requested or run.epoch_done == epochs
                 if ending or run.epoch_done % checkpoint_every == 0:
                     run.save()
                 if stop or run.stop.requested:
                     break
     except KeyboardInterrupt:
-        history = run.history
-        history.interrupted = True
+        run.history.interrupted = True
         if run.step:
             run._read()  # the partial epoch's sums, and a last divergence check
         run.save()
