@@ -764,13 +764,8 @@ def test_resume_gives_exactly_the_uninterrupted_run(backend, digits, tmp_path, a
     assert rest.accuracy == pytest.approx(full.accuracy, rel=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=CheckpointError,
-    reason="checkpoint.save stores Adam's 0-d step counters as shape (1,) "
-    "(np.ascontiguousarray), which Optimizer.load_state_dict refuses",
-)
 def test_resume_with_adam(digits, tmp_path):
+    """Adam's moments and per-parameter step counters go through the checkpoint too."""
     be = ap.get_backend("numpy", dtype="float64")
     x, y, xv, yv = digits[0][:192], digits[1][:192], digits[2][:50], digits[3][:50]
     m, opt, sched = _resume_setup(be, "adam")

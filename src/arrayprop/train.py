@@ -777,7 +777,6 @@ class _Run:
             "n": self.train.n,
             "batch_size": self.batch,
             "shuffle": self.shuffle,
-            "lr": float(self.optimizer.lr),
             "schedule": None if self.schedule is None else self.schedule.state_dict(),
             "rng": _data.rng_state(self.rng),
             "history": self.history.as_dict(),
@@ -823,7 +822,6 @@ class _Run:
             if state.get("schedule") is None:
                 raise CheckpointError(f"{path}: saved without a schedule, this run has one")
             self.schedule.load_state_dict(state["schedule"])
-        self.optimizer.lr = float(state["lr"])
         self.history = History.from_dict(state["history"])
         self.history.interrupted = self.history.stopped_early = False  # this run's to set
         self.rng = _data.rng_from_state(state["rng"])
