@@ -160,6 +160,8 @@ def _get_optimizer(optimizer: str | Optimizer, model: Layer) -> Optimizer:
 
 
 def _get_metrics(metrics: Any, loss: Loss | None) -> list[Metric]:
+    if metrics is None:
+        return []
     if isinstance(metrics, str | Metric):
         metrics = (metrics,)
     if metrics is _DEFAULT_METRICS and isinstance(loss, _REGRESSION_LOSSES):
@@ -380,7 +382,7 @@ def evaluate(
     y: Any,
     *,
     loss: str | Loss | None = None,
-    metrics: Sequence[str | Metric] = _DEFAULT_METRICS,
+    metrics: Sequence[str | Metric] | None = _DEFAULT_METRICS,
     batch_size: int = 256,
     max_device_bytes: int | None = None,
 ) -> dict[str, float]:
@@ -395,7 +397,7 @@ def evaluate(
     loss : str or Loss, optional
         Also report ``"loss"``: the batch-size-weighted mean of the per-batch loss values (the
         mean over samples for every loss that averages over its batch).
-    metrics : sequence of str or Metric
+    metrics : sequence of str or Metric, or None
         Default accuracy (dropped for regression losses unless asked for explicitly).
     batch_size : int
         Samples per forward pass.
@@ -850,7 +852,7 @@ def fit(
     shuffle: bool = True,
     seed: Any = None,
     validation_data: tuple[Any, Any] | None = None,
-    metrics: Sequence[str | Metric] = _DEFAULT_METRICS,
+    metrics: Sequence[str | Metric] | None = _DEFAULT_METRICS,
     callbacks: Iterable[Callback] = (),
     progress: bool | str | None = True,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -885,7 +887,7 @@ def fit(
         Seed of the host Generator that draws the orders.
     validation_data : (x_val, y_val), optional
         Evaluated after every epoch (``val_loss``, ``val_<metric>``).
-    metrics : sequence of str or Metric
+    metrics : sequence of str or Metric, or None
         Training (and validation) metrics; default accuracy (dropped for regression losses).
     callbacks : iterable of Callback
         See :mod:`arrayprop.callbacks`.
