@@ -10,6 +10,7 @@ another library or device is an error (:class:`~arrayprop.errors.BackendMismatch
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from dataclasses import dataclass, field
@@ -324,6 +325,15 @@ class Backend:
             torch.cuda.synchronize(self.device)
         elif self.name == "jax" and x is not None:
             x.block_until_ready()
+
+    def float_errors_ignored(self):
+        """A context in which overflow / invalid-value warnings are off (NumPy's errstate).
+
+        For code that checks the results for non-finite values itself, like ``fit``.
+        """
+        if self.name in ("numpy", "array_api_strict"):  # (array_api_strict computes with NumPy)
+            return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        return contextlib.nullcontext()
 
     @property
     def on_host(self) -> bool:

@@ -26,6 +26,8 @@ __all__ = [
 class Loss:
     """Base class: subclasses implement :meth:`value_and_grad`."""
 
+    _last_backend: Backend | None = None
+
     def __init__(self) -> None:
         self._grad = None
 
@@ -51,6 +53,12 @@ class Loss:
 
     # -- shared input checks ------------------------------------------------------------------
     def _backend(self, pred: Any) -> Backend:
+        be = self._last_backend
+        # Same library, device and dtype as the last call (every step of a training loop):
+        # skip the lookup, which costs as much as the loss itself on a tiny batch.
+        if be is not None and type(pred) is be.array_type and pred.dtype == be.dtype:
+            if be.owns(pred) and _size(pred):
+                return be
         dtype = getattr(pred, "dtype", None)
         be = backend_of(pred, dtype=dtype if "float" in str(dtype) else None)
         if "float" not in str(dtype):
@@ -58,6 +66,7 @@ class Loss:
         if _size(pred) == 0:
             # A mean over no samples is 0/0: refuse it rather than return NaN with a warning.
             raise DataError(f"{self!r}: got an empty batch (predictions of shape {pred.shape})")
+        self._last_backend = be
         return be
 
     def _float_target(self, be: Backend, pred: Any, target: Any) -> Any:

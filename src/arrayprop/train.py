@@ -973,7 +973,9 @@ def fit(
         cb.set_context(model, optimizer)
         cb.on_train_begin({"epochs": epochs, "samples": train.n, "batch_size": batch})
     try:
-        with _defer_sigint(run.stop):
+        # fit detects a non-finite loss itself (DivergenceError), so the floating-point
+        # warnings a diverging step raises on the way (NumPy) would only be noise.
+        with _defer_sigint(run.stop), model.backend.float_errors_ignored():
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)
