@@ -1,0 +1,250 @@
+"""CudaGraphStep's control flow, on NumPy with a stand-in for CuPy's stream capture.
+
+The stand-in's ``capture`` records the step function without running it (as a real capture
+records kernels without executing them) and ``launch`` runs it, so a "graph" replay computes
+exactly what an eager step would on the static buffers. Every test compares with plain
+``train_step`` on an identical model. The real capture is exercised in tests/test_cupy.py.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+import arrayprop as ap
+from arrayprop import kernels
+from arrayprop.cuda_graph import CudaGraphStep
+from arrayprop.errors import BackendUnavailableError, DTypeError, ShapeError
+
+
+class FakeCapture:
+    """``mode="record"``: capture records only. ``mode="replaces"``: capture also runs the
+    step's Python code with the portable kernels, which replace the parameter arrays instead
+    of writing into them (their old values stay untouched, as in a real, unexecuted capture)."""
+
+    def __init__(self, mode: str = "record", fail: Exception | None = None) -> None:
+        self.mode, self.fail = mode, fail
+        self.captures = self.launches = self.side = 0
+        self.optimizer = None  # set by _graph_step
+
+    @contextmanager
+    def side_stream(self):
+        self.side += 1
+        yield
+
+    def capture(self, fn):
+        self.captures += 1
+        if self.fail is not None:
+            raise self.fail
+        if self.mode == "replaces":
+            with kernels.use_portable():
+                fn()
+        return fn
+
+    def launch(self, graph):
+        # A real replay runs no Python: keep the step's host-side counter as it was.
+        self.launches += 1
+        steps = self.optimizer.steps
+        graph()
+        self.optimizer.steps = steps
+
+    def copy(self, dst, src):
+        dst[...] = src
+
+    def ptr(self, x):
+        return id(x)
+
+
+N, BATCH, FEATURES, CLASSES = 50, 16, 6, 3  # batches of 16, 16, 16 and a partial 2
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(N, FEATURES)), rng.integers(0, CLASSES, size=N)
+
+
+def _setup(lr=0.1, optimizer=ap.SGD):
+    model = ap.mlp([FEATURES, 8, CLASSES], seed=1, backend="numpy", dtype="float64")
+    return model, ap.SoftmaxCrossEntropy(), optimizer(model.parameters(), lr=lr)
+
+
+def _batches(x, y):
+    for i in range(0, N, BATCH):
+        yield x[i : i + BATCH], y[i : i + BATCH]
+
+
+def _train(step, x, y, epochs=3):
+    return [float(step(xb, yb)) for _ in range(epochs) for xb, yb in _batches(x, y)]
+
+
+def _graph_step(capture=None, warmup=2, lr=0.1, optimizer=ap.SGD, **kw):
+    model, loss, opt = _setup(lr, optimizer)
+    capture = capture or FakeCapture()
+    capture.optimizer = opt
+    step = CudaGraphStep(
+        model, loss, opt, (BATCH, FEATURES), (BATCH,), warmup=warmup, capture=capture, **kw
+    )
+    return step, model, opt
+
+
+def _reference(epochs=3, lr=0.1):
+    model, loss, opt = _setup(lr)
+    x, y = _data()
+    losses = _train(lambda a, b: ap.train_step(model, loss, opt, a, b), x, y, epochs)
+    return losses, model
+
+
+def _assert_same_model(a, b):
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-12, atol=1e-15)
+
+
+def test_needs_the_cupy_backend():
+    model, loss, opt = _setup()
+    with pytest.raises(BackendUnavailableError, match=r"need the 'cupy' backend.*numpy"):
+        CudaGraphStep(model, loss, opt, (BATCH, FEATURES), (BATCH,))
+
+
+def test_graph_steps_train_like_eager_steps_and_partial_batches_run_eagerly():
+    fake = FakeCapture()
+    step, model, opt = _graph_step(fake)
+    x, y = _data()
+    losses = _train(step, x, y)
+    ref_losses, ref_model = _reference()
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-12)
+    _assert_same_model(model, ref_model)
+    # 12 steps: 9 full batches (2 warm-up, then 7 replays after one capture), 3 partial ones.
+    assert step.captured and step.reason is None
+    assert (step.captures, fake.captures) == (1, 1)
+    assert (step.graph_steps, fake.launches) == (7, 7)
+    assert step.eager_steps == 2 + 3
+    assert fake.side == 2  # the warm-up steps ran on the capture stream
+    assert opt.steps == 12
+
+
+def test_replay_returns_the_static_loss_buffer():
+    step, _, _ = _graph_step(warmup=0)
+    x, y = _data()
+    value = step(x[:BATCH], y[:BATCH])
+    assert value is step.loss_value
+    np.testing.assert_array_equal(step.x, x[:BATCH])
+    np.testing.assert_array_equal(step.y, y[:BATCH])
+
+
+def test_failed_capture_falls_back_to_eager_steps():
+    error = RuntimeError("operation not permitted when stream is capturing")
+    step, model, _ = _graph_step(FakeCapture(fail=error))
+    x, y = _data()
+    losses = _train(step, x, y)
+    ref_losses, ref_model = _reference()
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-12)
+    _assert_same_model(model, ref_model)
+    assert not step.captured
+    assert "capture failed: RuntimeError: operation not permitted" in step.reason
+    assert step.captures == 0 and step.graph_steps == 0 and step.eager_steps == 12
+
+
+def test_strict_mode_raises_when_capture_fails():
+    step, _, _ = _graph_step(FakeCapture(fail=RuntimeError("boom")), warmup=0, strict=True)
+    x, y = _data()
+    with pytest.raises(RuntimeError, match="CudaGraphStep: capture failed: RuntimeError: boom"):
+        step(x[:BATCH], y[:BATCH])
+
+
+def test_a_step_that_replaces_parameter_arrays_is_not_replayed():
+    step, model, opt = _graph_step(FakeCapture(mode="replaces"))
+    x, y = _data()
+    losses = _train(step, x, y)
+    ref_losses, ref_model = _reference()
+    # The capture's Python side effects were undone: training continues exactly as eager.
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-12)
+    _assert_same_model(model, ref_model)
+    assert not step.captured and "in place" in step.reason
+    assert opt.steps == 12
+
+
+class _NotCapturable(ap.SGD):
+    capturable = False
+
+
+class _Capturable(ap.Optimizer):
+    capturable = True
+
+    def _update(self, i, w, g):
+        w -= 0.1 * g
+        return w
+
+
+def test_optimizers_must_be_known_to_be_capturable():
+    step, _, _ = _graph_step(optimizer=_NotCapturable, warmup=0)
+    x, y = _data()
+    step(x[:BATCH], y[:BATCH])
+    assert not step.captured and "_NotCapturable is not known to be capturable" in step.reason
+    step, _, _ = _graph_step(optimizer=_Capturable, warmup=0)
+    step(x[:BATCH], y[:BATCH])
+    assert step.captured
+
+
+def test_a_learning_rate_change_captures_again():
+    fake = FakeCapture()
+    step, model, opt = _graph_step(fake)
+    ref_model, ref_loss, ref_opt = _setup()
+    x, y = _data()
+    for epoch in range(3):
+        opt.lr = ref_opt.lr = 0.1 / (epoch + 1)
+        for xb, yb in _batches(x, y):
+            a = float(step(xb, yb))
+            b = float(ap.train_step(ref_model, ref_loss, ref_opt, xb, yb))
+            assert a == pytest.approx(b, rel=1e-12)
+    _assert_same_model(model, ref_model)
+    assert step.captures == fake.captures == 3
+
+
+def test_arrays_replaced_by_an_eager_step_are_copied_back_into_the_graph():
+    step, model, _ = _graph_step(warmup=0)
+    ref_model, ref_loss, ref_opt = _setup()
+    x, y = _data()
+    captured_w = None
+    batches = list(_batches(x, y))
+    for i, (xb, yb) in enumerate(batches * 2 + batches[:1]):  # ends on a full batch
+        portable = len(xb) < BATCH  # the partial batch replaces the weight arrays
+        with kernels.use_portable(portable):
+            a = float(step(xb, yb))
+            b = float(ap.train_step(ref_model, ref_loss, ref_opt, xb, yb))
+        assert a == pytest.approx(b, rel=1e-12), i
+        if captured_w is None:
+            captured_w = model.parameters()[0].data
+    _assert_same_model(model, ref_model)
+    assert model.parameters()[0].data is captured_w  # the graph's buffer is in use again
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "y_shape", "match"),
+    [
+        ((BATCH,), (BATCH,), "x_shape must be 2 positive ints"),
+        ((BATCH, 0), (BATCH,), "x_shape must be 2 positive ints"),
+        ((BATCH, FEATURES), (BATCH + 1,), r"y_shape \(17,\) must have the batch size 16"),
+        ("ab", (BATCH,), "x_shape must be a tuple of ints"),
+    ],
+)
+def test_bad_shapes_are_rejected(x_shape, y_shape, match):
+    model, loss, opt = _setup()
+    with pytest.raises(ShapeError, match=match):
+        CudaGraphStep(model, loss, opt, x_shape, y_shape, capture=FakeCapture())
+
+
+def test_targets_of_another_dtype_are_rejected():
+    step, _, _ = _graph_step()
+    x, y = _data()
+    with pytest.raises(DTypeError, match="captured x float64, y int64; got x float64, y int32"):
+        step(x[:BATCH], y[:BATCH].astype(np.int32))
+
+
+def test_float_targets_default_to_the_model_dtype():
+    model, _, opt = _setup()
+    step = CudaGraphStep(
+        model, ap.MSE(), opt, (BATCH, FEATURES), (BATCH, CLASSES), capture=FakeCapture()
+    )
+    assert step.y.dtype == np.float64 and step.y.shape == (BATCH, CLASSES)
