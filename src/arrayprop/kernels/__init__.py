@@ -30,6 +30,7 @@ __all__ = [
     "activation_grad",
     "adam_update",
     "bias_activation",
+    "expect_overflow",
     "linear",
     "matmul",
     "portable",
@@ -69,6 +70,19 @@ def use_portable(enabled: bool = True):
         yield
     finally:
         _state["portable"] = previous
+
+
+@contextmanager
+def expect_overflow(backend):
+    """Within the block inf and NaN are expected results (loss scaling probes for overflow):
+    NumPy-based backends do not warn about them. A no-op for the other libraries."""
+    if backend.name not in ("numpy", "array_api_strict"):
+        yield
+        return
+    import numpy as np
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        yield
 
 
 def matmul(backend, a, b):
