@@ -146,6 +146,18 @@ def test_failed_capture_falls_back_to_eager_steps():
     assert step.captures == 0 and step.graph_steps == 0 and step.eager_steps == 12
 
 
+def test_reset_allows_another_capture_after_a_failure():
+    fake = FakeCapture(fail=RuntimeError("boom"))
+    step, _, _ = _graph_step(fake, warmup=0)
+    x, y = _data()
+    step(x[:BATCH], y[:BATCH])
+    assert not step.captured and step.reason
+    fake.fail = None
+    step.reset()
+    step(x[:BATCH], y[:BATCH])
+    assert step.captured and step.reason is None and step.captures == 1
+
+
 def test_strict_mode_raises_when_capture_fails():
     step, _, _ = _graph_step(FakeCapture(fail=RuntimeError("boom")), warmup=0, strict=True)
     x, y = _data()
@@ -235,11 +247,23 @@ def test_bad_shapes_are_rejected(x_shape, y_shape, match):
         CudaGraphStep(model, loss, opt, x_shape, y_shape, capture=FakeCapture())
 
 
-def test_targets_of_another_dtype_are_rejected():
+def test_inputs_and_targets_of_another_kind_are_rejected():
     step, _, _ = _graph_step()
     x, y = _data()
-    with pytest.raises(DTypeError, match="captured x float64, y int64; got x float64, y int32"):
-        step(x[:BATCH], y[:BATCH].astype(np.int32))
+    with pytest.raises(DTypeError, match="captured x float64, y int64; got x float64, y float64"):
+        step(x[:BATCH], y[:BATCH].astype(np.float64))
+    with pytest.raises(DTypeError, match="got x float32, y int64"):
+        step(x[:BATCH].astype(np.float32), y[:BATCH])
+
+
+def test_narrower_integer_labels_are_accepted():
+    step, model, _ = _graph_step(warmup=0)
+    ref_losses, ref_model = _reference(epochs=1)
+    x, y = _data()
+    losses = _train(step, x, y.astype(np.int32), epochs=1)
+    assert step.captured
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-12)
+    _assert_same_model(model, ref_model)
 
 
 def test_float_targets_default_to_the_model_dtype():

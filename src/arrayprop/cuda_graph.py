@@ -337,8 +337,12 @@ class CudaGraphStep:
         return self._graph is not None
 
     def reset(self) -> None:
-        """Drop the graph; the next full batch captures again (after parameters changed)."""
+        """Drop the graph and any capture failure: the next full batch captures afresh.
+
+        Call it after replacing parameter or optimizer-state arrays from outside the step.
+        """
         self._graph = None
+        self.reason = None
 
     def __call__(self, x: Any, y: Any) -> Any:
         """One training step on (x, y); returns the loss (a 0-d device array)."""
@@ -347,7 +351,9 @@ class CudaGraphStep:
         y = y if be.owns(y) else be.asarray(y)
         if tuple(x.shape) != self.x_shape or tuple(y.shape) != self.y_shape:
             return self._eager(x, y)  # e.g. the last, partial batch of an epoch
-        if x.dtype != self.x.dtype or y.dtype != self.y.dtype:
+        integral = be.xp.isdtype(y.dtype, "integral")
+        if x.dtype != self.x.dtype or integral != be.xp.isdtype(self.y.dtype, "integral"):
+            # Targets may differ in width (int32 labels are copied into the int64 buffer).
             raise DTypeError(
                 f"CudaGraphStep: captured x {self.x.dtype}, y {self.y.dtype}; got x {x.dtype}, "
                 f"y {y.dtype}"
