@@ -8,6 +8,7 @@ exactly what an eager step would on the static buffers. Every test compares with
 
 from __future__ import annotations
 
+import ctypes
 from contextlib import contextmanager
 
 import numpy as np
@@ -272,3 +273,104 @@ def test_float_targets_default_to_the_model_dtype():
         model, ap.MSE(), opt, (BATCH, FEATURES), (BATCH, CLASSES), capture=FakeCapture()
     )
     assert step.y.dtype == np.float64 and step.y.shape == (BATCH, CLASSES)
+
+
+# --------------------------------------------------------------------------- the capture GEMM
+
+
+class _Pointer:
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+
+class _DeviceLike(np.ndarray):
+    """A host array with CuPy's ``x.data.ptr``."""
+
+    @property
+    def data(self):
+        return _Pointer(self.ctypes.data)
+
+
+_CUDA_DTYPES = {0: np.float32, 1: np.float64, 2: np.float16}  # cudaDataType values
+
+
+class _FakeCublas:
+    """cublasGemmEx with cuBLAS's column-major semantics, on host memory."""
+
+    def __init__(self):
+        self.calls = []
+
+    @staticmethod
+    def _matrix(ptr, rows, cols, ld, dtype):
+        # Column-major: element (i, j) lives at ptr + (i + j * ld) * itemsize.
+        item = np.dtype(dtype).itemsize
+        n = (cols - 1) * ld + rows
+        flat = np.frombuffer((ctypes.c_char * (n * item)).from_address(ptr), dtype=dtype)
+        return np.lib.stride_tricks.as_strided(flat, (rows, cols), (item, ld * item))
+
+    def cublasGemmEx(self, handle, ta, tb, m, n, k, alpha, a, at, lda, b, bt, ldb, beta, c, ct,
+                     ldc, compute, algo):  # fmt: skip
+        assert at == bt == ct and lda >= 1 and ldb >= 1 and ldc >= m
+        self.calls.append(compute)
+        dtype = _CUDA_DTYPES[at]
+        scalar = ctypes.c_double if compute == 70 else ctypes.c_float
+        alpha, beta = scalar.from_address(alpha).value, scalar.from_address(beta).value
+        op_a = self._matrix(a, m, k, lda, dtype) if ta == 0 else self._matrix(a, k, m, lda, dtype).T
+        op_b = self._matrix(b, k, n, ldb, dtype) if tb == 0 else self._matrix(b, n, k, ldb, dtype).T
+        out = self._matrix(c, m, n, ldc, dtype)
+        out[...] = alpha * (op_a.astype(np.float64) @ op_b) + beta * out
+        return 0
+
+
+@pytest.fixture
+def host_gemm(monkeypatch):
+    """cuda_graph._CublasGemm on host memory: fake cuBLAS, a stand-in cupy module."""
+    import sys
+    import types
+
+    from arrayprop.cuda_graph import _CublasGemm
+
+    fake = types.ModuleType("cupy")
+    fake.empty = lambda shape, dtype: np.empty(shape, dtype).view(_DeviceLike)
+    fake.ascontiguousarray = lambda x: np.ascontiguousarray(x).view(_DeviceLike)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    gemm = _CublasGemm.__new__(_CublasGemm)  # no handle, no library: only __call__ is used
+    gemm._lib, gemm._handle = _FakeCublas(), None
+    return gemm
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("layout", ["cc", "cf", "fc", "ff", "strided", "vector"])
+def test_capture_gemm_maps_row_major_operands_to_column_major_cublas(host_gemm, dtype, layout):
+    rng = np.random.default_rng(3)
+    m, k, n = (1, 5, 4) if layout == "vector" else (7, 5, 4)
+    a = rng.normal(size=(m, k)).astype(dtype)
+    b = rng.normal(size=(k, n)).astype(dtype)
+    if layout[0] == "f":
+        a = np.asfortranarray(a)
+    if layout[1:] == "f":
+        b = np.asfortranarray(b)
+    if layout == "strided":
+        a = np.repeat(a, 2, axis=1)[:, ::2]  # neither C- nor F-contiguous: copied first
+    c = host_gemm(a.view(_DeviceLike), b.view(_DeviceLike))
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    assert c.shape == (m, n) and c.dtype == dtype and c.flags.c_contiguous
+    tol = {np.float64: 1e-12, np.float32: 1e-5, np.float16: 2e-3}[dtype]
+    np.testing.assert_allclose(c.astype(np.float64), expected, rtol=tol, atol=tol)
+    compute = 70 if dtype == np.float64 else 68
+    assert host_gemm._lib.calls == [compute]
+
+
+def test_capture_gemm_of_a_transposed_view_uses_the_buffer_in_place(host_gemm):
+    # Dense.backward multiplies xᵀ δ and δ Wᵀ: transposed views, passed without copies.
+    rng = np.random.default_rng(4)
+    x, delta = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    x_dev, d_dev = x.view(_DeviceLike), delta.view(_DeviceLike)
+    np.testing.assert_allclose(host_gemm(x_dev.T, d_dev), x.T @ delta, rtol=1e-12)
+    np.testing.assert_allclose(host_gemm(d_dev, d_dev.T), delta @ delta.T, rtol=1e-12)
+
+
+def test_capture_gemm_rejects_mismatched_operands(host_gemm):
+    a = np.zeros((2, 3)).view(_DeviceLike)
+    with pytest.raises(ShapeError, match=r"need \(m, k\) @ \(k, n\)"):
+        host_gemm(a, a)

@@ -131,7 +131,6 @@ class _CublasGemm:
             lib.cublasSetWorkspace_v2.restype = i
             status = lib.cublasSetWorkspace_v2(handle, self._workspace.data.ptr, _WORKSPACE_BYTES)
             _check_cublas(status, "cublasSetWorkspace")
-        self._tf32 = _cupy_uses_tf32()
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -173,7 +172,7 @@ class _CublasGemm:
             alpha, beta, compute = ctypes.c_double(1.0), ctypes.c_double(0.0), _COMPUTE_64F
         else:
             alpha, beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
-            tf32 = kind == "float32" and self._tf32
+            tf32 = kind == "float32" and _cupy_uses_tf32()  # read per call: it can change
             compute = _COMPUTE_32F_FAST_TF32 if tf32 else _COMPUTE_32F
         t = _CUDA_R[kind]
         # Row-major C (m, n) = A B is column-major Cᵀ (n, m) = Bᵀ Aᵀ: B goes first. The host
