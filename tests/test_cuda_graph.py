@@ -318,7 +318,8 @@ class _FakeCublas:
         op_a = self._matrix(a, m, k, lda, dtype) if ta == 0 else self._matrix(a, k, m, lda, dtype).T
         op_b = self._matrix(b, k, n, ldb, dtype) if tb == 0 else self._matrix(b, n, k, ldb, dtype).T
         out = self._matrix(c, m, n, ldc, dtype)
-        out[...] = alpha * (op_a.astype(np.float64) @ op_b) + beta * out
+        product = alpha * (op_a.astype(np.float64) @ op_b)
+        out[...] = product if beta == 0 else product + beta * out  # beta = 0: C is not read
         return 0
 
 

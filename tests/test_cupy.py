@@ -30,6 +30,12 @@ RTOL = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-3}
 KINDS = portable.ACTIVATIONS
 
 
+@pytest.fixture(autouse=True)
+def _fast_paths(monkeypatch):
+    """Compare the CuPy kernels even when the suite runs with ARRAYPROP_KERNELS=portable."""
+    monkeypatch.setitem(kernels._state, "portable", False)
+
+
 def _be(dtype="float64"):
     return ap.get_backend("cupy", dtype=dtype)
 

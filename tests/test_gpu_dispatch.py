@@ -146,7 +146,13 @@ def _forget_cupy_fast() -> None:
 
 
 @pytest.fixture
-def fresh_dispatch():
+def fast(monkeypatch):
+    """Fast paths on, even when the suite runs with ARRAYPROP_KERNELS=portable."""
+    monkeypatch.setitem(kernels._state, "portable", False)
+
+
+@pytest.fixture
+def fresh_dispatch(fast):
     """Let a test decide what ``import cupy`` gives; restore the real state afterwards."""
     saved = sys.modules.get(CUPY_FAST)
     _forget_cupy_fast()
@@ -228,7 +234,7 @@ def test_environment_variable_selects_portable_kernels(tmp_path):
     assert out.stdout.split() == ["None", "None"]
 
 
-def test_numpy_backend_still_dispatches_to_numpy_fast():
+def test_numpy_backend_still_dispatches_to_numpy_fast(fast):
     assert kernels._fast(ap.get_backend("numpy")) is numpy_fast
 
 
@@ -374,7 +380,7 @@ def test_cupy_fast_builds_each_kernel_once(fake_cupy):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("inplace", [False, True])
-def test_numpy_bias_activation_matches_portable(dtype, kind, inplace):
+def test_numpy_bias_activation_matches_portable(fast, dtype, kind, inplace):
     rng = np.random.default_rng(8)
     z, b = _data(rng, dtype), rng.normal(size=5).astype(dtype)
     z0 = z.copy()
@@ -386,7 +392,7 @@ def test_numpy_bias_activation_matches_portable(dtype, kind, inplace):
         np.testing.assert_array_equal(z, z0)
 
 
-def test_numpy_matmul_matches_portable():
+def test_numpy_matmul_matches_portable(fast):
     rng = np.random.default_rng(9)
     a, b = rng.normal(size=(5, 4)), rng.normal(size=(4, 3))
     np.testing.assert_allclose(
@@ -395,7 +401,7 @@ def test_numpy_matmul_matches_portable():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_numpy_adam_update_matches_portable_in_place(dtype):
+def test_numpy_adam_update_matches_portable_in_place(fast, dtype):
     rng = np.random.default_rng(10)
     w, g, m = (rng.normal(size=(4, 3)).astype(dtype) for _ in range(3))
     v = rng.random(size=(4, 3)).astype(dtype)
