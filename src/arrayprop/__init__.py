@@ -5,6 +5,7 @@ array-api-strict; pick one with :func:`get_backend` (or ``ARRAYPROP_BACKEND``).
 """
 
 from .backend import BACKENDS, Backend, backend_of, get_backend
+from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
 from .errors import (
     ArrayPropError,
     BackendMismatchError,
@@ -33,8 +34,26 @@ from .layers import (
     mlp,
 )
 from .losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, Loss, SoftmaxCrossEntropy, get_loss
-from .optim import SGD, Optimizer
-from .train import train_step
+from .optim import (
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    Optimizer,
+    RMSProp,
+    clip_grad_norm,
+    get_optimizer,
+)
+from .schedules import (
+    CosineAnnealingLR,
+    ExponentialLR,
+    LinearWarmup,
+    Schedule,
+    SequentialLR,
+    StepLR,
+    with_warmup,
+)
+from .train import evaluate, fit, predict, train_step
 
 __version__ = "0.1.0"
 
@@ -43,36 +62,55 @@ __all__ = [
     "MSE",
     "RMSE",
     "SGD",
+    "Adagrad",
+    "Adam",
+    "AdamW",
     "ArrayPropError",
     "Backend",
     "BackendMismatchError",
     "BackendUnavailableError",
     "BinaryCrossEntropy",
+    "Callback",
     "CheckpointError",
+    "CosineAnnealingLR",
     "DTypeError",
     "DataError",
     "Dense",
     "DivergenceError",
+    "EarlyStopping",
+    "ExponentialLR",
+    "History",
     "Identity",
     "L2Loss",
     "LabelError",
+    "LambdaCallback",
     "Layer",
     "LeakyReLU",
+    "LinearWarmup",
     "Loss",
+    "ModelCheckpoint",
     "NonFiniteError",
     "Optimizer",
     "Parameter",
+    "RMSProp",
     "ReLU",
+    "Schedule",
     "Sequential",
+    "SequentialLR",
     "ShapeError",
     "Sigmoid",
     "Softmax",
     "SoftmaxCrossEntropy",
+    "StepLR",
     "Tanh",
     "__version__",
     "backend_of",
+    "clip_grad_norm",
+    "evaluate",
+    "fit",
     "get_backend",
     "get_loss",
+    "get_optimizer",
     "glorot_normal",
     "glorot_uniform",
     "gradcheck",
@@ -80,6 +118,8 @@ __all__ = [
     "he_uniform",
     "mlp",
     "normal",
+    "predict",
     "train_step",
+    "with_warmup",
     "zeros",
 ]
