@@ -14,7 +14,8 @@ How (docs/gpu.md has the long version):
   the last one wrote. After capturing, the step checks that no parameter or state array was
   replaced; if one was (SGD with momentum rebinds its velocity), the graph is dropped and every
   step runs eagerly. Learning rates and other Python scalars are baked into the graph: when
-  ``optimizer.hyperparameters()`` changes (a schedule), the step is captured again.
+  ``optimizer.lr`` or ``optimizer.hyperparameters()`` changes (a schedule), the step is
+  captured again.
 - CuPy refuses cuBLAS calls on a capturing stream (cupy/cupy#6290), so during warm-up and
   capture the GEMMs go to cuBLAS directly, through ctypes, on a handle bound to the capture
   stream with its own workspace (``_CublasGemm``); eager steps keep using ``cupy.matmul``.
@@ -326,7 +327,7 @@ class CudaGraphStep:
         self.graph_steps = self.eager_steps = self.captures = 0
         self._graph = None
         self._warm = 0
-        self._hyper: dict[str, Any] | None = None
+        self._hyper: tuple[Any, dict[str, Any]] | None = None
         self._bound: list[Any] = []  # arrays the graph reads and writes: parameters, state
         self._grads: list[Any] = []  # the gradient arrays the graph writes
         self._eager_since_launch = False
@@ -359,7 +360,7 @@ class CudaGraphStep:
             )
         if self.reason is not None:
             return self._eager(x, y)
-        if self._graph is not None and self.optimizer.hyperparameters() != self._hyper:
+        if self._graph is not None and self._frozen() != self._hyper:
             self._graph = None  # a schedule changed a value the graph has frozen: capture again
         if self._graph is None:
             if self._warm < self.warmup:
@@ -388,6 +389,11 @@ class CudaGraphStep:
         self.optimizer.steps += 1
         self.graph_steps += 1
         return self.loss_value
+
+    def _frozen(self) -> tuple[Any, dict[str, Any]]:
+        """The optimizer's Python numbers a captured step has baked in."""
+        opt = self.optimizer
+        return getattr(opt, "lr", None), opt.hyperparameters()
 
     def _arrays(self) -> list[Any]:
         """Parameters and optimizer-state arrays, in a fixed order."""
@@ -435,7 +441,7 @@ class CudaGraphStep:
         opt.steps = saved[3]  # the capture ran no step; each replay counts one
         self.captures += 1
         self._graph = graph
-        self._hyper = opt.hyperparameters()
+        self._hyper = self._frozen()
         self._bound = self._arrays()
         self._grads = [p.grad for p in params]
         self._eager_since_launch = False
