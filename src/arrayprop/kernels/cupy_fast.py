@@ -9,8 +9,8 @@ What is fused (equation numbers from docs/math.md):
 
 - ``bias_activation``: A = f(Z + b) in one pass over the GEMM output Z (eq. 1–2), b broadcast
   over the rows; ``linear`` is its identity case after ``cupy.matmul`` (cuBLAS).
-- ``activation_grad``: δ = g ⊙ f'(A) in one pass (eq. 4), f' read off the cached output A.
-- ``sgd_update`` / ``adam_update``: W ← W − η ∂W (eq. 7) and the Adam step, in place, one pass.
+- ``activation_grad``: δ = g ⊙ f'(Z) in one pass (eqs. 3–4), f' read off the output A (eq. 9).
+- ``sgd_update`` / ``adam_update``: W ← W − η ∂W (eq. 7) and the Adam step (eq. 16), in place.
 
 Every kernel is a ``cupy.ElementwiseKernel`` built on first use and cached here; CuPy compiles
 it once per dtype (``T`` = float16, float32 or float64) and device and keeps the binary in its
@@ -52,7 +52,7 @@ _FORWARD = {
     "tanh": "acc_t yv = tanh(zv);",
 }
 
-# δ = g ⊙ f'(Z) with f' written in the output av (eq. 4), as portable.activation_grad.
+# δ = g ⊙ f'(Z) (eqs. 3–4) with f' written in the output av (eq. 9), as portable.activation_grad.
 _BACKWARD = {
     "identity": "acc_t dv = gv;",
     "relu": "acc_t dv = av > (acc_t)0 ? gv : (acc_t)0;",

@@ -21,7 +21,7 @@ def linear(xp, x, w, b) -> Any:
 
 
 def matmul(xp, a, b) -> Any:
-    """A B for 2-D arrays: a (m, k), b (k, n) -> (m, n). The GEMMs of eq. 1 and eq. 5–6."""
+    """A B for 2-D arrays: a (m, k), b (k, n) -> (m, n). The GEMMs of eqs. 1, 4 and 5."""
     return a @ b
 
 
@@ -94,7 +94,7 @@ def adam_update(
     bias_c1: float,
     bias_c2: float,
 ) -> tuple[Any, Any, Any]:
-    """One Adam step (eq. 7 with Adam's direction), as ``torch.optim.Adam``.
+    """One Adam step (eq. 16 with Adam's direction u), as ``torch.optim.Adam``.
 
     m ← β₁ m + (1 − β₁) g;  v ← β₂ v + (1 − β₂) g²;  W ← W − η / c₁ · m / (√v / √c₂ + ε),
     with the bias corrections c₁ = 1 − β₁ᵗ and c₂ = 1 − β₂ᵗ of step t. Returns (W, m, v).
