@@ -234,11 +234,11 @@ class Dense(Layer):
             raise ShapeError(
                 f"{self!r}: gradient has {grad_out.shape[0]} rows but the input had {x.shape[0]}"
             )
-        xp = self.backend.xp
-        self.weight.grad = x.T @ grad_out
-        self.bias.grad = xp.sum(grad_out, axis=0)
+        be = self.backend
+        self.weight.grad = kernels.matmul(be, x.T, grad_out)
+        self.bias.grad = be.xp.sum(grad_out, axis=0)
         self._x = None
-        return grad_out @ self.weight.data.T if input_grad else None
+        return kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
