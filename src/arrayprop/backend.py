@@ -10,6 +10,7 @@ another library or device is an error (:class:`~arrayprop.errors.BackendMismatch
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from dataclasses import dataclass, field
@@ -164,12 +165,11 @@ def _resolve_dtype(name: str, xp, dtype: Any):
     if dtype is None:
         dtype = "float32"
     if not isinstance(dtype, str):
-        for candidate in _FLOAT_DTYPES:
-            if getattr(xp, candidate, None) == dtype or str(dtype).endswith(candidate):
-                dtype = candidate
-                break
-        else:
+        # By name, so a dtype object of any library works (np.float64 for torch) and none is
+        # compared with another library's dtype (array_api_strict warns on that).
+        if _dtype_name(dtype) not in _FLOAT_DTYPES:
             raise DTypeError(f"unsupported model dtype {dtype!r}; choose one of {_FLOAT_DTYPES}")
+        dtype = _dtype_name(dtype)
     if dtype not in _FLOAT_DTYPES:
         raise DTypeError(f"unsupported model dtype {dtype!r}; choose one of {_FLOAT_DTYPES}")
     if name == "jax" and dtype == "float64":
@@ -225,6 +225,8 @@ class Backend:
         xp = self.xp
         if isinstance(x, self.array_type) and (self.name != "numpy" or type(x) is np.ndarray):
             self.check(x)
+            if self.name == "numpy" and x.dtype.kind not in "biuf":
+                raise DTypeError(f"{self}: cannot use data of dtype {x.dtype} (need numbers)")
             target = dtype if dtype is not None else (self.dtype if _is_float(xp, x) else None)
             if target is not None and x.dtype != target:
                 x = xp.astype(x, target)
@@ -243,7 +245,8 @@ class Backend:
             # Cast on the host, so the device receives the final dtype in one copy.
             host = host.astype(_numpy_dtype(dtype), copy=False)
             dtype = None
-        host = np.ascontiguousarray(host)
+        if not host.flags.c_contiguous:  # (np.ascontiguousarray would turn 0-d into shape (1,))
+            host = np.ascontiguousarray(host)
         if self.name == "numpy":
             out = host
         elif self.name == "torch":
@@ -270,7 +273,8 @@ class Backend:
                 x = x.float()
             return x.cpu().numpy()
         if self.name == "jax":
-            return np.asarray(x)
+            # ml_dtypes' bfloat16 is no NumPy float kind; hand the host float32, as for torch.
+            return np.asarray(x.astype("float32") if "bfloat16" in str(x.dtype) else x)
         return np.from_dlpack(x) if self.name == "array_api_strict" else np.asarray(x)
 
     def zeros(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
@@ -321,6 +325,15 @@ class Backend:
             torch.cuda.synchronize(self.device)
         elif self.name == "jax" and x is not None:
             x.block_until_ready()
+
+    def float_errors_ignored(self):
+        """A context in which overflow / invalid-value warnings are off (NumPy's errstate).
+
+        For code that checks the results for non-finite values itself, like ``fit``.
+        """
+        if self.name in ("numpy", "array_api_strict"):  # (array_api_strict computes with NumPy)
+            return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        return contextlib.nullcontext()
 
     @property
     def on_host(self) -> bool:
@@ -408,8 +421,9 @@ def get_backend(
         the ``ARRAYPROP_BACKEND`` environment variable, then ``"numpy"``. A Backend is returned
         as is (or with the requested device/dtype).
     device : str or device object, optional
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... Defaults to ``ARRAYPROP_DEVICE``, then the
-        library's default device.
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... Defaults to the library's default device;
+        ``ARRAYPROP_DEVICE`` is used only when the backend too comes from the environment
+        (``name`` is None), since a device name of one library means nothing to another.
     dtype : str or dtype, optional
         Default float dtype: ``"float32"`` (default), ``"float64"``, ``"float16"`` or
         ``"bfloat16"`` where the library has it.

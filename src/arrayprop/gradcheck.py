@@ -1,9 +1,9 @@
 """Finite-difference gradient checks, in float64, on any backend.
 
 The analytic gradients of backward() are compared with central differences
-(C(θ + ε) − C(θ − ε)) / 2ε for every parameter element and every input element. Perturbed
-values are rebuilt on the host and copied back, so the check runs unchanged on backends whose
-arrays are immutable (JAX).
+(C(θ + ε) − C(θ − ε)) / 2ε for every parameter element and every input element (eq. 17 of
+docs/math.md). Perturbed values are rebuilt on the host and copied back, so the check runs
+unchanged on backends whose arrays are immutable (JAX).
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ def gradcheck(
     """
     if isinstance(model_or_layer, Loss):
         return _gradcheck_loss(model_or_layer, x, y, eps)
+    if not isinstance(model_or_layer, Layer):
+        raise TypeError(
+            f"gradcheck: expected a Layer, Sequential or Loss, got {type(model_or_layer).__name__}"
+        )
     layer = model_or_layer
     be = layer.backend if layer.backend is not None else backend_of(x)
     be64 = be.with_dtype("float64")

@@ -5,7 +5,7 @@ lives behind :mod:`arrayprop.kernels`. Data is batch-first (rows are samples) an
 ``(in_features, out_features)``, so the equations of docs/math.md read directly:
 
 - forward (eq. 1–2):  Z = A_prev W + b,  A = f(Z)
-- backward (eq. 4–6): δ = ∂C/∂A ⊙ f'(Z),  ∂C/∂W = A_prevᵀ δ,  ∂C/∂b = Σ_rows δ,
+- backward (eq. 3–6): δ = ∂C/∂A ⊙ f'(Z),  ∂C/∂W = A_prevᵀ δ,  ∂C/∂b = Σ_rows δ,
   ∂C/∂A_prev = δ Wᵀ
 
 A layer's ``forward`` keeps only what its ``backward`` needs (Dense: its input; an activation:
@@ -21,7 +21,7 @@ from typing import Any
 
 from . import kernels
 from .backend import Backend, backend_of, get_backend
-from .errors import DTypeError, ShapeError
+from .errors import BackendMismatchError, DTypeError, ShapeError
 from .init import get_initializer, make_rng
 
 __all__ = [
@@ -118,6 +118,18 @@ def _is_float_array(x: Any) -> bool:
     return "float" in str(getattr(x, "dtype", ""))
 
 
+def _check_grad(layer: Layer, grad_out: Any, like: Any) -> None:
+    """∂C/∂output must be an array of the forward pass's backend, device and dtype."""
+    be = layer.backend
+    if be is not None and not be.owns(grad_out):
+        be.check(grad_out, f"{layer!r} gradient")
+    if getattr(grad_out, "dtype", None) != like.dtype:
+        raise DTypeError(
+            f"{layer!r}: expected a gradient of dtype {like.dtype}, got "
+            f"{getattr(grad_out, 'dtype', type(grad_out).__name__)}"
+        )
+
+
 def _check_2d(layer: Layer, x: Any, width: int | None, what: str) -> None:
     shape = tuple(getattr(x, "shape", ()))
     if len(shape) != 2 or (width is not None and shape[1] != width):
@@ -190,7 +202,9 @@ class Dense(Layer):
         arr = self.backend.asarray(value, dtype=self.backend.dtype)
         if tuple(arr.shape) != shape:
             raise ShapeError(f"{self!r}: {what} must have shape {shape}, got {tuple(arr.shape)}")
-        return arr
+        # asarray may return the caller's buffer (NumPy, torch.from_numpy); the optimizers update
+        # parameters in place, so the layer must own its copy.
+        return self.backend.xp.asarray(arr, copy=True)
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features})"
@@ -198,7 +212,7 @@ class Dense(Layer):
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
         """Z = X W + b.  x : (batch, in_features) -> (batch, out_features)."""
         be = self.backend
-        if type(x) is not be.array_type:
+        if not be.owns(x):
             be.check(x, f"{self!r} input")
         _check_2d(self, x, self.in_features, "input")
         if x.dtype != self.weight.data.dtype:
@@ -214,6 +228,7 @@ class Dense(Layer):
         x = self._x
         if x is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
+        _check_grad(self, grad_out, x)
         _check_2d(self, grad_out, self.out_features, "gradient")
         if grad_out.shape[0] != x.shape[0]:
             raise ShapeError(
@@ -274,6 +289,7 @@ class _Activation(Layer):
         a = self._a
         if a is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
+        _check_grad(self, grad_out, a)
         if tuple(grad_out.shape) != tuple(a.shape):
             raise ShapeError(
                 f"{self!r}: gradient of shape {tuple(grad_out.shape)} does not match the output "
@@ -337,7 +353,7 @@ class LeakyReLU(_Activation):
 class Softmax(Layer):
     """Row-wise softmax, a_i = e^{z_i} / Σ_j e^{z_j} (max-shifted: no overflow).
 
-    Backward: ∂C/∂z = a ⊙ (g − Σ_j g_j a_j). With a cross-entropy loss prefer
+    Backward: ∂C/∂z = a ⊙ (g − Σ_j g_j a_j) (eq. 10). With a cross-entropy loss prefer
     :class:`~arrayprop.losses.SoftmaxCrossEntropy` on the logits, which fuses both.
     """
 
@@ -359,6 +375,7 @@ class Softmax(Layer):
         a = self._a
         if a is None:
             raise RuntimeError("Softmax(): backward called before forward")
+        _check_grad(self, grad_out, a)
         if tuple(grad_out.shape) != tuple(a.shape):
             raise ShapeError(
                 f"Softmax(): gradient of shape {tuple(grad_out.shape)} does not match the output "
@@ -404,16 +421,20 @@ class Sequential(Layer):
     layers adopt it.
     """
 
+    # The output may be an inner layer's cached output, so an outer model must not overwrite it.
+    caches_output = True
+
     def __init__(self, *layers: Layer) -> None:
         if len(layers) == 1 and isinstance(layers[0], list | tuple):
             layers = tuple(layers[0])
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Layer")
-        backends = {id(layer.backend): layer.backend for layer in layers if layer.parameters()}
+        # Compared by value: equal backends reached by different get_backend calls are one.
+        backends = {str(layer.backend): layer.backend for layer in layers if layer.parameters()}
         if len(backends) > 1:
-            names = ", ".join(str(be) for be in backends.values())
-            raise ValueError(f"Sequential: layers live on different backends: {names}")
+            names = ", ".join(backends)
+            raise BackendMismatchError(f"Sequential: layers live on different backends: {names}")
         self.layers = list(layers)
         self.backend = next(iter(backends.values()), None)
         if self.backend is not None:
@@ -449,23 +470,26 @@ class Sequential(Layer):
         """Apply every layer in order.  x : (batch, in_features) -> (batch, out_features)."""
         owned = inplace
         for layer in self.layers:
-            x = layer.forward(x, inplace=owned)
-            # The next layer may overwrite this output unless the layer keeps it for backward.
-            owned = not layer.caches_output
+            out = layer.forward(x, inplace=owned)
+            # The next layer may overwrite this output unless the layer keeps it for backward
+            # or passed its input through (Identity: then the buffer is still the caller's).
+            owned = not layer.caches_output and out is not x
+            x = out
         return x
 
     def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
-        """Backpropagate ∂C/∂output through the layers in reverse (eq. 4–6).
+        """Backpropagate ∂C/∂output through the layers in reverse (eq. 3–6).
 
         With ``input_grad=False`` the first layer skips ∂C/∂input (not needed to train) and
         None is returned.
         """
         g = grad_out
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
-            g = self.layers[i].backward(
-                g, inplace=inplace or i != last, input_grad=input_grad or i > 0
-            )
+        owned = inplace
+        for i in range(len(self.layers) - 1, -1, -1):
+            g_in = self.layers[i].backward(g, inplace=owned, input_grad=input_grad or i > 0)
+            # A new array is ours to overwrite; one passed through (Identity) may be the caller's.
+            owned = owned or g_in is not g
+            g = g_in
         return g
 
     def parameters(self) -> list[Parameter]:
@@ -490,11 +514,13 @@ class Sequential(Layer):
         x : (n, in_features) -> array of shape (n, out_features) on the model's backend.
         """
         be = self.backend
-        x = be.asarray(x) if not be.owns(x) else x
+        # Host float data takes the model's dtype (on NumPy a host array is also a backend array).
+        x = be.asarray(x)
         if batch_size is not None and batch_size <= 0:
             raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
-        n = x.shape[0]
+        n = x.shape[0] if x.ndim else 0
         step = n if batch_size is None or batch_size >= n else batch_size
+        # Explicit trailing axes and an in-range stop: the standard specifies nothing else.
         outs = [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)] if n else []
         for layer in self.layers:
             layer._x = layer._a = None  # inference keeps no backward state

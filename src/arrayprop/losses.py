@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import Backend, backend_of
-from .errors import DTypeError, LabelError, ShapeError
+from .errors import DataError, DTypeError, LabelError, ShapeError
 
 __all__ = [
     "MSE",
@@ -25,6 +25,8 @@ __all__ = [
 
 class Loss:
     """Base class: subclasses implement :meth:`value_and_grad`."""
+
+    _last_backend: Backend | None = None
 
     def __init__(self) -> None:
         self._grad = None
@@ -51,10 +53,20 @@ class Loss:
 
     # -- shared input checks ------------------------------------------------------------------
     def _backend(self, pred: Any) -> Backend:
+        be = self._last_backend
+        # Same library, device and dtype as the last call (every step of a training loop):
+        # skip the lookup, which costs as much as the loss itself on a tiny batch.
+        if be is not None and type(pred) is be.array_type and pred.dtype == be.dtype:
+            if be.owns(pred) and _size(pred):
+                return be
         dtype = getattr(pred, "dtype", None)
         be = backend_of(pred, dtype=dtype if "float" in str(dtype) else None)
         if "float" not in str(dtype):
             raise DTypeError(f"{self!r}: predictions must be floating point, got {dtype}")
+        if _size(pred) == 0:
+            # A mean over no samples is 0/0: refuse it rather than return NaN with a warning.
+            raise DataError(f"{self!r}: got an empty batch (predictions of shape {pred.shape})")
+        self._last_backend = be
         return be
 
     def _float_target(self, be: Backend, pred: Any, target: Any) -> Any:
@@ -73,7 +85,7 @@ class Loss:
 
 class L2Loss(Loss):
     """C = ½ Σ (y − t)² (``reduction="sum"``, the classic quadratic cost) or that divided by the
-    batch size (``reduction="mean"``).  ∂C/∂y = (y − t) [/ N]  (eq. 3 with the quadratic cost).
+    batch size (``reduction="mean"``).  ∂C/∂y = (y − t) [/ N]  (eq. 11).
     """
 
     def __init__(self, reduction: str = "sum") -> None:
@@ -95,23 +107,23 @@ class L2Loss(Loss):
         value = 0.5 * be.xp.sum(diff * diff)
         if self.reduction == "mean":
             n = pred.shape[0]
-            return value / n, diff / n
-        return value, diff
+            return _scalar(be, value / n), diff / n
+        return _scalar(be, value), diff
 
 
 class MSE(Loss):
-    """C = (1/M) Σ (y − t)² over all M elements; ∂C/∂y = 2 (y − t) / M."""
+    """C = (1/M) Σ (y − t)² over all M elements; ∂C/∂y = 2 (y − t) / M  (eq. 12)."""
 
     def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
         be = self._backend(pred)
         t = self._float_target(be, pred, target)
         diff = pred - t
         m = _size(pred)
-        return be.xp.sum(diff * diff) / m, diff * (2.0 / m)
+        return _scalar(be, be.xp.sum(diff * diff) / m), diff * (2.0 / m)
 
 
 class RMSE(Loss):
-    """C = √MSE; ∂C/∂y = (y − t) / (M · C)  (zero where C = 0)."""
+    """C = √MSE; ∂C/∂y = (y − t) / (M · C)  (zero where C = 0; eq. 13)."""
 
     def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
         be = self._backend(pred)
@@ -121,17 +133,17 @@ class RMSE(Loss):
         m = _size(pred)
         value = xp.sqrt(xp.sum(diff * diff) / m)
         # Guard C = 0 without a host sync: divide by max(C, tiny) and the numerator is 0 there.
-        denom = xp.maximum(value, xp.finfo(pred.dtype).tiny) * m
-        return value, diff / denom
+        denom = xp.maximum(value, xp.finfo(pred.dtype).smallest_normal) * m
+        return _scalar(be, value), diff / denom
 
 
 class BinaryCrossEntropy(Loss):
     """C = −(1/M) Σ [t log p + (1 − t) log(1 − p)] over all M elements, targets t in [0, 1].
 
     ``from_logits=False``: ``pred`` are probabilities p (clipped to [eps, 1 − eps]);
-    ∂C/∂p = (p − t) / (p (1 − p) M).
+    ∂C/∂p = (p − t) / (p (1 − p) M)  (eq. 14).
     ``from_logits=True``: ``pred`` are logits z, p = σ(z), evaluated stably as
-    C = (1/M) Σ [max(z, 0) − z t + log(1 + e^{−|z|})]; ∂C/∂z = (σ(z) − t) / M.
+    C = (1/M) Σ [max(z, 0) − z t + log(1 + e^{−|z|})]; ∂C/∂z = (σ(z) − t) / M  (eq. 15).
     """
 
     def __init__(self, from_logits: bool = False, eps: float | None = None) -> None:
@@ -151,15 +163,21 @@ class BinaryCrossEntropy(Loss):
         be = self._backend(pred)
         xp = be.xp
         t = self._float_target(be, pred, target)
+        # As for class labels, the range check reads the targets back only where that is free.
+        if be.on_host:
+            host = be.to_host(t)
+            if host.size and not (host.min() >= 0.0 and host.max() <= 1.0):
+                bad = host.min() if not host.min() >= 0.0 else host.max()
+                raise LabelError(f"{self!r}: target {float(bad)} is outside [0, 1]")
         m = _size(pred)
         if self.from_logits:
             z = pred
             value = xp.sum(xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))) / m
-            return value, (portable.sigmoid(xp, z) - t) / m
+            return _scalar(be, value), (portable.sigmoid(xp, z) - t) / m
         eps = self.eps if self.eps is not None else float(xp.finfo(pred.dtype).eps)
         p = xp.clip(pred, eps, 1.0 - eps)
         value = -xp.sum(t * xp.log(p) + (1.0 - t) * xp.log1p(-p)) / m
-        return value, (p - t) / (p * (1.0 - p) * m)
+        return _scalar(be, value), (p - t) / (p * (1.0 - p) * m)
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -186,13 +204,13 @@ class SoftmaxCrossEntropy(Loss):
         s = xp.sum(e, axis=1, keepdims=True)
         log_p = shifted - xp.log(s)
         value = -xp.sum(y * log_p) / n
-        return value, (e / s - y) / n
+        return _scalar(be, value), (e / s - y) / n
 
     @staticmethod
     def targets(be: Backend, target: Any, n: int, k: int, dtype: Any) -> Any:
         """One-hot rows Y (n, k) from integer labels (n,), or float rows passed through."""
         xp = be.xp
-        t = be.asarray(target) if not be.owns(target) else target
+        t = be.asarray(target)
         if t.ndim == 1:
             if xp.isdtype(t.dtype, "real floating") or t.dtype == xp.bool:
                 raise LabelError(
@@ -225,6 +243,11 @@ def check_labels(labels: Any, num_classes: int) -> None:
         raise LabelError(
             f"label {bad} is out of range for {num_classes} classes (valid: 0..{num_classes - 1})"
         )
+
+
+def _scalar(be: Backend, value: Any) -> Any:
+    """The loss value as a 0-d array of the backend: NumPy reductions return NumPy scalars."""
+    return be.xp.asarray(value)
 
 
 def _size(x: Any) -> int:

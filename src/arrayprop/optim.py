@@ -41,7 +41,10 @@ __all__ = [
 
 
 def _check_hyper(owner: str, name: str, value: float, *, positive: bool = False) -> float:
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
     if not math.isfinite(value) or value < 0 or (positive and value == 0):
         need = "positive" if positive else "non-negative"
         raise ValueError(f"{owner}: {name} must be a finite, {need} number, got {value!r}")
@@ -230,7 +233,7 @@ class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
 
     With weight decay λ, momentum μ and velocity v (the conventions of ``torch.optim.SGD``
-    with zero dampening; v starts as the first gradient)::
+    with zero dampening; v starts as the first gradient; eq. 16 of docs/math.md)::
 
         g ← g + λ W
         v ← μ v + g

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
-from . import portable
+from . import numpy_fast, portable
 from .portable import ACTIVATIONS
 
 __all__ = [
@@ -29,17 +29,16 @@ __all__ = [
     "use_portable",
 ]
 
+#: Backend name -> module of fast paths; looked up on every call, so kept to a dict read.
+_FAST = {"numpy": numpy_fast}
+
 _state = {"portable": os.environ.get("ARRAYPROP_KERNELS", "").lower() == "portable"}
 
 
 def _fast(backend):
     if _state["portable"]:
         return None
-    if backend.name == "numpy":
-        from . import numpy_fast
-
-        return numpy_fast
-    return None
+    return _FAST.get(backend.name)
 
 
 @contextmanager

@@ -42,7 +42,7 @@ def activation(xp, kind: str, z, alpha: float = 0.0) -> Any:
 
 
 def activation_grad(xp, kind: str, a, grad_a, alpha: float = 0.0) -> Any:
-    """δ = ∂C/∂A ⊙ f'(Z), with f' written in terms of the cached output A (eq. 4).
+    """δ = ∂C/∂A ⊙ f'(Z) (eqs. 3–4), with f' written in terms of the cached output A (eq. 9).
 
     relu: f' = [a > 0]; leaky relu (alpha > 0): f' = 1 if a > 0 else alpha;
     sigmoid: f' = a (1 - a); tanh: f' = 1 - a².
