@@ -94,6 +94,10 @@ def test_round_trip_on_every_backend(backend, tmp_path, x):
     assert loaded.optimizer_state is None
     assert loaded.info["backend"] == backend.name
     assert loaded.info["architecture"] == model.config()
+    # ... and onto NumPy, whatever it was trained on.
+    on_numpy = ck.load(path, backend="numpy").model
+    for a, b in zip(_host_weights(model), _host_weights(on_numpy), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("target", ["array_api_strict", "torch"])
