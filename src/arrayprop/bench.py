@@ -448,6 +448,10 @@ class Measurement:
         return float(np.median(self.times_s))
 
     @property
+    def min_s(self) -> float:
+        return float(np.min(self.times_s))
+
+    @property
     def q1_s(self) -> float:
         return float(np.percentile(self.times_s, 25))
 
@@ -476,6 +480,7 @@ class Measurement:
         d.update(
             repeat=len(self.times_s),
             median_s=self.median_s,
+            min_s=self.min_s,
             q1_s=self.q1_s,
             q3_s=self.q3_s,
             iqr_s=self.iqr_s,
@@ -1064,6 +1069,7 @@ DETAIL_HEADER = (
     "batch",
     "ms/step (median)",
     "IQR ms",
+    "min ms",
     "samples/s",
     "GFLOP/s",
     "samples x steps",
@@ -1095,6 +1101,7 @@ def detail_rows(doc: dict, key: str = "results") -> list[tuple[str, ...]]:
             str(r["batch"]),
             f"{r['ms_per_step']:.3f}",
             f"{1e3 * r['iqr_s']:.3f}",
+            f"{1e3 * r['min_s']:.3f}" if "min_s" in r else "n/a",
             f"{r['samples_per_s']:,.0f}",
             _fmt(r["gflops"], ".1f"),
             f"{r['repeat']}x{r['steps_per_sample']}",
