@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
+import arrayprop.backend as backend_mod
 from arrayprop import checkpoint as ck
 from arrayprop import cli, data
 
@@ -133,7 +134,7 @@ def test_info_lists_versions_backends_and_blas(capsys):
 
 
 def test_backend_report_agrees_with_get_backend():
-    for row in cli.backend_report():
+    for row in backend_mod.describe_backends():
         try:
             ap.get_backend(row["name"])
             usable = True

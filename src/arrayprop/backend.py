@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 
 from .errors import BackendMismatchError, BackendUnavailableError, DTypeError
 
-__all__ = ["BACKENDS", "Backend", "backend_of", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "backend_of", "describe_backends", "get_backend"]
 
 #: Backend names in the order ``arrayprop info`` lists them.
 BACKENDS = ("numpy", "cupy", "torch", "jax", "array_api_strict")
@@ -485,3 +486,54 @@ def backend_of(x: Any, dtype: Any = None) -> Backend:
     if mod in ("jax", "jaxlib"):
         return get_backend("jax", device=next(iter(x.devices())), dtype=dtype)
     raise BackendMismatchError(f"not an array of a supported backend: {_describe(x)}")
+
+
+_LIBRARIES = {
+    "numpy": "numpy",
+    "cupy": "cupy",
+    "torch": "torch",
+    "jax": "jax",
+    "array_api_strict": "array_api_strict",
+}
+
+
+def _devices(name: str) -> list[str]:
+    """Device names of an installed backend (for ``arrayprop info``)."""
+    if name == "numpy":
+        return ["cpu"]
+    if name == "array_api_strict":
+        return [str(get_backend(name).device)]
+    lib = importlib.import_module(_LIBRARIES[name])
+    if name == "cupy":
+        runtime = lib.cuda.runtime
+        return [
+            f"cuda:{i} ({runtime.getDeviceProperties(i)['name'].decode()})"
+            for i in range(runtime.getDeviceCount())
+        ]
+    if name == "torch":
+        cuda = lib.cuda
+        gpus = [f"cuda:{i} ({cuda.get_device_name(i)})" for i in range(cuda.device_count())]
+        return ["cpu", *gpus] if cuda.is_available() else ["cpu"]
+    return [f"{d.platform}:{d.id}" for d in lib.devices()]
+
+
+def describe_backends() -> list[dict[str, Any]]:
+    """Per backend: name, installed, version, usable, devices, and why not when unusable."""
+    rows = []
+    for name in BACKENDS:
+        row: dict[str, Any] = {"name": name, "installed": False, "version": None}
+        row.update(usable=False, devices=[], note="")
+        if importlib.util.find_spec(_LIBRARIES[name]) is None:
+            row["note"] = "not installed"
+            rows.append(row)
+            continue
+        row["installed"] = True
+        try:
+            row["version"] = getattr(importlib.import_module(_LIBRARIES[name]), "__version__", "?")
+            get_backend(name)
+            row["devices"] = _devices(name)
+            row["usable"] = True
+        except Exception as exc:  # a broken install or driver is a finding, not a crash
+            row["note"] = " ".join(str(exc).split())[:160]
+        rows.append(row)
+    return rows

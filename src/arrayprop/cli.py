@@ -24,7 +24,7 @@ import numpy as np
 
 from . import __version__, data
 from . import checkpoint as ckpt
-from .backend import BACKENDS, get_backend
+from .backend import BACKENDS, describe_backends, get_backend
 from .errors import ArrayPropError
 from .layers import ACTIVATIONS, mlp
 from .losses import BinaryCrossEntropy, get_loss
@@ -451,56 +451,6 @@ def plot_history(history: Any, path: str | os.PathLike[str], title: str = "") ->
 
 # -- info ---------------------------------------------------------------------------------------
 
-_MODULES = {
-    "numpy": "numpy",
-    "cupy": "cupy",
-    "torch": "torch",
-    "jax": "jax",
-    "array_api_strict": "array_api_strict",
-}
-
-
-def _devices(name: str) -> list[str]:
-    """Device names of an installed backend (its library imported by name: info only)."""
-    if name == "numpy":
-        return ["cpu"]
-    if name == "array_api_strict":
-        return [str(get_backend(name).device)]
-    lib = importlib.import_module(_MODULES[name])
-    if name == "cupy":
-        runtime = lib.cuda.runtime
-        return [
-            f"cuda:{i} ({runtime.getDeviceProperties(i)['name'].decode()})"
-            for i in range(runtime.getDeviceCount())
-        ]
-    if name == "torch":
-        cuda = lib.cuda
-        gpus = [f"cuda:{i} ({cuda.get_device_name(i)})" for i in range(cuda.device_count())]
-        return ["cpu", *gpus] if cuda.is_available() else ["cpu"]
-    return [f"{d.platform}:{d.id}" for d in lib.devices()]
-
-
-def backend_report() -> list[dict[str, Any]]:
-    """Per backend: name, installed, version, usable, devices, and why not when unusable."""
-    rows = []
-    for name in BACKENDS:
-        row: dict[str, Any] = {"name": name, "installed": False, "version": None}
-        row.update(usable=False, devices=[], note="")
-        if importlib.util.find_spec(_MODULES[name]) is None:
-            row["note"] = "not installed"
-            rows.append(row)
-            continue
-        row["installed"] = True
-        try:
-            row["version"] = getattr(importlib.import_module(_MODULES[name]), "__version__", "?")
-            get_backend(name)
-            row["devices"] = _devices(name)
-            row["usable"] = True
-        except Exception as exc:  # a broken install or driver is a finding, not a crash
-            row["note"] = _one_line(exc)[:160]
-        rows.append(row)
-    return rows
-
 
 def blas_report() -> str:
     """NumPy's BLAS as ``numpy.show_config`` records it, in one line."""
@@ -522,7 +472,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     )
     print(f"NumPy {np.__version__}, BLAS: {blas_report()}")
     print("backends:")
-    rows = backend_report()
+    rows = describe_backends()
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         status = "usable" if r["usable"] else ("installed" if r["installed"] else "missing")
