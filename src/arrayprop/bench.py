@@ -220,6 +220,19 @@ class Workload:
     flops_per_step: int | None = None
     info: dict = dataclasses.field(default_factory=dict)
 
+    @property
+    def pool(self) -> str:
+        """The library whose worker threads run this workload (numpy, torch, cupy, jax)."""
+        return _pool(self.impl, self.backend)
+
+
+def _pool(impl: str, backend: str) -> str:
+    if impl == "torch-eager":
+        return "torch"
+    if impl == "numpy-ref" or backend == "array_api_strict":
+        return "numpy"
+    return backend
+
 
 def _block(outs) -> None:
     # JAX dispatch is asynchronous per array: wait on every result of the step.
@@ -504,7 +517,7 @@ def time_workloads(
     min_sample_time: float = 0.05,
     max_time: float | None = None,
     min_repeat: int = 3,
-    rounds: int = 4,
+    rounds: int = 10,
     settle_time: float = 0.2,
     sweep: bool = False,
     clock: Callable[[], float] = time.perf_counter,
@@ -517,12 +530,14 @@ def time_workloads(
     ``min_sample_time``).
 
     Then ``repeat`` samples per workload, split over ``rounds`` rounds; in each round
-    every workload runs its share of samples back to back, so slow load drifts of a
-    shared machine hit all workloads alike. Before a workload's turn the harness
-    *settles*: it sleeps ``settle_time`` seconds (the BLAS / OpenMP worker threads of
-    the previous library stop spinning: on a small machine they otherwise steal cores
-    from the next one) and runs one untimed step (skipped for steps slower than
-    ``settle_time``).
+    every workload runs its share of samples back to back, so load drifts of a shared
+    machine hit all workloads alike. Before a workload's turn the harness runs one
+    untimed step (skipped for steps slower than ``settle_time``) and, when the previous
+    turn used another library's thread pool (:attr:`Workload.pool`: NumPy's OpenBLAS,
+    torch's OpenMP, ...), first sleeps ``settle_time`` seconds so that the idle worker
+    threads of that library stop spinning: on a small machine they otherwise steal
+    cores from the next one. Callers should order ``wls`` by pool (as
+    :func:`run_benchmarks` does) to keep these switches few.
 
     A sample reads the clock, runs ``n`` steps, synchronises the device (``wl.sync``
     on the last step's result) and reads the clock again; the steps inside a sample are
@@ -531,12 +546,16 @@ def time_workloads(
     """
     gc.collect()
     interleaved = len(wls) > 1
+    last_pool = [wls[0].pool if wls else None]
 
     def settle(wl, est):
-        if interleaved:
+        if not interleaved:
+            return
+        if wl.pool != last_pool[0]:
             time.sleep(settle_time)
-            if est <= settle_time:
-                wl.sync(wl.step())
+            last_pool[0] = wl.pool
+        if est <= settle_time:
+            wl.sync(wl.step())
 
     plans = []
     for wl in wls:
@@ -932,6 +951,9 @@ def run_benchmarks(
         specs += [("torch-eager", b) for b in peer_backends]
         if reference:
             specs.append(("numpy-ref", "numpy"))
+        # group by thread pool (numpy first) so that interleaving switches library rarely
+        pools = list(dict.fromkeys(["numpy"] + [_pool(i, b) for i, b in specs]))
+        specs.sort(key=lambda s: pools.index(_pool(*s)))
         wls = [make_workload(impl, cfg, b, device, batch, seed) for impl, b in specs]
         ms = time_workloads(wls, sweep=is_sweep, **timing)
         del wls
