@@ -816,6 +816,24 @@ def _openblas_threads() -> int | str:
     return "unknown (default: all cores unless OPENBLAS_NUM_THREADS/OMP_NUM_THREADS set)"
 
 
+def _git_describe() -> str | None:
+    """``git describe --always --dirty`` of the source checkout arrayprop runs from, if any."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -> dict:
     """Machine and library description stored with every result."""
     import arrayprop
@@ -834,6 +852,7 @@ def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -
             if k in os.environ
         },
         "arrayprop": getattr(arrayprop, "__version__", "?"),
+        "arrayprop_git": _git_describe(),
         "numpy": {"version": np.__version__, "blas": _numpy_blas()},
     }
     with contextlib.suppress(ImportError):
@@ -1178,7 +1197,8 @@ def _env_lines(env: dict) -> list[str]:
         f"{env.get('cpu_affinity')} usable; 1/5/15-min load average at the end "
         f"{env.get('loadavg')})",
         f"- Python {env.get('python')} on {env.get('platform')}",
-        f"- arrayprop {env.get('arrayprop')}, NumPy {env['numpy']['version']} "
+        f"- arrayprop {env.get('arrayprop')} (git {env.get('arrayprop_git')}), "
+        f"NumPy {env['numpy']['version']} "
         f"(BLAS: {blas.get('name', '?')} {blas.get('version', '')}, "
         f"threads: {blas.get('threads', blas.get('threadpools', '?'))})",
     ]
