@@ -24,6 +24,8 @@ def loss_inputs(name: str, rng: np.random.Generator, n: int = 5, k: int = 3):
     """(pred, target) host arrays suited to the loss ``name``."""
     if name == "bce":
         return rng.uniform(0.05, 0.95, (n, k)), rng.random((n, k))
+    if name == "bce_logits":
+        return rng.standard_normal((n, k)), rng.random((n, k))
     if name == "sce_labels":
         return rng.standard_normal((n, k)), rng.integers(0, k, n)
     if name == "sce_onehot":

@@ -1,0 +1,1390 @@
+"""Benchmark harness: arrayprop train steps vs a GEMM ceiling, PyTorch eager and plain NumPy.
+
+Shared by ``arrayprop bench`` (through :func:`add_arguments` / :func:`run_from_args`) and
+the pytest-benchmark suite in ``benchmarks/``. See ``docs/benchmarks.md`` for the method.
+
+Four implementations are timed for every (config, backend):
+
+``arrayprop``
+    ``arrayprop.train_step`` (forward, loss, backward, SGD update) on the backend.
+``gemm``
+    The GEMM ceiling: only the matrix products a train step must do, per Dense layer
+    ``i`` with input ``A`` (batch x n_in), weight ``W`` (n_in x n_out) and output
+    gradient ``D`` (batch x n_out): forward ``A @ W``, weight gradient ``A.T @ D``, and
+    input gradient ``D @ W.T`` for every layer *except the first*, whose input is the
+    data and needs no gradient. Same backend namespace, same dtype, fresh output
+    arrays (as in a real step). ``efficiency = t_gemm / t_step``.
+``torch-eager``
+    The PyTorch peer: ``nn.Sequential`` of ``Linear`` + ``ReLU``, autograd,
+    ``torch.optim.SGD(lr=0.01)``, ``F.cross_entropy`` / ``F.mse_loss``,
+    ``zero_grad(set_to_none=True)``, same device and dtype, torch's default threads.
+``numpy-ref``
+    ``benchmarks/reference_numpy.py``: a hand-written NumPy matrix-backprop loop,
+    float32 throughout (the overhead floor on CPU).
+
+This module imports numpy eagerly and torch / cupy / jax / matplotlib lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as _dt
+import gc
+import importlib
+import importlib.util
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BACKENDS",
+    "CONFIGS",
+    "IMPLS",
+    "LR",
+    "SWEEP_BATCHES",
+    "BenchConfig",
+    "Measurement",
+    "Workload",
+    "add_arguments",
+    "environment",
+    "gemm_flops",
+    "gemm_shapes",
+    "load_reference",
+    "make_data",
+    "make_workload",
+    "measure_memory",
+    "run_benchmarks",
+    "run_from_args",
+    "time_workload",
+    "time_workloads",
+    "write_json",
+    "write_markdown",
+    "write_plot",
+]
+
+LR = 0.01
+DTYPE = "float32"
+BACKENDS = ("numpy", "cupy", "torch", "jax", "array_api_strict")
+IMPLS = ("arrayprop", "gemm", "torch-eager", "numpy-ref")
+SCHEMA = "arrayprop-bench/1"
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """One reference network: layer sizes, activation, loss and batch size."""
+
+    name: str
+    sizes: tuple[int, ...]
+    activation: str
+    loss: str  # "softmax-ce" (integer labels) or "mse" (float targets)
+    batch: int
+
+    @property
+    def n_params(self) -> int:
+        return sum(i * o + o for i, o in pairwise(self.sizes))
+
+    def describe(self) -> str:
+        return f"{'-'.join(map(str, self.sizes))} {self.activation} {self.loss} b={self.batch}"
+
+
+CONFIGS: dict[str, BenchConfig] = {
+    c.name: c
+    for c in (
+        BenchConfig("tiny", (784, 128, 10), "relu", "softmax-ce", 64),
+        BenchConfig("small", (784, 256, 256, 10), "relu", "softmax-ce", 128),
+        BenchConfig("medium", (784, 1024, 1024, 10), "relu", "softmax-ce", 256),
+        BenchConfig("large", (784, 2048, 2048, 2048, 10), "relu", "softmax-ce", 512),
+        BenchConfig("wide", (1024, 4096, 4096, 1024), "relu", "mse", 1024),
+    )
+}
+SWEEP_CONFIG = "medium"
+SWEEP_BATCHES = tuple(2**k for k in range(14))  # 1 .. 8192
+
+
+def _parse_names(text: str | Sequence[str] | None, valid: Sequence[str], what: str) -> list[str]:
+    if text is None:
+        return list(valid)
+    names = text.split(",") if isinstance(text, str) else list(text)
+    names = [n.strip() for n in names if n.strip()]
+    bad = [n for n in names if n not in valid]
+    if bad or not names:
+        raise ValueError(
+            f"unknown {what} {', '.join(map(repr, bad)) or '(none given)'}; "
+            f"valid {what}s: {', '.join(valid)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def get_configs(names: str | Sequence[str] | None = None) -> list[BenchConfig]:
+    """Configs by name (comma-separated string or sequence); ``None`` means all five."""
+    return [CONFIGS[n] for n in _parse_names(names, list(CONFIGS), "config")]
+
+
+def make_data(cfg: BenchConfig, batch: int | None = None, seed: int = 0):
+    """Synthetic host data from a seeded NumPy Generator: float32 ``x`` and labels/targets.
+
+    softmax-ce: ``y`` are int64 class labels in ``[0, n_out)``; mse: float32 targets.
+    """
+    batch = cfg.batch if batch is None else batch
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, cfg.sizes[0]), dtype=np.float32)
+    if cfg.loss == "softmax-ce":
+        y = rng.integers(0, cfg.sizes[-1], size=batch, dtype=np.int64)
+    elif cfg.loss == "mse":
+        y = rng.standard_normal((batch, cfg.sizes[-1]), dtype=np.float32)
+    else:
+        raise ValueError(f"unknown loss {cfg.loss!r}")
+    return x, y
+
+
+def load_reference():
+    """Import ``benchmarks/reference_numpy.py`` from the source tree.
+
+    The reference is deliberately not part of the installed package; it is found
+    next to ``src/`` (or through ``ARRAYPROP_BENCH_REFERENCE=/path/to/reference_numpy.py``).
+    Raises ``FileNotFoundError`` when neither exists (e.g. a wheel install).
+    """
+    mod = sys.modules.get("arrayprop_reference_numpy")
+    if mod is not None:
+        return mod
+    env = os.environ.get("ARRAYPROP_BENCH_REFERENCE")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "benchmarks" / "reference_numpy.py")
+    for path in candidates:
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("arrayprop_reference_numpy", path)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = mod
+            spec.loader.exec_module(mod)
+            return mod
+    raise FileNotFoundError(
+        "benchmarks/reference_numpy.py not found (run from a source checkout or set "
+        "ARRAYPROP_BENCH_REFERENCE)"
+    )
+
+
+# --------------------------------------------------------------------------- GEMM ceiling
+
+
+def gemm_shapes(sizes: Sequence[int], batch: int) -> list[tuple[str, int, int, int]]:
+    """The ``(label, m, k, n)`` matrix products (``(m x k) @ (k x n)``) of one train step.
+
+    Per layer ``i``: forward ``A @ W`` (batch x n_in)(n_in x n_out), weight gradient
+    ``A.T @ D`` (n_in x batch)(batch x n_out), and, except for the first layer (the input
+    is data: its gradient is never needed), input gradient ``D @ W.T``
+    (batch x n_out)(n_out x n_in).
+    """
+    shapes = []
+    for i, (n_in, n_out) in enumerate(pairwise(sizes)):
+        shapes.append((f"L{i}.fwd", batch, n_in, n_out))
+        shapes.append((f"L{i}.dW", n_in, batch, n_out))
+        if i > 0:
+            shapes.append((f"L{i}.dA", batch, n_out, n_in))
+    return shapes
+
+
+def gemm_flops(sizes: Sequence[int], batch: int) -> int:
+    """FLOPs of :func:`gemm_shapes` counting a multiply-add as 2."""
+    return sum(2 * m * k * n for _, m, k, n in gemm_shapes(sizes, batch))
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+@dataclasses.dataclass
+class Workload:
+    """A ready-to-time step: ``out = step(); sync(out)`` runs one synchronised step."""
+
+    impl: str
+    config: BenchConfig
+    backend: str
+    device: str
+    batch: int
+    step: Callable[[], Any]
+    sync: Callable[[Any], None]
+    flops_per_step: int | None = None
+    info: dict = dataclasses.field(default_factory=dict)
+
+
+def _block(outs) -> None:
+    # JAX dispatch is asynchronous per array: wait on every result of the step.
+    for out in outs or ():
+        fn = getattr(out, "block_until_ready", None)
+        if fn is not None:
+            fn()
+
+
+def _noop_sync(out) -> None:
+    return None
+
+
+def _arrayprop_backend(name: str, device: str | None, dtype: str = DTYPE):
+    import arrayprop as ap
+
+    try:
+        return ap.get_backend(name, device=device, dtype=dtype)
+    except ImportError as exc:
+        raise ValueError(f"backend {name!r} is not available here: {exc}") from exc
+
+
+def _device_str(be) -> str:
+    dev = getattr(be, "device", None)
+    return "cpu" if dev is None else str(dev)
+
+
+def _arrayprop_workload(cfg, batch, backend, device, seed):
+    """(a) arrayprop's own train step. Keep this the only place that uses its model API."""
+    import arrayprop as ap
+
+    be = _arrayprop_backend(backend, device)
+    x_h, y_h = make_data(cfg, batch, seed)
+    model = ap.mlp(list(cfg.sizes), activation=cfg.activation, seed=seed, backend=be)
+    loss = ap.SoftmaxCrossEntropy() if cfg.loss == "softmax-ce" else ap.MSE()
+    opt = ap.SGD(model.parameters(), lr=LR)
+    x, y = be.asarray(x_h), be.asarray(y_h)
+    del x_h, y_h
+
+    def step():
+        return ap.train_step(model, loss, opt, x, y)
+
+    params = model.parameters()
+
+    def sync(out):
+        be.sync(out)
+        if be.name == "jax":  # dispatch is asynchronous per array: wait for the updates too
+            for p in params:
+                p.data.block_until_ready()
+
+    return Workload("arrayprop", cfg, backend, _device_str(be), batch, step, sync)
+
+
+def _gemm_workload(cfg, batch, backend, device, seed, xp=None, asarray=None, sync=None):
+    """(b) the GEMM ceiling on an arrayprop backend's namespace (or on a given ``xp``)."""
+    dev = "cpu"
+    if xp is None:
+        be = _arrayprop_backend(backend, device)
+        xp, asarray, dev = be.xp, be.asarray, _device_str(be)
+
+        def sync(out):
+            _block(out)
+            be.sync()
+
+    rng = np.random.default_rng(seed)
+    ops = []
+    for i, (n_in, n_out) in enumerate(pairwise(cfg.sizes)):
+        a = asarray(rng.standard_normal((batch, n_in), dtype=np.float32))
+        w = asarray(rng.standard_normal((n_in, n_out), dtype=np.float32))
+        d = asarray(rng.standard_normal((batch, n_out), dtype=np.float32))
+        ops.append((a, w))  # forward        Z = A @ W
+        ops.append((a.T, d))  # weight grad  dW = A.T @ D
+        if i > 0:
+            ops.append((d, w.T))  # input grad  dA = D @ W.T (not for the data layer)
+    matmul = xp.matmul
+
+    def step():
+        return [matmul(lhs, rhs) for lhs, rhs in ops]
+
+    return Workload(
+        "gemm",
+        cfg,
+        backend,
+        dev,
+        batch,
+        step,
+        sync or _noop_sync,
+        flops_per_step=gemm_flops(cfg.sizes, batch),
+    )
+
+
+def torch_device_for(backend: str, device: str | None) -> str:
+    """The device the PyTorch peer runs on for a given arrayprop backend/device."""
+    if device:
+        d = str(device)
+        if d.startswith(("cuda", "gpu")):
+            return "cuda" + (d[d.index(":") :] if ":" in d else "")
+        if d.isdigit() and backend == "cupy":
+            return f"cuda:{d}"
+        return d if backend == "torch" else "cpu"
+    return "cuda" if backend == "cupy" else "cpu"
+
+
+def _torch_model(sizes, params, device, dtype):
+    import torch
+
+    layers = []
+    for i, (w, b) in enumerate(params):
+        lin = torch.nn.Linear(w.shape[0], w.shape[1], device=device, dtype=dtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers.append(lin)
+        if i < len(params) - 1:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def torch_peer(cfg, params, device="cpu", dtype="float32", lr=LR):
+    """(c) the PyTorch-eager peer built from host ``params`` ``[(W (in,out), b), ...]``.
+
+    Returns ``(model, step, loss_fn)`` where ``step(x, y)`` does zero_grad/forward/
+    loss/backward/SGD step and returns the loss tensor (no host sync).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    tdtype = getattr(torch, dtype)
+    model = _torch_model(cfg.sizes, params, torch.device(device), tdtype)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = F.cross_entropy if cfg.loss == "softmax-ce" else F.mse_loss
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, step, loss_fn
+
+
+def _torch_workload(cfg, batch, backend, device, seed):
+    import torch
+
+    ref = load_reference()
+    dev = torch.device(torch_device_for(backend, device))
+    params = ref.init_params(cfg.sizes, seed=seed, dtype=np.float32)
+    _, tstep, _ = torch_peer(cfg, params, dev, DTYPE)
+    x_h, y_h = make_data(cfg, batch, seed)
+    x, y = torch.from_numpy(x_h).to(dev), torch.from_numpy(y_h).to(dev)
+    del params, x_h, y_h
+
+    if dev.type == "cuda":
+
+        def sync(out):
+            torch.cuda.synchronize(dev)
+    else:
+        sync = _noop_sync
+
+    return Workload(
+        "torch-eager",
+        cfg,
+        "torch",
+        str(dev),
+        batch,
+        lambda: tstep(x, y),
+        sync,
+        info={"num_threads": torch.get_num_threads()},
+    )
+
+
+def _numpy_ref_workload(cfg, batch, backend, device, seed):
+    ref = load_reference()
+    net = ref.NumpyReferenceMLP(ref.init_params(cfg.sizes, seed=seed), lr=LR, loss=cfg.loss)
+    x, y = make_data(cfg, batch, seed)
+    return Workload("numpy-ref", cfg, "numpy", "cpu", batch, lambda: net.step(x, y), _noop_sync)
+
+
+_BUILDERS = {
+    "arrayprop": _arrayprop_workload,
+    "gemm": _gemm_workload,
+    "torch-eager": _torch_workload,
+    "numpy-ref": _numpy_ref_workload,
+}
+
+
+def make_workload(
+    impl: str,
+    cfg: BenchConfig | str,
+    backend: str = "numpy",
+    device: str | None = None,
+    batch: int | None = None,
+    seed: int = 0,
+) -> Workload:
+    """Build one timed step: model/weights and data already on the device."""
+    impl = _parse_names([impl], IMPLS, "implementation")[0]
+    backend = _parse_names([backend], BACKENDS, "backend")[0]
+    if isinstance(cfg, str):
+        cfg = get_configs([cfg])[0]
+    batch = cfg.batch if batch is None else int(batch)
+    return _BUILDERS[impl](cfg, batch, backend, device, seed)
+
+
+# --------------------------------------------------------------------------- timing
+
+
+@dataclasses.dataclass
+class Measurement:
+    """Raw timings of one workload: ``times_s[i]`` is seconds per step of sample ``i``."""
+
+    config: str
+    impl: str
+    backend: str
+    device: str
+    batch: int
+    times_s: list[float]
+    steps_per_sample: int
+    warmup_steps: int
+    flops_per_step: int | None = None
+    sweep: bool = False
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def median_s(self) -> float:
+        return float(np.median(self.times_s))
+
+    @property
+    def q1_s(self) -> float:
+        return float(np.percentile(self.times_s, 25))
+
+    @property
+    def q3_s(self) -> float:
+        return float(np.percentile(self.times_s, 75))
+
+    @property
+    def iqr_s(self) -> float:
+        return self.q3_s - self.q1_s
+
+    @property
+    def ms_per_step(self) -> float:
+        return 1e3 * self.median_s
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.batch / self.median_s
+
+    @property
+    def gflops(self) -> float | None:
+        return None if self.flops_per_step is None else self.flops_per_step / self.median_s / 1e9
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.update(
+            repeat=len(self.times_s),
+            median_s=self.median_s,
+            q1_s=self.q1_s,
+            q3_s=self.q3_s,
+            iqr_s=self.iqr_s,
+            ms_per_step=self.ms_per_step,
+            samples_per_s=self.samples_per_s,
+            gflops=self.gflops,
+        )
+        return d
+
+
+def time_workload(wl: Workload, **kwargs) -> Measurement:
+    """Time one workload; see :func:`time_workloads` for the method and options."""
+    return time_workloads([wl], **kwargs)[0]
+
+
+def time_workloads(
+    wls: Sequence[Workload],
+    *,
+    warmup: int = 3,
+    repeat: int = 20,
+    min_sample_time: float = 0.05,
+    max_time: float | None = None,
+    min_repeat: int = 3,
+    rounds: int = 4,
+    settle_time: float = 0.2,
+    sweep: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[Measurement]:
+    """Time workloads in interleaved rounds; return one :class:`Measurement` each.
+
+    Per workload: ``warmup`` steps, then calibration steps until ``min_sample_time``
+    seconds have passed (twice; the faster estimate sets the number ``n`` of steps per
+    sample so that a sample lasts at least ``min_sample_time``).
+
+    Then ``repeat`` samples per workload, split over ``rounds`` rounds; in each round
+    every workload runs its share of samples back to back, so slow load drifts of a
+    shared machine hit all workloads alike. Before a workload's turn the harness
+    *settles*: it sleeps ``settle_time`` seconds (the BLAS / OpenMP worker threads of
+    the previous library stop spinning: on a small machine they otherwise steal cores
+    from the next one) and runs one untimed step (skipped for steps slower than
+    ``settle_time``).
+
+    A sample reads the clock, runs ``n`` steps, synchronises the device (``wl.sync``
+    on the last step's result) and reads the clock again; the steps inside a sample are
+    not synchronised beyond what the implementation does itself. ``max_time``
+    (seconds per workload) lowers ``repeat``, never below ``min_repeat``.
+    """
+    gc.collect()
+    interleaved = len(wls) > 1
+
+    def settle(wl, est):
+        if interleaved:
+            time.sleep(settle_time)
+            if est <= settle_time:
+                wl.sync(wl.step())
+
+    plans = []
+    for wl in wls:
+        settle(wl, 0.0)
+        out = None
+        for _ in range(max(0, warmup)):
+            out = wl.step()
+        wl.sync(out)
+        ests, n_cal_total = [], 0
+        for _ in range(2):
+            n_cal, t0 = 0, clock()
+            while True:
+                out = wl.step()
+                n_cal += 1
+                wl.sync(out)
+                elapsed = clock() - t0
+                if elapsed >= min_sample_time or n_cal >= 100_000:
+                    break
+            ests.append(elapsed / n_cal)
+            n_cal_total += n_cal
+        del out
+        est = min(ests)
+        n = max(1, math.ceil(min_sample_time / est)) if est > 0 else 1
+        plans.append((wl, n, est, warmup + n_cal_total))
+    reps = max(1, repeat)
+    if max_time is not None:
+        per_round = sum(n * est for _, n, est, _ in plans)
+        if per_round > 0:
+            reps = min(reps, max(min_repeat, int(max_time * len(plans) / per_round)))
+    n_rounds = max(1, min(rounds, reps)) if interleaved else 1
+    shares = [reps // n_rounds + (i < reps % n_rounds) for i in range(n_rounds)]
+    times: list[list[float]] = [[] for _ in plans]
+    for share in shares:
+        for (wl, n, est, _), ts in zip(plans, times, strict=True):
+            settle(wl, est)
+            for _ in range(share):
+                t0 = clock()
+                for _ in range(n):
+                    out = wl.step()
+                wl.sync(out)
+                ts.append((clock() - t0) / n)
+                del out
+    return [
+        Measurement(
+            config=wl.config.name,
+            impl=wl.impl,
+            backend=wl.backend,
+            device=wl.device,
+            batch=wl.batch,
+            times_s=ts,
+            steps_per_sample=n,
+            warmup_steps=nw,
+            flops_per_step=wl.flops_per_step,
+            sweep=sweep,
+            info=dict(wl.info),
+        )
+        for (wl, n, _, nw), ts in zip(plans, times, strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------- memory
+
+_MEMORY_CHILD = """
+import json, sys
+from arrayprop.bench import _memory_child
+print("ARRAYPROP_MEMORY " + json.dumps(_memory_child(json.loads(sys.argv[1]))))
+"""
+
+
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident high-water mark (VmHWM); Linux >= 4.0."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _memory_child(spec: dict) -> dict:
+    """Run in a fresh interpreter: build, warm up once, then measure one step's peak."""
+    import resource
+
+    wl = make_workload(
+        spec["impl"],
+        spec["config"],
+        spec["backend"],
+        spec.get("device"),
+        spec.get("batch"),
+        spec.get("seed", 0),
+    )
+    dev = wl.device
+    gc.collect()
+    result = {
+        "impl": wl.impl,
+        "config": wl.config.name,
+        "backend": wl.backend,
+        "device": dev,
+        "batch": wl.batch,
+    }
+    if dev.startswith("cuda") and wl.impl != "numpy-ref":
+        return _gpu_memory(wl, result)
+    rss_built = _proc_status_kib("VmRSS")
+    out = wl.step()  # warm-up: lazy initialisation, allocator caches, .grad buffers
+    wl.sync(out)
+    del out
+    gc.collect()
+    rss_warm = _proc_status_kib("VmRSS")
+    if rss_built is not None and _reset_peak_rss():
+        method = "VmHWM reset after warm-up"
+    else:
+        method = "ru_maxrss (peak over warm-up and step)"
+    out = wl.step()
+    wl.sync(out)
+    peak = _proc_status_kib("VmHWM") if method.startswith("VmHWM") else None
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        method = "ru_maxrss (peak over warm-up and step)"
+    result.update(
+        method=method,
+        rss_after_build_bytes=1024 * (rss_built or 0),
+        rss_after_warmup_bytes=1024 * (rss_warm or 0),
+        peak_rss_bytes=1024 * peak,
+        peak_step_bytes=1024 * (peak - (rss_built or 0)),
+    )
+    return result
+
+
+def _gpu_memory(wl, result):  # pragma: no cover - needs a GPU
+    if wl.backend == "cupy":
+        import cupy
+
+        pool = cupy.get_default_memory_pool()
+        base = pool.used_bytes()
+        out = wl.step()
+        wl.sync(out)
+        del out
+        out = wl.step()
+        wl.sync(out)
+        peak = pool.total_bytes()
+        method = "cupy default pool total_bytes (upper bound)"
+    else:
+        import torch
+
+        base = torch.cuda.memory_allocated()
+        out = wl.step()
+        wl.sync(out)
+        del out
+        torch.cuda.reset_peak_memory_stats()
+        out = wl.step()
+        wl.sync(out)
+        peak = torch.cuda.max_memory_allocated()
+        method = "torch.cuda.max_memory_allocated after warm-up"
+    result.update(method=method, device_base_bytes=base, peak_step_bytes=peak - base)
+    return result
+
+
+def measure_memory(impl, cfg, backend="numpy", device=None, batch=None, seed=0, timeout=600):
+    """Peak memory of one train step, measured in a fresh subprocess (see docs)."""
+    name = cfg.name if isinstance(cfg, BenchConfig) else cfg
+    spec = {
+        "impl": impl,
+        "config": name,
+        "backend": backend,
+        "device": device,
+        "batch": batch,
+        "seed": seed,
+    }
+    env = dict(os.environ)
+    pkg_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("ARRAYPROP_MEMORY "):
+            return json.loads(line.split(" ", 1)[1])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+    raise RuntimeError(f"memory child for {impl}/{name}/{backend} failed: {tail[0]}")
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _numpy_blas() -> dict:
+    info: dict[str, Any] = {}
+    try:
+        with contextlib.redirect_stdout(None):
+            cfg = np.show_config(mode="dicts")
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        info = {
+            k: blas.get(k) for k in ("name", "version", "openblas configuration") if blas.get(k)
+        }
+    except Exception:  # old NumPy without mode="dicts"
+        pass
+    try:  # optional: only if the user already has it
+        threadpoolctl = importlib.import_module("threadpoolctl")
+        info["threadpools"] = [
+            {k: p.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
+            for p in threadpoolctl.threadpool_info()
+        ]
+    except ImportError:
+        info["threads"] = _openblas_threads()
+    return info
+
+
+def _openblas_threads() -> int | str:
+    """OpenBLAS's thread count via ctypes (what threadpoolctl does), best effort."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        libs = set()
+    for lib in sorted(libs):
+        try:
+            handle = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for sym in (
+            "scipy_openblas_get_num_threads64_",
+            "openblas_get_num_threads64_",
+            "openblas_get_num_threads",
+        ):
+            fn = getattr(handle, sym, None)
+            if fn is not None:
+                return int(fn())
+    return "unknown (default: all cores unless OPENBLAS_NUM_THREADS/OMP_NUM_THREADS set)"
+
+
+def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -> dict:
+    """Machine and library description stored with every result."""
+    import arrayprop
+
+    env: dict[str, Any] = {
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "loadavg": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "thread_env": {
+            k: os.environ[k]
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+            if k in os.environ
+        },
+        "arrayprop": getattr(arrayprop, "__version__", "?"),
+        "numpy": {"version": np.__version__, "blas": _numpy_blas()},
+    }
+    with contextlib.suppress(ImportError):
+        env["array_api_compat"] = importlib.import_module("array_api_compat").__version__
+    if "torch" in backends or torch_peer:
+        with contextlib.suppress(ImportError):
+            import torch
+
+            cfg = torch.__config__.show()
+            blas = next(
+                (
+                    p.split("=", 1)[1]
+                    for p in cfg.replace(",", "\n").split()
+                    if p.startswith("BLAS_INFO=")
+                ),
+                None,
+            )
+            env["torch"] = {
+                "version": torch.__version__,
+                "num_threads": torch.get_num_threads(),
+                "num_interop_threads": torch.get_num_interop_threads(),
+                "blas": blas,
+                "cuda": torch.version.cuda,
+            }
+            if torch.cuda.is_available():
+                env["torch"]["gpu"] = torch.cuda.get_device_name()
+    if "cupy" in backends:
+        with contextlib.suppress(Exception):
+            import cupy
+
+            rt = cupy.cuda.runtime
+            props = rt.getDeviceProperties(cupy.cuda.Device().id)
+            env["cupy"] = {
+                "version": cupy.__version__,
+                "cuda_runtime": rt.runtimeGetVersion(),
+                "driver": rt.driverGetVersion(),
+                "gpu": props["name"].decode()
+                if isinstance(props["name"], bytes)
+                else props["name"],
+            }
+    if "jax" in backends:
+        with contextlib.suppress(ImportError):
+            import jax
+
+            env["jax"] = {"version": jax.__version__, "devices": [str(d) for d in jax.devices()]}
+    if "array_api_strict" in backends:
+        with contextlib.suppress(ImportError):
+            env["array_api_strict"] = importlib.import_module("array_api_strict").__version__
+    with contextlib.suppress(Exception):
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if smi.returncode == 0 and smi.stdout.strip():
+            env["nvidia_smi"] = smi.stdout.strip().splitlines()
+    return env
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def run_benchmarks(
+    configs: Sequence[str] | str | None = None,
+    backends: Sequence[str] | str = ("numpy",),
+    *,
+    device: str | None = None,
+    repeat: int = 20,
+    warmup: int = 3,
+    max_time: float | None = 5.0,
+    min_sample_time: float = 0.05,
+    peer: bool = True,
+    reference: bool = True,
+    sweep: bool = False,
+    sweep_batches: Sequence[int] = SWEEP_BATCHES,
+    memory: bool = False,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Run the suite and return the result document (what :func:`write_json` stores)."""
+    cfgs = get_configs(configs)
+    backends = _parse_names(backends, BACKENDS, "backend")
+    log = log or (lambda s: None)
+    peer = peer and _torch_available()
+    if reference:
+        try:
+            load_reference()
+        except FileNotFoundError as exc:
+            log(f"note: {exc}; skipping numpy-ref")
+            reference = False
+    for b in backends:  # fail early, with a clear message, on a missing backend
+        _arrayprop_backend(b, device)
+    # one PyTorch-eager peer per distinct torch device (cpu for numpy, cuda for cupy, ...)
+    by_device: dict[str, str] = {}
+    for b in backends if peer else ():
+        by_device.setdefault(torch_device_for(b, device), b)
+    peer_backends = list(by_device.values())
+    timing = {
+        "warmup": warmup,
+        "repeat": repeat,
+        "max_time": max_time,
+        "min_sample_time": min_sample_time,
+    }
+
+    def run_one(cfg, batch=None, is_sweep=False):
+        specs = [(impl, b) for b in backends for impl in ("arrayprop", "gemm")]
+        specs += [("torch-eager", b) for b in peer_backends]
+        if reference:
+            specs.append(("numpy-ref", "numpy"))
+        wls = [make_workload(impl, cfg, b, device, batch, seed) for impl, b in specs]
+        ms = time_workloads(wls, sweep=is_sweep, **timing)
+        del wls
+        gc.collect()
+        for m in ms:
+            log(
+                f"  {cfg.name:<7} b={m.batch:<5} {m.impl:<11} {m.backend}@{m.device:<6} "
+                f"{m.ms_per_step:10.3f} ms/step  IQR {1e3 * m.iqr_s:.3f}  "
+                f"({len(m.times_s)}x{m.steps_per_sample})"
+            )
+        return ms
+
+    results: list[Measurement] = []
+    for cfg in cfgs:
+        log(f"{cfg.name}: {cfg.describe()}")
+        results += run_one(cfg)
+    sweep_results: list[Measurement] = []
+    if sweep:
+        cfg = CONFIGS[SWEEP_CONFIG]
+        for bs in sweep_batches:
+            log(f"sweep {cfg.name} batch {bs}")
+            sweep_results += run_one(cfg, bs, True)
+    mem = []
+    if memory:
+        for cfg in cfgs:
+            impls = [("arrayprop", b) for b in backends]
+            impls += [("torch-eager", b) for b in peer_backends]
+            if reference:
+                impls.append(("numpy-ref", "numpy"))
+            for impl, b in impls:
+                r = measure_memory(impl, cfg, b, device, None, seed)
+                log(
+                    f"  memory {cfg.name:<7} {impl:<11} {b:<6} "
+                    f"{r['peak_step_bytes'] / 2**20:9.1f} MiB"
+                )
+                mem.append(r)
+    return {
+        "schema": SCHEMA,
+        "env": environment(backends, peer),
+        "settings": {
+            **timing,
+            "configs": [c.name for c in cfgs],
+            "backends": backends,
+            "device": device,
+            "dtype": DTYPE,
+            "lr": LR,
+            "seed": seed,
+            "peer": peer,
+            "reference": reference,
+        },
+        "configs": {c.name: dataclasses.asdict(c) for c in cfgs},
+        "results": [m.to_dict() for m in results],
+        "summary": summarize(results),
+        "sweep": [m.to_dict() for m in sweep_results],
+        "sweep_summary": summarize(sweep_results),
+        "memory": mem,
+    }
+
+
+def _as_dict(m) -> dict:
+    return m.to_dict() if isinstance(m, Measurement) else m
+
+
+def summarize(results: Sequence[Measurement | dict]) -> list[dict]:
+    """One row per (config, batch, arrayprop backend) with the ratios of the table.
+
+    ``gemm_efficiency = t_gemm / t_step`` (same backend); ``vs_torch_eager =
+    t_torch / t_step`` and ``vs_numpy_ref = t_ref / t_step`` (> 1: arrayprop is faster).
+    """
+    rows = [_as_dict(m) for m in results]
+    by_key = {}
+    for r in rows:
+        by_key.setdefault((r["config"], r["batch"], r["impl"]), []).append(r)
+    out = []
+    for r in rows:
+        if r["impl"] != "arrayprop":
+            continue
+        key = (r["config"], r["batch"])
+        t = r["median_s"]
+        gemm = next(
+            (
+                g
+                for g in by_key.get((*key, "gemm"), [])
+                if g["backend"] == r["backend"] and g["device"] == r["device"]
+            ),
+            None,
+        )
+        peers = by_key.get((*key, "torch-eager"), [])
+        tdev = torch_device_for(r["backend"], r["device"] if r["device"] != "cpu" else None)
+        peer = next((p for p in peers if p["device"] == tdev), peers[0] if peers else None)
+        ref = next(iter(by_key.get((*key, "numpy-ref"), [])), None)
+        out.append(
+            {
+                "config": r["config"],
+                "backend": r["backend"],
+                "device": r["device"],
+                "batch": r["batch"],
+                "samples_per_s": r["samples_per_s"],
+                "ms_per_step": r["ms_per_step"],
+                "iqr_ms": 1e3 * r["iqr_s"],
+                "gemm_ms_per_step": gemm and gemm["ms_per_step"],
+                "gemm_efficiency": gemm and gemm["median_s"] / t,
+                "torch_eager_ms_per_step": peer and peer["ms_per_step"],
+                "vs_torch_eager": peer and peer["median_s"] / t,
+                "numpy_ref_ms_per_step": ref and ref["ms_per_step"],
+                "vs_numpy_ref": ref and ref["median_s"] / t,
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(v, spec, suffix=""):
+    return "n/a" if v is None else format(v, spec) + suffix
+
+
+SUMMARY_HEADER = (
+    "config",
+    "backend",
+    "batch",
+    "samples/s",
+    "ms/step",
+    "% of GEMM ceiling",
+    "vs PyTorch eager",
+    "vs NumPy loop",
+)
+DETAIL_HEADER = (
+    "config",
+    "impl",
+    "backend@device",
+    "batch",
+    "ms/step (median)",
+    "IQR ms",
+    "samples/s",
+    "GFLOP/s",
+    "samples x steps",
+)
+
+
+def summary_rows(doc: dict, key: str = "summary") -> list[tuple[str, ...]]:
+    return [
+        (
+            s["config"],
+            f"{s['backend']}@{s['device']}",
+            str(s["batch"]),
+            f"{s['samples_per_s']:,.0f}",
+            f"{s['ms_per_step']:.3f}",
+            _fmt(s["gemm_efficiency"] and 100 * s["gemm_efficiency"], ".0f", "%"),
+            _fmt(s["vs_torch_eager"], ".2f", "x"),
+            _fmt(s["vs_numpy_ref"], ".2f", "x"),
+        )
+        for s in doc[key]
+    ]
+
+
+def detail_rows(doc: dict, key: str = "results") -> list[tuple[str, ...]]:
+    return [
+        (
+            r["config"],
+            r["impl"],
+            f"{r['backend']}@{r['device']}",
+            str(r["batch"]),
+            f"{r['ms_per_step']:.3f}",
+            f"{1e3 * r['iqr_s']:.3f}",
+            f"{r['samples_per_s']:,.0f}",
+            _fmt(r["gflops"], ".1f"),
+            f"{r['repeat']}x{r['steps_per_sample']}",
+        )
+        for r in doc[key]
+    ]
+
+
+MEMORY_HEADER = ("config", "impl", "backend@device", "peak step memory (MiB)", "method")
+
+
+def memory_rows(doc: dict) -> list[tuple[str, ...]]:
+    return [
+        (
+            m["config"],
+            m["impl"],
+            f"{m['backend']}@{m['device']}",
+            f"{m['peak_step_bytes'] / 2**20:.1f}",
+            m["method"],
+        )
+        for m in doc.get("memory", [])
+    ]
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    line = "  ".join(f"{h:<{w}}" for h, w in zip(header, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += [
+        "  ".join(
+            f"{c:>{w}}" if i >= 2 else f"{c:<{w}}"
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
+    return "\n".join(out)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], n_left: int = 2) -> str:
+    out = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i < n_left else "---:" for i in range(len(header))) + "|",
+    ]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _env_lines(env: dict) -> list[str]:
+    blas = env.get("numpy", {}).get("blas", {})
+    lines = [
+        f"- CPU: {env.get('cpu_model')} ({env.get('cpu_count')} logical cores, "
+        f"{env.get('cpu_affinity')} usable; load average {env.get('loadavg')})",
+        f"- Python {env.get('python')} on {env.get('platform')}",
+        f"- arrayprop {env.get('arrayprop')}, NumPy {env['numpy']['version']} "
+        f"(BLAS: {blas.get('name', '?')} {blas.get('version', '')}, "
+        f"threads: {blas.get('threads', blas.get('threadpools', '?'))})",
+    ]
+    if "torch" in env:
+        t = env["torch"]
+        lines.append(
+            f"- torch {t['version']} (BLAS {t['blas']}, {t['num_threads']} intra-op / "
+            f"{t['num_interop_threads']} inter-op threads, CUDA {t['cuda']}"
+            f"{', ' + t['gpu'] if t.get('gpu') else ''})"
+        )
+    if "cupy" in env:
+        c = env["cupy"]
+        lines.append(
+            f"- CuPy {c['version']} on {c['gpu']} (CUDA runtime {c['cuda_runtime']}, "
+            f"driver {c['driver']})"
+        )
+    if "nvidia_smi" in env:
+        lines.append(f"- nvidia-smi: {'; '.join(env['nvidia_smi'])}")
+    if env.get("thread_env"):
+        lines.append(f"- thread env: {env['thread_env']}")
+    lines.append(f"- date (UTC): {env.get('date_utc')}")
+    return lines
+
+
+def format_report(doc: dict) -> str:
+    parts = [format_table(SUMMARY_HEADER, summary_rows(doc))]
+    parts += ["", "all measurements:", format_table(DETAIL_HEADER, detail_rows(doc))]
+    if doc.get("sweep_summary"):
+        parts += [
+            "",
+            f"batch sweep ({SWEEP_CONFIG}):",
+            format_table(SUMMARY_HEADER, summary_rows(doc, "sweep_summary")),
+        ]
+    if doc.get("memory"):
+        parts += [
+            "",
+            "peak memory of one train step:",
+            format_table(MEMORY_HEADER, memory_rows(doc)),
+        ]
+    parts += ["", *_env_lines(doc["env"])]
+    return "\n".join(parts)
+
+
+def write_json(doc: dict, path: str | os.PathLike) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+
+
+def to_markdown(doc: dict) -> str:
+    s = doc["settings"]
+    parts = [
+        "## arrayprop train-step benchmark",
+        "",
+        *_env_lines(doc["env"]),
+        f"- timing: {s['warmup']} warm-up steps, up to {s['repeat']} samples "
+        f"(>= {s['min_sample_time']} s each, at most ~{s['max_time']} s per measurement), "
+        f"medians; dtype {s['dtype']}, lr {s['lr']}",
+        "",
+        "Ratios: `% of GEMM ceiling` = t_gemm / t_step; `vs PyTorch eager` = t_torch / t_step; "
+        "`vs NumPy loop` = t_numpy_ref / t_step (> 1.00x: arrayprop is faster).",
+        "",
+        markdown_table(SUMMARY_HEADER, summary_rows(doc)),
+        "",
+        "### All measurements",
+        "",
+        markdown_table(DETAIL_HEADER, detail_rows(doc), 3),
+    ]
+    if doc.get("sweep"):
+        parts += [
+            "",
+            f"### Batch-size sweep ({SWEEP_CONFIG})",
+            "",
+            markdown_table(SUMMARY_HEADER, summary_rows(doc, "sweep_summary")),
+            "",
+            markdown_table(DETAIL_HEADER, detail_rows(doc, "sweep"), 3),
+        ]
+    if doc.get("memory"):
+        parts += [
+            "",
+            "### Peak memory of one train step",
+            "",
+            markdown_table(MEMORY_HEADER, memory_rows(doc), 3),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def write_markdown(doc: dict, path: str | os.PathLike) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(to_markdown(doc))
+
+
+def _series_label(r: dict) -> str:
+    if r["impl"] == "arrayprop":
+        return f"arrayprop[{r['backend']}@{r['device']}]"
+    if r["impl"] == "gemm":
+        return f"GEMM ceiling[{r['backend']}@{r['device']}]"
+    if r["impl"] == "torch-eager":
+        return f"PyTorch eager[{r['device']}]"
+    return "NumPy loop"
+
+
+def write_plot(doc: dict, path: str | os.PathLike) -> None:
+    """Bar chart of samples/s per config and implementation (+ sweep curves if present).
+
+    Raises ``RuntimeError`` with an install hint when matplotlib is missing.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise RuntimeError(
+            "--plot needs matplotlib: pip install 'arrayprop[plot]' (or matplotlib>=3.7)"
+        ) from exc
+    results, sweep = doc["results"], doc.get("sweep") or []
+    ncols = 2 if sweep else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(7 * ncols, 4.8), squeeze=False)
+    ax = axes[0][0]
+    configs = list(dict.fromkeys(r["config"] for r in results))
+    labels = list(dict.fromkeys(_series_label(r) for r in results))
+    width = 0.8 / max(1, len(labels))
+    for j, lab in enumerate(labels):
+        xs, ys = [], []
+        for i, c in enumerate(configs):
+            r = next((r for r in results if r["config"] == c and _series_label(r) == lab), None)
+            if r is not None:
+                xs.append(i + (j - (len(labels) - 1) / 2) * width)
+                ys.append(r["samples_per_s"])
+        ax.bar(xs, ys, width, label=lab)
+    ax.set_xticks(range(len(configs)), configs)
+    ax.set_yscale("log")
+    ax.set_ylabel("samples / s (median)")
+    ax.set_title("train step throughput (float32)")
+    ax.legend(fontsize=8)
+    if sweep:
+        ax = axes[0][1]
+        for lab in dict.fromkeys(_series_label(r) for r in sweep):
+            pts = sorted((r["batch"], r["samples_per_s"]) for r in sweep if _series_label(r) == lab)
+            style = "--" if lab.startswith(("GEMM", "PyTorch", "NumPy")) else "-"
+            ax.plot(*zip(*pts, strict=True), style, marker="o", ms=3, label=lab)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("samples / s (median)")
+        ax.set_title(f"batch-size sweep: {SWEEP_CONFIG}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``arrayprop bench`` options to ``parser``."""
+    parser.add_argument(
+        "--backends",
+        default="numpy",
+        help=f"comma-separated arrayprop backends (default: numpy; valid: {', '.join(BACKENDS)})",
+    )
+    parser.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"comma-separated configs (default: all; valid: {', '.join(CONFIGS)})",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"also sweep batch sizes {SWEEP_BATCHES[0]}..{SWEEP_BATCHES[-1]} on {SWEEP_CONFIG}",
+    )
+    parser.add_argument("--repeat", type=int, default=20, help="timed samples (default: 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up steps (default: 3)")
+    parser.add_argument(
+        "--max-time",
+        type=float,
+        default=5.0,
+        help="seconds per measurement; fewer samples (>= 3) for heavy "
+        "configs (default: 5; 0 = no limit)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="device for the backends and the peer (e.g. cpu, cuda:0)"
+    )
+    parser.add_argument("--json", metavar="PATH", help="write all raw timings + env as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="write a Markdown report")
+    parser.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the PyTorch-eager peer")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="also measure peak memory of one step (fresh subprocesses)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``arrayprop bench``; raises ``ValueError`` for bad names/options."""
+    configs = get_configs(args.configs)  # validate before any work
+    backends = _parse_names(args.backends, BACKENDS, "backend")
+    if args.repeat < 1 or args.warmup < 0:
+        raise ValueError("--repeat must be >= 1 and --warmup >= 0")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ValueError("--plot needs matplotlib: pip install 'arrayprop[plot]'")
+    doc = run_benchmarks(
+        [c.name for c in configs],
+        backends,
+        device=args.device,
+        repeat=args.repeat,
+        warmup=args.warmup,
+        max_time=args.max_time or None,
+        peer=not args.no_peer,
+        sweep=args.sweep,
+        memory=args.memory,
+        seed=getattr(args, "seed", 0),
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+    )
+    print(format_report(doc))
+    if args.json:
+        write_json(doc, args.json)
+        print(f"wrote {args.json}")
+    if args.markdown:
+        write_markdown(doc, args.markdown)
+        print(f"wrote {args.markdown}")
+    if args.plot:
+        write_plot(doc, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m arrayprop.bench", description=__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
