@@ -5,6 +5,7 @@ array-api-strict; pick one with :func:`get_backend` (or ``ARRAYPROP_BACKEND``).
 """
 
 from .backend import BACKENDS, Backend, backend_of, get_backend
+from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
 from .errors import (
     ArrayPropError,
     BackendMismatchError,
@@ -52,7 +53,7 @@ from .schedules import (
     StepLR,
     with_warmup,
 )
-from .train import train_step
+from .train import evaluate, fit, predict, train_step
 
 __version__ = "0.1.0"
 
@@ -69,20 +70,25 @@ __all__ = [
     "BackendMismatchError",
     "BackendUnavailableError",
     "BinaryCrossEntropy",
+    "Callback",
     "CheckpointError",
     "CosineAnnealingLR",
     "DTypeError",
     "DataError",
     "Dense",
     "DivergenceError",
+    "EarlyStopping",
     "ExponentialLR",
+    "History",
     "Identity",
     "L2Loss",
     "LabelError",
+    "LambdaCallback",
     "Layer",
     "LeakyReLU",
     "LinearWarmup",
     "Loss",
+    "ModelCheckpoint",
     "NonFiniteError",
     "Optimizer",
     "Parameter",
@@ -100,6 +106,8 @@ __all__ = [
     "__version__",
     "backend_of",
     "clip_grad_norm",
+    "evaluate",
+    "fit",
     "get_backend",
     "get_loss",
     "get_optimizer",
@@ -110,6 +118,7 @@ __all__ = [
     "he_uniform",
     "mlp",
     "normal",
+    "predict",
     "train_step",
     "with_warmup",
     "zeros",

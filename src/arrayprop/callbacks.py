@@ -1,0 +1,417 @@
+"""What :func:`~arrayprop.fit` reports and who it reports to: History, callbacks, progress.
+
+- :class:`History` is the per-epoch record ``fit`` returns: training and validation loss and
+  metrics, samples/s, wall time, learning rate and the norm of each Dense layer's weight gradient.
+- A :class:`Callback` hears ``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end`` and
+  ``on_train_end``; ``on_epoch_end`` returning True (or setting ``model.stop_training = True``)
+  ends training after that epoch. :class:`EarlyStopping`, :class:`ModelCheckpoint` and
+  :class:`LambdaCallback` are the built-in ones.
+- :class:`ProgressBar` (a tqdm bar per epoch) and :class:`EpochLog` (one printed line per epoch)
+  display progress; ``fit`` picks one from its ``progress`` argument.
+
+Epochs are numbered from 1 everywhere. Callbacks run on the host once per epoch, after the
+epoch's one device→host read, so they never add a sync to the training steps.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "EpochLog",
+    "History",
+    "LambdaCallback",
+    "ModelCheckpoint",
+    "ProgressBar",
+]
+
+
+def _json_value(value: Any) -> Any:
+    """Floats as floats (non-finite ones as None), lists recursively; JSON has no NaN."""
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class History:
+    """The per-epoch record of a :func:`~arrayprop.fit` run.
+
+    Every key of the epoch logs is a list with one entry per epoch, readable as an attribute:
+    ``history.loss``, ``history.accuracy``, ``history.val_loss``, ``history.samples_per_s``,
+    ``history.time`` (seconds), ``history.lr`` and ``history.grad_norm`` (per epoch, a list with
+    the Frobenius norm ‖∂C/∂W‖ of each Dense layer's weight gradient at the epoch's last step,
+    in the order of :attr:`layers`; a deep sigmoid net shows vanishing gradients as norms that
+    shrink towards the input).
+
+    Attributes
+    ----------
+    history : dict of str to list
+        The raw record.
+    epochs : list of int
+        The epoch numbers recorded (from 1; a resumed run continues the numbering).
+    layers : list of str
+        Names of the layers whose gradient norms are recorded, e.g. ``"0: Dense(64, 128)"``.
+    interrupted : bool
+        True when training ended on a KeyboardInterrupt.
+    stopped_early : bool
+        True when a callback ended training before the last epoch.
+    """
+
+    def __init__(self, layers: list[str] | None = None) -> None:
+        self.history: dict[str, list[Any]] = {}
+        self.epochs: list[int] = []
+        self.layers: list[str] = list(layers or [])
+        self.interrupted = False
+        self.stopped_early = False
+
+    def record(self, epoch: int, logs: dict[str, Any]) -> None:
+        """Append one epoch's logs; a key first seen now gets None for the earlier epochs."""
+        for key, value in logs.items():
+            column = self.history.setdefault(key, [None] * len(self.epochs))
+            column.append(value)
+        for key, column in self.history.items():
+            if key not in logs:
+                column.append(None)
+        self.epochs.append(int(epoch))
+
+    def __getattr__(self, name: str) -> list[Any]:
+        history = self.__dict__.get("history", {})
+        if name in history:
+            return history[name]
+        raise AttributeError(
+            f"History has no {name!r}; recorded: {', '.join(history) or 'nothing yet'}"
+        )
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def __repr__(self) -> str:
+        return f"History(epochs={len(self.epochs)}, keys={list(self.history)})"
+
+    def last(self) -> dict[str, Any]:
+        """The logs of the last recorded epoch (empty before the first)."""
+        if not self.epochs:
+            return {}
+        return {key: column[-1] for key, column in self.history.items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (non-finite numbers become None) that :meth:`from_dict` reads."""
+        return {
+            "epochs": list(self.epochs),
+            "layers": list(self.layers),
+            "interrupted": self.interrupted,
+            "stopped_early": self.stopped_early,
+            "history": {key: _json_value(column) for key, column in self.history.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        """Rebuild a History from :meth:`as_dict` (e.g. out of a checkpoint)."""
+        history = cls(layers=data.get("layers"))
+        history.epochs = [int(e) for e in data.get("epochs", [])]
+        history.history = {k: list(v) for k, v in data.get("history", {}).items()}
+        history.interrupted = bool(data.get("interrupted", False))
+        history.stopped_early = bool(data.get("stopped_early", False))
+        return history
+
+
+class Callback:
+    """Base class of the hooks :func:`~arrayprop.fit` calls once per epoch.
+
+    ``fit`` calls :meth:`set_context` first, so :attr:`model` and :attr:`optimizer` are set in
+    every hook. ``logs`` holds the epoch's numbers (``loss``, ``accuracy``, ``val_loss``, ...,
+    as host floats).
+    """
+
+    model: Any = None
+    optimizer: Any = None
+
+    def set_context(self, model: Any, optimizer: Any) -> None:
+        self.model = model
+        self.optimizer = optimizer
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Before the first epoch."""
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        """Before epoch ``epoch`` (from 1)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool | None:
+        """After epoch ``epoch``; return True to stop training."""
+        return None
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """After the last epoch, also when training stops early or is interrupted."""
+
+
+def _copy_weights(model: Any) -> list[Any]:
+    xp = model.backend.xp
+    return [xp.asarray(p.data, copy=True) for p in model.parameters()]
+
+
+def _set_weights(model: Any, weights: list[Any]) -> None:
+    xp = model.backend.xp
+    for p, w in zip(model.parameters(), weights, strict=True):
+        p.data = xp.asarray(w, copy=True)
+
+
+class EarlyStopping(Callback):
+    """Stop when a monitored quantity has stopped improving.
+
+    Parameters
+    ----------
+    monitor : str
+        A key of the epoch logs, e.g. ``"val_loss"`` (default), ``"loss"``, ``"val_accuracy"``.
+    patience : int
+        Epochs without improvement to wait before stopping (0: stop at the first one).
+    min_delta : float
+        An improvement must beat the best value by more than this.
+    mode : {"auto", "min", "max"}
+        Whether smaller or larger is better; ``"auto"`` takes larger for accuracies.
+    restore_best_weights : bool
+        At the end of training (early or not) put back the weights of the best epoch (a copy
+        kept on the device).
+
+    Attributes
+    ----------
+    best : float
+        The best value seen.
+    best_epoch : int or None
+        The epoch it was seen at.
+    stopped_epoch : int or None
+        The epoch after which this callback stopped training.
+    """
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        patience: int = 0,
+        min_delta: float = 0.0,
+        mode: str = "auto",
+        restore_best_weights: bool = False,
+    ) -> None:
+        if not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        if not float(min_delta) >= 0:
+            raise ValueError(f"EarlyStopping: min_delta must be >= 0, got {min_delta!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"EarlyStopping: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor = monitor
+        self.patience = patience
+        self.min_delta = float(min_delta)
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        self.mode = mode
+        self.restore_best_weights = restore_best_weights
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self.wait = 0
+        self._best_weights: list[Any] | None = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._reset()
+
+    def _improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool | None:
+        value = logs.get(self.monitor)
+        if value is None:
+            raise KeyError(
+                f"EarlyStopping: monitor {self.monitor!r} is not in the epoch logs "
+                f"({', '.join(sorted(logs))}); pass validation_data for val_* keys"
+            )
+        value = float(value)
+        if math.isfinite(value) and self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self._best_weights = _copy_weights(self.model)
+            return None
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return None
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.restore_best_weights and self._best_weights is not None:
+            _set_weights(self.model, self._best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (and the optimizer's state) every ``every`` epochs.
+
+    Uses :func:`arrayprop.checkpoint.save`, which writes atomically: an interrupted save never
+    leaves a truncated file behind.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Where to save; ``{epoch}`` and any log key in it are filled in, e.g.
+        ``"ckpt/epoch{epoch:03d}-{val_loss:.3f}.npz"``. A path without fields is overwritten.
+    every : int
+        Save after every ``every``-th epoch.
+    """
+
+    def __init__(self, path: Any, every: int = 1) -> None:
+        if not isinstance(every, int) or every <= 0:
+            raise ValueError(f"ModelCheckpoint: every must be a positive int, got {every!r}")
+        self.path = path
+        self.every = every
+        self.saved: list[str] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool | None:
+        if epoch % self.every:
+            return None
+        from . import checkpoint
+
+        fields = {k: v for k, v in logs.items() if not isinstance(v, list)}
+        path = str(self.path).format(epoch=epoch, **fields)
+        checkpoint.save(
+            self.model,
+            path,
+            optimizer=self.optimizer,
+            extra={"epoch": epoch, "logs": {k: _json_value(v) for k, v in logs.items()}},
+        )
+        self.saved.append(path)
+        return None
+
+
+class LambdaCallback(Callback):
+    """A callback made of plain functions.
+
+    Parameters
+    ----------
+    on_epoch_end : callable ``(epoch, logs) -> bool | None``, optional
+        Called after every epoch; returning True stops training.
+    on_train_begin, on_train_end : callable ``(logs) -> None``, optional
+    on_epoch_begin : callable ``(epoch) -> None``, optional
+    """
+
+    def __init__(
+        self,
+        on_epoch_end: Callable[[int, dict[str, Any]], bool | None] | None = None,
+        *,
+        on_train_begin: Callable[[dict[str, Any] | None], None] | None = None,
+        on_epoch_begin: Callable[[int], None] | None = None,
+        on_train_end: Callable[[dict[str, Any] | None], None] | None = None,
+    ) -> None:
+        self._epoch_end = on_epoch_end
+        self._train_begin = on_train_begin
+        self._epoch_begin = on_epoch_begin
+        self._train_end = on_train_end
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self._train_begin is not None:
+            self._train_begin(logs)
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        if self._epoch_begin is not None:
+            self._epoch_begin(epoch)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool | None:
+        return None if self._epoch_end is None else self._epoch_end(epoch, logs)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._train_end is not None:
+            self._train_end(logs)
+
+
+# -- progress display -----------------------------------------------------------------------
+
+
+def format_logs(logs: dict[str, Any]) -> str:
+    """``loss 0.1234, accuracy 0.9650, val_loss ..., 52,310 samples/s, 0.52 s``."""
+    parts = []
+    for key, value in logs.items():
+        if key in ("samples_per_s", "time", "lr", "grad_norm", "epoch") or value is None:
+            continue
+        parts.append(f"{key} {value:.4f}")
+    if logs.get("samples_per_s") is not None:
+        parts.append(f"{logs['samples_per_s']:,.0f} samples/s")
+    if logs.get("time") is not None:
+        parts.append(f"{logs['time']:.2f} s")
+    return ", ".join(parts)
+
+
+class EpochLog:
+    """Prints one line per epoch: ``epoch 3/10: loss 0.1234, accuracy 0.9650, ...``."""
+
+    #: fit() reads the running loss back only at the end of an epoch with this display.
+    refreshes = False
+
+    def __init__(self, epochs: int, file: TextIO | None = None) -> None:
+        self.epochs = epochs
+        self.file = file
+
+    def begin(self, epoch: int, samples: int, done: int = 0) -> None:
+        """Start epoch ``epoch`` of ``samples`` samples, ``done`` of them already trained."""
+
+    def update(self, done: int, loss: float) -> None:
+        """``done`` samples trained so far this epoch; ``loss`` is their running mean."""
+
+    def end(self, epoch: int, logs: dict[str, Any]) -> None:
+        print(f"epoch {epoch}/{self.epochs}: {format_logs(logs)}", file=self.file or sys.stdout)
+
+    def close(self) -> None:
+        """Release the display (after the last epoch, or when training is interrupted)."""
+
+
+class ProgressBar(EpochLog):
+    """A tqdm bar per epoch with the running loss and samples/s, refreshed by fit()."""
+
+    refreshes = True
+
+    def __init__(self, epochs: int, file: TextIO | None = None) -> None:
+        super().__init__(epochs, file)
+        self._bar = None
+
+    def begin(self, epoch: int, samples: int, done: int = 0) -> None:
+        from tqdm import tqdm
+
+        self.close()
+        self._bar = tqdm(
+            total=samples,
+            initial=done,
+            desc=f"epoch {epoch}/{self.epochs}",
+            unit="sample",
+            unit_scale=True,
+            file=self.file or sys.stdout,
+            dynamic_ncols=True,
+            mininterval=0.0,
+            leave=True,
+        )
+
+    def update(self, done: int, loss: float) -> None:
+        bar = self._bar
+        if bar is not None:
+            bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+            bar.update(done - bar.n)
+
+    def end(self, epoch: int, logs: dict[str, Any]) -> None:
+        bar = self._bar
+        if bar is None:
+            return super().end(epoch, logs)
+        text = format_logs({k: v for k, v in logs.items() if k not in ("samples_per_s", "time")})
+        bar.set_postfix_str(text, refresh=False)
+        bar.update(bar.total - bar.n)
+        self.close()
+        return None
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
