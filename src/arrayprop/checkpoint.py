@@ -226,7 +226,7 @@ def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         if name == _HEADER:
             continue
-        arr = np.ascontiguousarray(arrays[name])
+        arr = np.asarray(arrays[name], order="C")  # keeps 0-d arrays 0-d
         h.update(_canonical([name, arr.dtype.str, list(arr.shape)]))
         h.update(arr.tobytes())
     return "sha256:" + h.hexdigest()
@@ -234,7 +234,7 @@ def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
 
 def _write_member(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
     with zf.open(name + ".npy", "w", force_zip64=True) as f:
-        np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
+        np.lib.format.write_array(f, np.asarray(arr, order="C"), allow_pickle=False)
 
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
