@@ -18,12 +18,14 @@ Layout of the file (a zip archive of ``.npy`` members, readable with ``numpy.loa
 each array's name, dtype, shape and bytes in name order, so a flipped bit anywhere in the data
 is caught before anything is loaded. Nothing is ever unpickled (``allow_pickle=False`` both
 ways). Files are written atomically: a temporary file in the same directory is written, flushed,
-fsynced and renamed onto the target, so a crash leaves the previous checkpoint intact.
+fsynced and renamed onto the target, so a crash leaves the previous checkpoint intact; the
+temporary a killed writer leaves behind is removed by the next save to that path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -239,9 +241,11 @@ def _write_member(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     directory = path.parent if str(path.parent) else Path(".")
-    # Closed by the with below and removed on any failure.
+    _remove_stale_temporaries(directory, path.name)
+    # Closed by the with below and removed on any failure. The writer's pid in the name lets a
+    # later save tell a temporary left by a killed process from one still being written.
     tmp = tempfile.NamedTemporaryFile(
-        dir=directory, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        dir=directory, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", delete=False
     )
     try:
         with tmp:
@@ -256,6 +260,33 @@ def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
             os.unlink(tmp.name)
         raise
     _fsync_directory(directory)
+
+
+def _remove_stale_temporaries(directory: Path, name: str) -> None:
+    """Delete the temporaries of earlier saves to ``name`` whose writer process is gone.
+
+    A process killed mid-save (SIGKILL, power loss) leaves its ``.{name}.{pid}.*.tmp`` behind;
+    :func:`load` never reads it, and the next save removes it here. Temporaries of live
+    processes are left alone. POSIX only: elsewhere there is no safe liveness probe.
+    """
+    if os.name != "posix":
+        return
+    prefix = f".{name}."
+    for entry in directory.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = entry.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to another user, or cannot be asked: keep its file
+        return True
+    return True
 
 
 def _fsync_directory(directory: Path) -> None:
