@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -167,3 +170,182 @@ def test_sigkill_at_random_moments_of_saving_never_breaks_the_checkpoint(tmp_pat
     ckpt.save(model, path)
     assert _temporaries(path) == []
     print(f"kill trials passed: {passed}/{KILL_TRIALS} ({mid_save} killed mid-save)")
+
+
+# -- damaged and foreign files ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A small checkpoint with optimizer state and extras, its bytes and what it holds."""
+    rng = np.random.default_rng(7)
+    model = ap.mlp([5, 6, 3], seed=3, backend="numpy", dtype="float64")
+    opt = ap.Adam(model.parameters(), lr=1e-2)
+    x, y = rng.standard_normal((8, 5)), rng.integers(0, 3, 8)
+    for _ in range(2):
+        ap.train_step(model, ap.SoftmaxCrossEntropy(), opt, x, y)
+    path = tmp_path_factory.mktemp("ckpt") / "good.npz"
+    ckpt.save(model, path, optimizer=opt, extra={"epoch": 2, "mean": rng.standard_normal(5)})
+    return path, path.read_bytes(), _contents(ckpt.load(path))
+
+
+def _contents(loaded) -> dict:
+    """Everything a checkpoint gives back, as host arrays and plain values."""
+    be = loaded.model.backend
+    out = {f"param.{i}": be.to_host(p.data) for i, p in enumerate(loaded.model.parameters())}
+    state = loaded.optimizer_state
+    out["optim"] = (state["type"], state["hyperparameters"], state["steps"])
+    for i, entry in enumerate(state["state"]):
+        out.update({f"optim.{i}.{k}": np.asarray(v) for k, v in entry.items()})
+    out.update({f"extra.{k}": v for k, v in loaded.extra.items()})
+    out["architecture"] = loaded.info["architecture"]
+    return out
+
+
+def _same(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        if isinstance(a[k], np.ndarray):
+            if a[k].dtype != b[k].dtype or not np.array_equal(a[k], b[k]):
+                return False
+        elif a[k] != b[k]:
+            return False
+    return True
+
+
+def test_every_truncation_is_refused(saved, tmp_path):
+    _, raw, _ = saved
+    cut = tmp_path / "cut.npz"
+    lengths = sorted({*range(0, 64), *range(len(raw) - 64, len(raw)), *range(0, len(raw), 97)})
+    for n in lengths:
+        cut.write_bytes(raw[:n])
+        with pytest.raises(ckpt.CheckpointError, match=r"cut\.npz: "):
+            ckpt.load(cut)
+    assert len(lengths) > 150
+
+
+BIT_FLIPS = 400
+
+
+def test_bit_flips_are_refused_or_change_nothing_that_is_loaded(saved, tmp_path):
+    _, raw, expected = saved
+    flipped = tmp_path / "flipped.npz"
+    rng = np.random.default_rng(11)
+    refused = harmless = 0
+    for _ in range(BIT_FLIPS):
+        data = bytearray(raw)
+        pos = int(rng.integers(len(data)))
+        data[pos] ^= 1 << int(rng.integers(8))
+        flipped.write_bytes(bytes(data))
+        try:
+            loaded = ckpt.load(flipped)
+        except ckpt.CheckpointError:
+            refused += 1
+            continue
+        # Loaded: the flip hit zip bookkeeping numpy never reads (a timestamp, the
+        # "version made by" byte, file attributes...); every value must be what was saved.
+        assert _same(_contents(loaded), expected), f"flip at byte {pos} loaded other values"
+        harmless += 1
+    assert refused + harmless == BIT_FLIPS
+    assert refused > BIT_FLIPS // 2
+    print(f"bit flips: {refused} refused, {harmless} in bytes that are never read")
+
+
+def test_a_flip_in_any_stored_value_is_refused(saved, tmp_path):
+    # Every byte of every array (weights, optimizer state, extras, the JSON header) is covered
+    # by the zip CRC and the checksum: flip bits inside each member's data, expect a refusal.
+    path, raw, _ = saved
+    flipped = tmp_path / "flipped.npz"
+    rng = np.random.default_rng(5)
+    tried = 0
+    with zipfile.ZipFile(path) as zf, np.load(path) as npz:
+        for info in zf.infolist():
+            local = info.header_offset
+            name_len = int.from_bytes(raw[local + 26 : local + 28], "little")
+            extra_len = int.from_bytes(raw[local + 28 : local + 30], "little")
+            end = local + 30 + name_len + extra_len + info.compress_size  # stored, not deflated
+            nbytes = npz[info.filename.removesuffix(".npy")].nbytes
+            for pos in rng.integers(end - nbytes, end, size=min(nbytes, 6)):
+                data = bytearray(raw)
+                data[int(pos)] ^= 1 << int(rng.integers(8))
+                flipped.write_bytes(bytes(data))
+                with pytest.raises(ckpt.CheckpointError, match=r"flipped\.npz: "):
+                    ckpt.load(flipped)
+                tried += 1
+    assert tried > 40
+
+
+class _Payload:
+    """Unpickling this creates the directory ``marker`` (stands for any code an attacker ships)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def _zip(path, members: dict) -> None:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr, allow_pickle=True)
+    return buf.getvalue()
+
+
+def _foreign_files(tmp_path, raw: bytes, marker) -> dict:
+    """name -> path of files that are not arrayprop checkpoints (some of them hostile)."""
+    payload = pickle.dumps(_Payload(marker))
+    evil = np.empty(1, dtype=object)
+    evil[0] = _Payload(marker)
+    files = {}
+
+    def put(name, data: bytes):
+        files[name] = tmp_path / name
+        files[name].write_bytes(data)
+
+    put("empty.npz", b"")
+    put("random.npz", np.random.default_rng(0).bytes(4096))
+    put("random-zip-magic.npz", b"PK\x03\x04" + np.random.default_rng(1).bytes(4096))
+    put("pickle.npz", payload)
+    put("text.npz", b'{"format": "arrayprop-checkpoint", "version": 1}')
+    np.savez(tmp_path / "plain.npz", weights=np.ones((3, 4)))
+    files["plain.npz"] = tmp_path / "plain.npz"
+    _zip(tmp_path / "docs.zip", {"readme.txt": "hello"})
+    files["docs.zip"] = tmp_path / "docs.zip"
+    # Object arrays: a pickle inside .npy members, where a checkpoint's header and arrays go.
+    _zip(tmp_path / "object-header.npz", {"header.npy": _npy_bytes(evil)})
+    files["object-header.npz"] = tmp_path / "object-header.npz"
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    members["param.0.npy"] = _npy_bytes(evil)
+    _zip(tmp_path / "object-param.npz", members)
+    files["object-param.npz"] = tmp_path / "object-param.npz"
+    members = dict(members, **{"param.0.npy": payload})
+    _zip(tmp_path / "raw-pickle-member.npz", members)
+    files["raw-pickle-member.npz"] = tmp_path / "raw-pickle-member.npz"
+    return files
+
+
+def test_foreign_and_hostile_files_are_refused_and_never_unpickled(saved, tmp_path):
+    _, raw, _ = saved
+    # The payload works: unpickling it really creates the marker.
+    probe = tmp_path / "probe"
+    pickle.loads(pickle.dumps(_Payload(probe)))
+    assert probe.exists()
+
+    marker = tmp_path / "pwned"
+    files = _foreign_files(tmp_path, raw, marker)
+    for name, path in files.items():
+        with pytest.raises(ckpt.CheckpointError, match=rf"{name}: ") as info:
+            ckpt.load(path)
+        assert not marker.exists(), f"loading {name} ran the pickle payload"
+        assert "not an arrayprop checkpoint" in str(info.value) or "corrupted" in str(info.value), (
+            f"{name}: {info.value}"
+        )
+    assert len(files) == 10
