@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 
 import arrayprop as ap
 from arrayprop import checkpoint as ckpt
+from arrayprop.callbacks import Callback
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="needs fork, SIGKILL and pids")
 
@@ -349,3 +351,56 @@ def test_foreign_and_hostile_files_are_refused_and_never_unpickled(saved, tmp_pa
             f"{name}: {info.value}"
         )
     assert len(files) == 10
+
+
+# -- fit: divergence, interrupts, resume ---------------------------------------------------------
+
+
+class _BlowUpAfter(Callback):
+    """Sets a learning rate that overflows the weights once ``epoch`` has ended."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == self.epoch:
+            self.optimizer.lr = 1e200
+
+
+def _blobs(n=64, features=4, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, features)), rng.integers(0, classes, n)
+
+
+def test_divergence_names_epoch_step_and_layer_and_keeps_the_last_finite_weights(backend, tmp_path):
+    x, y = _blobs()
+    path = tmp_path / "run.npz"
+    model = ap.mlp([4, 8, 8, 3], seed=0, backend=backend)
+    with pytest.raises(ap.DivergenceError) as info:
+        ap.fit(model, x, y, loss="softmax-ce", optimizer="sgd", epochs=5, batch_size=16,
+               progress=None, callbacks=[_BlowUpAfter(2)], checkpoint=path, seed=1)  # fmt: skip
+    err = info.value
+    message = str(err)
+    assert err.epoch == 3 and "epoch 3" in message
+    assert 1 <= err.step <= 4 and f"step {err.step} of 4" in message
+    # The layer named is the first whose last gradient is non-finite (which one depends on how
+    # the backend's ReLU backward treats NaN: the portable where() drops it, NumPy's product
+    # keeps it).
+    index = int(re.match(r"layer (\d+) Dense", err.layer).group(1))
+    assert err.layer in message
+    dense = [i for i, layer in enumerate(model.layers) if isinstance(layer, ap.Dense)]
+    finite = {i: np.all(np.isfinite(backend.to_host(model[i].weight.grad))) for i in dense}
+    assert not finite[index]
+    assert all(finite[i] for i in dense if i < index)
+    # The checkpoint of epoch 2 is intact, and the model holds exactly its weights (the last
+    # ones read back finite), not the overflowed ones.
+    saved = ckpt.load(path, backend=backend)
+    assert saved.extra["fit"]["epoch"] == 2
+    for mine, theirs in zip(model.parameters(), saved.model.parameters(), strict=True):
+        host = backend.to_host(mine.data)
+        assert np.all(np.isfinite(host))
+        np.testing.assert_array_equal(host, backend.to_host(theirs.data))
+    # Still usable: predictions are finite, and training on with a sane rate works.
+    assert np.all(np.isfinite(backend.to_host(model.predict(x))))
+    history = ap.fit(model, x, y, loss="softmax-ce", optimizer="sgd", epochs=1, progress=None)
+    assert np.isfinite(history.loss[-1])

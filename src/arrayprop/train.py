@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import data as _data
+from . import kernels
 from .backend import Backend
 from .callbacks import Callback, EpochLog, History, ProgressBar
 from .errors import (
@@ -952,7 +953,7 @@ def fit(
         cb.on_train_begin({"epochs": epochs, "samples": train.n, "batch_size": batch})
     history = run.history
     try:
-        with _defer_sigint(run.stop):
+        with _defer_sigint(run.stop), kernels.nonfinite_quiet(be):
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)

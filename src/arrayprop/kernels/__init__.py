@@ -23,6 +23,7 @@ __all__ = [
     "activation",
     "activation_grad",
     "linear",
+    "nonfinite_quiet",
     "portable",
     "sgd_update",
     "softmax",
@@ -51,6 +52,23 @@ def use_portable(enabled: bool = True):
         yield
     finally:
         _state["portable"] = previous
+
+
+@contextmanager
+def nonfinite_quiet(backend):
+    """Within the block, overflow / invalid-value warnings of NumPy arithmetic are off.
+
+    NumPy (and array_api_strict, built on it) warn when a value overflows to inf or becomes NaN;
+    ``fit`` checks for non-finite numbers itself and raises DivergenceError, which under
+    ``-W error`` such a warning, raised mid-step, would pre-empt.
+    """
+    if backend.name in ("numpy", "array_api_strict"):
+        import numpy as np
+
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            yield
+    else:
+        yield
 
 
 def linear(backend, x, w, b):
