@@ -26,6 +26,8 @@ import pytest
 import arrayprop as ap
 from arrayprop import checkpoint as ckpt
 from arrayprop.callbacks import Callback
+from arrayprop.errors import CheckpointError
+from arrayprop.metrics import Metric
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="needs fork, SIGKILL and pids")
 
@@ -404,3 +406,74 @@ def test_divergence_names_epoch_step_and_layer_and_keeps_the_last_finite_weights
     assert np.all(np.isfinite(backend.to_host(model.predict(x))))
     history = ap.fit(model, x, y, loss="softmax-ce", optimizer="sgd", epochs=1, progress=None)
     assert np.isfinite(history.loss[-1])
+
+
+class _CtrlCAt(Metric):
+    """A metric that presses Ctrl-C (SIGINT to this process) during global step ``at``."""
+
+    name = "ctrl_c"
+
+    def __init__(self, at: int) -> None:
+        self.at, self.calls = at, 0
+
+    def batch_sum(self, xp, pred, target, dtype):
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return xp.zeros((), dtype=dtype, device=pred.device)
+
+
+def _train(backend, path=None, *, epochs=4, resume=False, metrics=(), callbacks=()):
+    """A float64 run that is the same every time it is called with the same arguments."""
+    x, y = _blobs(n=50)
+    model = ap.mlp([4, 8, 3], seed=0, backend=backend)
+    opt = ap.Adam(model.parameters(), lr=0.01)
+    history = ap.fit(model, x, y, loss="softmax-ce", optimizer=opt, epochs=epochs,
+                     batch_size=8, seed=3, progress=None, checkpoint=path, resume=resume,
+                     metrics=["accuracy", *metrics], callbacks=callbacks)  # fmt: skip
+    return model, history
+
+
+def _weights(model):
+    return [model.backend.to_host(p.data) for p in model.parameters()]
+
+
+@posix_only
+def test_ctrl_c_mid_epoch_returns_the_history_saves_and_resumes_exactly(backend, tmp_path):
+    reference, full = _train(backend)
+    path = tmp_path / "run.npz"
+    # 7 steps per epoch (50 samples, batches of 8): step 11 is in the middle of epoch 2.
+    model, history = _train(backend, path, metrics=[_CtrlCAt(11)])
+    assert history.interrupted and history.epochs == [1]
+    assert np.all(np.isfinite(backend.to_host(model.predict(_blobs(n=50)[0]))))
+    saved = ckpt.load(path)
+    assert (saved.extra["fit"]["epoch"], saved.extra["fit"]["step"]) == (1, 4)
+    # Resuming mid-epoch needs the same metrics (the epoch's partial sums are per metric).
+    with pytest.raises(CheckpointError, match="saved mid-epoch with 2 metric"):
+        _train(backend, path, resume=True)
+    resumed, rest = _train(backend, path, resume=True, metrics=[_CtrlCAt(0)])
+    assert rest.epochs == [1, 2, 3, 4] and not rest.interrupted
+    for a, b in zip(_weights(resumed), _weights(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(rest.loss, full.loss, rtol=1e-12)
+
+
+class _Interrupt(Callback):
+    def on_epoch_end(self, epoch, logs):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_in_a_callback_returns_the_history_and_saves(backend, tmp_path):
+    path = tmp_path / "run.npz"
+    model, history = _train(backend, path, callbacks=[_Interrupt()])
+    assert history.interrupted and history.epochs == [1, 2]
+    saved = ckpt.load(path, backend=backend)
+    assert saved.extra["fit"]["epoch"] == 2
+    for a, b in zip(_weights(model), _weights(saved.model), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.all(np.isfinite(backend.to_host(model.predict(_blobs(n=50)[0]))))
+    reference, _ = _train(backend)
+    resumed, _ = _train(backend, path, resume=True)
+    for a, b in zip(_weights(resumed), _weights(reference), strict=True):
+        np.testing.assert_array_equal(a, b)

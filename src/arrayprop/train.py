@@ -821,6 +821,8 @@ class _Run:
             self.schedule.load_state_dict(state["schedule"])
         self.optimizer.lr = float(state["lr"])
         self.history = History.from_dict(state["history"])
+        # Those flags described how the saved run ended; this run has not ended yet.
+        self.history.interrupted = self.history.stopped_early = False
         self.rng = _data.rng_from_state(state["rng"])
         self.epoch_done, self.step = int(state["epoch"]), int(state["step"])
         self.order = None
@@ -828,6 +830,12 @@ class _Run:
             order = extra.get("fit_order")
             self.order = None if order is None else _data.host_array(order, "checkpoint order")
             partial = state["partial"]
+            if len(partial["metric_sums"]) != len(self.metrics):
+                raise CheckpointError(
+                    f"{path}: saved mid-epoch with {len(partial['metric_sums'])} metric(s); this "
+                    f"run has {len(self.metrics)} ({[m.name for m in self.metrics]}), so it "
+                    "cannot continue that epoch's sums; resume with the same metrics"
+                )
             self.loss_sum = float(partial["loss_sum"])
             self.metric_sums = [float(s) for s in partial["metric_sums"]]
             self.seconds = float(partial["seconds"])
