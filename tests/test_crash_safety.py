@@ -477,3 +477,63 @@ def test_keyboard_interrupt_in_a_callback_returns_the_history_and_saves(backend,
     resumed, _ = _train(backend, path, resume=True)
     for a, b in zip(_weights(resumed), _weights(reference), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+#: The run killed in a subprocess and repeated in-process: one source for both.
+TRAINING = """
+import sys, time
+import numpy as np
+import arrayprop as ap
+from arrayprop.callbacks import Callback
+
+
+class Slow(Callback):
+    # Reports each saved epoch and slows the run down, so that a kill lands mid-run.
+    def on_epoch_begin(self, epoch):
+        if epoch > 1:
+            print(f"saved {epoch - 1}", flush=True)
+        time.sleep(self.delay)
+
+
+def train(path, resume=False, epochs=12, delay=0.0):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((120, 6)), rng.integers(0, 3, 120)
+    model = ap.mlp([6, 16, 3], seed=0, backend="numpy", dtype="float64")
+    opt = ap.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    slow = Slow()
+    slow.delay = delay
+    ap.fit(model, x, y, loss="softmax-ce", optimizer=opt, epochs=epochs, batch_size=16,
+           seed=5, progress=None, checkpoint=path, resume=resume, callbacks=[slow])
+    return model
+
+
+if __name__ == "__main__":
+    train(sys.argv[1], delay=0.05)
+"""
+
+
+@posix_only
+def test_resume_after_sigkill_mid_run_gives_the_weights_of_an_uninterrupted_run(tmp_path):
+    script = tmp_path / "training.py"
+    script.write_text(TRAINING)
+    namespace: dict = {}
+    exec(compile(TRAINING, str(script), "exec"), namespace)
+    path = tmp_path / "run.npz"
+    proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE,
+                            text=True, env=_child_env())  # fmt: skip
+    try:
+        while proc.stdout.readline().strip() != "saved 2":
+            assert proc.poll() is None, "the training subprocess ended early"
+        time.sleep(np.random.default_rng().uniform(0.0, 0.15))
+        proc.kill()  # SIGKILL: no handler runs, nothing is flushed or saved
+    finally:
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    done = ckpt.load(path).extra["fit"]["epoch"]
+    assert 2 <= done < 12
+
+    resumed = namespace["train"](path, resume=True)
+    reference = namespace["train"](tmp_path / "reference.npz")
+    for a, b in zip(_weights(resumed), _weights(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
