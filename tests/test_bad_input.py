@@ -605,6 +605,18 @@ CASES = [
         r"BinaryCrossEntropy\(from_logits=True\): target -1.0 is outside \[0, 1\]",
     ),
     Case(
+        "loss-0d-prediction",
+        lambda be, _: ap.L2Loss(reduction="mean")(be.asarray(np.float64(0.5)), np.float64(1.0)),
+        ShapeError,
+        r"L2Loss\(reduction='mean'\): predictions must have a batch axis, got a 0-d array",
+    ),
+    Case(
+        "bce-column-target-rows",
+        lambda be, _: ap.BinaryCrossEntropy()(_x(be, (3, 1)), np.zeros(2)),
+        ShapeError,
+        r"target shape \(2,\) does not match prediction shape \(3, 1\)",
+    ),
+    Case(
         "get-loss-unknown",
         lambda be, _: ap.get_loss("hinge"),
         ValueError,
