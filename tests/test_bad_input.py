@@ -786,6 +786,13 @@ CASES = [
         host_only=True,
     ),
     Case(
+        "one-hot-huge-inferred-classes",
+        lambda be, _: one_hot(np.array([0, 1, 2**40])),
+        LabelError,
+        r"largest label, 1099511627776, implies num_classes=1099511627777; .* GiB",
+        host_only=True,
+    ),
+    Case(
         "one-hot-zero-classes",
         lambda be, _: one_hot([0], num_classes=0),
         ValueError,
