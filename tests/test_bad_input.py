@@ -676,6 +676,68 @@ CASES = [
         TypeError,
         r"SGD: expected Parameters, got",
     ),
+    *[
+        Case(
+            f"{name}-lr-zero",
+            lambda be, _, name=name: ap.get_optimizer(name, _model(be).parameters(), lr=0.0),
+            ValueError,
+            rf"{cls}: lr must be a finite, positive number, got 0.0",
+        )
+        for name, cls in [
+            ("adam", "Adam"),
+            ("adamw", "AdamW"),
+            ("rmsprop", "RMSProp"),
+            ("adagrad", "Adagrad"),
+        ]
+    ],
+    Case(
+        "adam-betas-not-a-pair",
+        lambda be, _: ap.Adam(_model(be).parameters(), betas=0.9),
+        ValueError,
+        r"Adam: betas must be a pair \(beta1, beta2\), got 0.9",
+    ),
+    Case(
+        "adam-beta-one",
+        lambda be, _: ap.Adam(_model(be).parameters(), betas=(1.0, 0.999)),
+        ValueError,
+        r"Adam: betas\[0\] must lie in \[0, 1\), got 1.0",
+    ),
+    Case(
+        "adam-zero-eps",
+        lambda be, _: ap.Adam(_model(be).parameters(), eps=0.0),
+        ValueError,
+        r"Adam: eps must be a finite, positive number, got 0.0",
+    ),
+    Case(
+        "rmsprop-alpha-one",
+        lambda be, _: ap.RMSProp(_model(be).parameters(), alpha=1.0),
+        ValueError,
+        r"RMSProp: alpha must lie in \[0, 1\), got 1.0",
+    ),
+    Case(
+        "optimizer-unknown-name",
+        lambda be, _: ap.get_optimizer("adamax", _model(be).parameters()),
+        ValueError,
+        r"unknown optimizer 'adamax'; valid optimizers: sgd, adam, adamw, rmsprop, adagrad",
+    ),
+    Case(
+        "optimizer-unknown-hyperparameter",
+        lambda be, _: ap.get_optimizer("adam", _model(be).parameters(), momentum=0.9),
+        ValueError,
+        r"Adam: unknown hyperparameter\(s\) momentum; valid: lr, betas",
+    ),
+    Case(
+        "clip-negative-norm",
+        lambda be, _: ap.clip_grad_norm(_model(be).parameters(), -1.0),
+        ValueError,
+        r"clip_grad_norm: max_norm must be a finite, positive number, got -1.0",
+    ),
+    Case(
+        "step-lr-zero-step",
+        lambda be, _: ap.StepLR(ap.SGD(_model(be).parameters()), step_size=0),
+        ValueError,
+        r"StepLR: step_size must be a positive int, got 0",
+    ),
     # train_step
     Case(
         "train-step-wrong-width",

@@ -431,7 +431,7 @@ class Adam(Optimizer):
     ) -> None:
         super().__init__(params, lr)
         owner = type(self).__name__
-        if len(betas) != 2:
+        if not isinstance(betas, Sequence) or len(betas) != 2:
             raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (
             _check_decay_rate(owner, "betas[0]", betas[0]),
