@@ -1118,3 +1118,15 @@ def test_gradcheck_of_something_that_is_not_a_layer_is_a_type_error():
     # Was AttributeError: 'str' object has no attribute 'backend'.
     with pytest.raises(TypeError, match="gradcheck: expected a Layer, Sequential or Loss, got str"):
         ap.gradcheck("mlp", np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float32, np.uint8])
+def test_predict_function_converts_host_data_like_fit_on_every_backend(backend, dtype):
+    # On NumPy, host data counts as "on the device" and skipped the conversion fit and evaluate
+    # do: ap.predict raised DTypeError there for data every other backend accepted.
+    model = ap.mlp([3, 4, 2], seed=0, backend=backend)
+    x = (np.arange(15).reshape(5, 3) % 4).astype(dtype)
+    out = ap.predict(model, x)
+    assert out.dtype == backend.dtype
+    expected = backend.to_host(model.predict(x.astype(np.float64)))
+    np.testing.assert_allclose(backend.to_host(out), expected, rtol=1e-12)

@@ -248,6 +248,8 @@ def _prepare(
         raise DataError(f"{what}: x is empty (0 samples)")
     itemsize = xp.finfo(be.dtype).bits // 8
     if y is None:
+        if on_device:
+            x = be.asarray(x, dtype=be.dtype)  # as for fit and evaluate below
         return _Data(x, None, n, on_device, False, n_in * itemsize)
     if y.ndim == 0 or y.shape[0] != n:
         raise ShapeError(f"{what}: x has {n} samples but y has shape {tuple(y.shape)}")
