@@ -9,6 +9,7 @@ problem. The regression tests after the table pin down the core bugs these cases
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -16,13 +17,16 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
+from arrayprop import checkpoint as ckpt
 from arrayprop.data import batches, load_idx, make_spirals, one_hot, standardize, train_val_split
 from arrayprop.errors import (
     BackendMismatchError,
     BackendUnavailableError,
+    CheckpointError,
     DataError,
     DTypeError,
     LabelError,
+    NonFiniteError,
     ShapeError,
 )
 
@@ -119,6 +123,52 @@ def _step(be, x, y, loss=None, host_check=False):
         _needs_host_check(be)
     model = _model(be)
     return ap.train_step(model, loss or ap.SoftmaxCrossEntropy(), ap.SGD(model.parameters()), x, y)
+
+
+def _fit(be, x=None, y=None, *, model=None, **kw):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 3)) if x is None else x
+    y = np.arange(20) % 2 if y is None else y
+    args = dict(loss="softmax-ce", optimizer="sgd", epochs=1, progress=None)
+    return ap.fit(model or _model(be), x, y, **{**args, **kw})
+
+
+def _with_nan(shape=(20, 3), at=(0, 0)):
+    x = np.random.default_rng(0).standard_normal(shape)
+    x[at] = np.nan
+    return x
+
+
+def _saved(be, tmp, sizes=(3, 4, 2)):
+    path = tmp / "saved.npz"
+    model = _model(be, sizes)
+    ckpt.save(model, path, optimizer=ap.Adam(model.parameters()))
+    return path
+
+
+def _fit_resume_other_model(be, tmp):
+    path = tmp / "run.npz"
+    _fit(be, checkpoint=path)
+    return _fit(be, model=_model(be, (3, 5, 2)), checkpoint=path, resume=True, epochs=2)
+
+
+def _newer_version(tmp):
+    path = tmp / "newer.npz"
+    ckpt.save(ap.mlp([2, 2], seed=0, backend="numpy"), path)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(arrays.pop("header").tobytes())
+    header["version"] = ckpt.FORMAT_VERSION + 1
+    header["checksum"] = ckpt._checksum(header, arrays)  # a valid file of a future version
+    arrays["header"] = np.frombuffer(ckpt._canonical(header), dtype=np.uint8)
+    np.savez(path, **arrays)
+    return ckpt.load(path)
+
+
+def _write(tmp, name, data: bytes):
+    path = tmp / name
+    path.write_bytes(data)
+    return path
 
 
 # -- the table --------------------------------------------------------------------------------
@@ -811,6 +861,321 @@ CASES = [
         LabelError,
         r"label 5 is out of range for 2 classes",
     ),
+    # fit / evaluate / predict
+    Case(
+        "fit-wrong-width",
+        lambda be, _: _fit(be, np.ones((20, 4))),
+        ShapeError,
+        r"fit: x has 4 features per sample but the model's first layer Dense\(3, 4\) expects 3"
+        r"; expected x of shape \(n, 3\), got \(20, 4\)",
+    ),
+    Case(
+        "fit-1d-data",
+        lambda be, _: _fit(be, np.ones(20)),
+        ShapeError,
+        r"fit: x must have shape \(n, 3\), got \(20,\)",
+    ),
+    Case(
+        "fit-nan-in-x",
+        lambda be, _: _fit(be, _with_nan(at=(7, 2))),
+        NonFiniteError,
+        r"fit: x contains nan at index \(7, 2\)",
+    ),
+    Case(
+        "fit-inf-in-targets",
+        lambda be, _: _fit(be, y=np.where(np.eye(20, 2) > 0, np.inf, 0.5), loss="mse"),
+        NonFiniteError,
+        r"fit: y contains inf at index \(0, 0\)",
+    ),
+    Case(
+        "fit-nan-in-device-x",
+        lambda be, _: _fit(be, be.asarray(_with_nan(at=(3, 1)))),
+        NonFiniteError,
+        r"fit: x contains nan at index \(3, 1\)",
+    ),
+    Case(
+        "fit-nan-in-validation",
+        lambda be, _: _fit(be, validation_data=(_with_nan((5, 3)), np.zeros(5, dtype=int))),
+        NonFiniteError,
+        r"validation_data: x contains nan",
+    ),
+    Case(
+        "fit-label-too-large",
+        lambda be, _: _fit(be, y=np.arange(20) % 3),
+        LabelError,
+        r"fit: y: label 2 at index 2 is out of range for a model with 2 outputs \(valid: 0..1\)",
+    ),
+    Case(
+        "fit-negative-label",
+        lambda be, _: _fit(be, y=np.arange(20) % 2 - 1),
+        LabelError,
+        r"fit: y: label -1 at index 0 is out of range",
+    ),
+    Case(
+        "fit-float-labels",
+        lambda be, _: _fit(be, y=(np.arange(20) % 2).astype(float)),
+        LabelError,
+        r"class labels of shape \(20,\) must be integers 0..1, got .*float64",
+    ),
+    Case(
+        "fit-device-labels-out-of-range",
+        lambda be, _: _fit(be, be.asarray(np.ones((20, 3))), be.asarray(np.arange(20) % 4)),
+        LabelError,
+        r"label (2|3) at index (2|3) is out of range",
+    ),
+    Case(
+        "fit-label-count",
+        lambda be, _: _fit(be, y=np.arange(10) % 2),
+        ShapeError,
+        r"fit: x has 20 samples but y has shape \(10,\)",
+    ),
+    Case(
+        "fit-target-columns",
+        lambda be, _: _fit(be, y=np.zeros((20, 3)), loss="mse"),
+        ShapeError,
+        r"y must have shape \(20,\) \(labels\) or \(20, 2\) .*got \(20, 3\)",
+    ),
+    Case(
+        "fit-labels-for-mse",
+        lambda be, _: _fit(be, loss="mse"),
+        ShapeError,
+        r"y has shape \(20,\) \(class labels\) but MSE\(\) needs targets of shape \(20, 2\)",
+    ),
+    Case(
+        "fit-bce-targets-outside-0-1",
+        lambda be, _: (
+            _needs_host_check(be),
+            _fit(be, model=_model(be, (3, 1)), y=np.full((20, 1), 2.0), loss="bce"),
+        ),
+        LabelError,
+        r"target 2.0 is outside \[0, 1\]",
+    ),
+    Case(
+        "fit-empty-data",
+        lambda be, _: _fit(be, np.ones((0, 3)), np.zeros(0, dtype=int)),
+        DataError,
+        r"fit: x is empty \(0 samples\)",
+    ),
+    Case(
+        "fit-string-data",
+        lambda be, _: _fit(be, np.full((20, 3), "x")),
+        DTypeError,
+        r"cannot use data of dtype <U1 \(need numbers\)",
+    ),
+    Case(
+        "fit-foreign-library",
+        lambda be, _: _fit(be, _foreign(be, (20, 3))),
+        BackendMismatchError,
+        r"fit: x: got a .* which is neither host \(NumPy\) data nor an array of the model's",
+    ),
+    Case(
+        "fit-other-device",
+        lambda be, _: _fit(be, _other_device(be, (20, 3))),
+        BackendMismatchError,
+        r"fit: x: got a .*move it explicitly",
+    ),
+    *[
+        Case(
+            f"fit-{arg.replace('_', '-')}-{label}",
+            lambda be, _, arg=arg, value=value: _fit(be, **{arg: value}),
+            ValueError,
+            rf"{arg} must be a positive int, got {value!r}",
+        )
+        for arg, label, value in [
+            ("epochs", "zero", 0),
+            ("epochs", "negative", -3),
+            ("epochs", "float", 2.5),
+            ("batch_size", "zero", 0),
+            ("batch_size", "negative", -8),
+            ("checkpoint_every", "zero", 0),
+            ("max_device_bytes", "zero", 0),
+        ]
+    ],
+    Case(
+        "fit-unknown-loss",
+        lambda be, _: _fit(be, loss="hinge"),
+        ValueError,
+        r"unknown loss 'hinge'; valid: softmax-ce",
+    ),
+    Case(
+        "fit-unknown-optimizer",
+        lambda be, _: _fit(be, optimizer="lion"),
+        ValueError,
+        r"unknown optimizer 'lion'; valid optimizers: sgd, adam",
+    ),
+    Case(
+        "fit-unknown-metric",
+        lambda be, _: _fit(be, metrics=["f1"]),
+        ValueError,
+        r"unknown metric 'f1'; valid: accuracy",
+    ),
+    Case(
+        "fit-optimizer-of-another-model",
+        lambda be, _: _fit(be, optimizer=ap.SGD(_model(be).parameters())),
+        ValueError,
+        r"does not update the model's parameters 0.weight, 0.bias, 2.weight, 2.bias",
+    ),
+    Case(
+        "fit-optimizer-not-an-optimizer",
+        lambda be, _: _fit(be, optimizer=0.1),
+        TypeError,
+        r"optimizer must be an Optimizer or a name, got float",
+    ),
+    Case(
+        "fit-validation-wrong-width",
+        lambda be, _: _fit(be, validation_data=(np.ones((5, 4)), np.zeros(5, dtype=int))),
+        ShapeError,
+        r"validation_data: x has 4 features per sample",
+    ),
+    Case(
+        "fit-validation-not-a-pair",
+        lambda be, _: _fit(be, validation_data=np.ones((5, 3))),
+        ValueError,
+        r"validation_data must be a pair \(x_val, y_val\)",
+    ),
+    Case(
+        "fit-resume-without-checkpoint",
+        lambda be, _: _fit(be, resume=True),
+        ValueError,
+        r"fit: resume=True needs a checkpoint path",
+    ),
+    Case(
+        "fit-resume-other-architecture",
+        lambda be, tmp: _fit_resume_other_model(be, tmp),
+        CheckpointError,
+        r"run.npz: its model has parameter shapes \[\(3, 4\), .* this one \[\(3, 5\)",
+    ),
+    Case(
+        "fit-unknown-progress",
+        lambda be, _: _fit(be, progress="fancy"),
+        ValueError,
+        r"progress must be True, False, None, 'bar' or 'lines', got 'fancy'",
+    ),
+    Case(
+        "fit-callback-not-a-callback",
+        lambda be, _: _fit(be, callbacks=[print]),
+        TypeError,
+        r"callbacks: <built-in function print> is not an arrayprop Callback",
+    ),
+    Case(
+        "fit-model-without-parameters",
+        lambda be, _: _fit(be, model=ap.Sequential(ap.ReLU())),
+        ValueError,
+        r"fit: the model has no parameters",
+    ),
+    Case(
+        "evaluate-wrong-width",
+        lambda be, _: ap.evaluate(_model(be), np.ones((5, 4)), np.zeros(5, dtype=int)),
+        ShapeError,
+        r"evaluate: x has 4 features per sample",
+    ),
+    Case(
+        "evaluate-empty-data",
+        lambda be, _: ap.evaluate(_model(be), np.ones((0, 3)), np.zeros(0, dtype=int)),
+        DataError,
+        r"evaluate: x is empty \(0 samples\)",
+    ),
+    Case(
+        "evaluate-label-out-of-range",
+        lambda be, _: ap.evaluate(_model(be), np.ones((4, 3)), np.array([0, 1, 9, 1])),
+        LabelError,
+        r"evaluate: y: label 9 at index 2 is out of range",
+    ),
+    Case(
+        "evaluate-nan",
+        lambda be, _: ap.evaluate(_model(be), _with_nan((4, 3), (1, 1)), np.zeros(4, dtype=int)),
+        NonFiniteError,
+        r"evaluate: x contains nan at index \(1, 1\)",
+    ),
+    Case(
+        "evaluate-zero-batch-size",
+        lambda be, _: ap.evaluate(
+            _model(be), np.ones((4, 3)), np.zeros(4, dtype=int), batch_size=0
+        ),
+        ValueError,
+        r"batch_size must be a positive int, got 0",
+    ),
+    Case(
+        "predict-function-wrong-width",
+        lambda be, _: ap.predict(_model(be), np.ones((5, 4))),
+        ShapeError,
+        r"predict: x has 4 features per sample",
+    ),
+    Case(
+        "predict-function-empty-data",
+        lambda be, _: ap.predict(_model(be), np.ones((0, 3))),
+        DataError,
+        r"predict: x is empty \(0 samples\)",
+    ),
+    Case(
+        "predict-function-zero-batch-size",
+        lambda be, _: ap.predict(_model(be), np.ones((5, 3)), batch_size=0),
+        ValueError,
+        r"batch_size must be a positive int, got 0",
+    ),
+    Case(
+        "predict-function-foreign-library",
+        lambda be, _: ap.predict(_model(be), _foreign(be)),
+        BackendMismatchError,
+        r"predict: x: got a .*move it explicitly",
+    ),
+    # checkpoints
+    Case(
+        "checkpoint-load-plain-npz",
+        lambda be, tmp: (np.savez(tmp / "plain.npz", w=np.ones(3)), ckpt.load(tmp / "plain.npz")),
+        CheckpointError,
+        r"plain.npz: not an arrayprop checkpoint \(no 'header' member; a foreign .npz\?\)",
+    ),
+    Case(
+        "checkpoint-load-random-bytes",
+        lambda be, tmp: ckpt.load(_write(tmp, "noise.npz", bytes(range(256)) * 4)),
+        CheckpointError,
+        r"noise.npz: not an arrayprop checkpoint \(not an .npz / zip file\)",
+    ),
+    Case(
+        "checkpoint-load-truncated",
+        lambda be, tmp: ckpt.load(_write(tmp, "cut.npz", _saved(be, tmp).read_bytes()[:-100])),
+        CheckpointError,
+        r"cut.npz: truncated or corrupted file",
+    ),
+    Case(
+        "checkpoint-load-newer-version",
+        lambda be, tmp: _newer_version(tmp),
+        CheckpointError,
+        r"newer.npz: format version 2 is newer than this arrayprop reads \(up to 1\)",
+    ),
+    Case(
+        "checkpoint-load-missing",
+        lambda be, tmp: ckpt.load(tmp / "nowhere.npz"),
+        FileNotFoundError,
+        r"No such file or directory",
+    ),
+    Case(
+        "checkpoint-load-onto-unknown-backend",
+        lambda be, tmp: ckpt.load(_saved(be, tmp), backend="tensorflow"),
+        ValueError,
+        r"unknown backend 'tensorflow'",
+    ),
+    Case(
+        "checkpoint-save-model-without-parameters",
+        lambda be, tmp: ckpt.save(ap.Sequential(ap.Tanh()), tmp / "x.npz"),
+        CheckpointError,
+        r"cannot checkpoint Sequential\(Tanh\(\)\) to .*x.npz: it has no parameters",
+    ),
+    Case(
+        "checkpoint-save-extra-not-json",
+        lambda be, tmp: ckpt.save(_model(be), tmp / "x.npz", extra={"when": object()}),
+        CheckpointError,
+        r"header is not JSON-able",
+    ),
+    Case(
+        "checkpoint-restore-other-optimizer",
+        lambda be, tmp: ckpt.restore_optimizer(
+            ap.SGD(_model(be).parameters()), ckpt.load(_saved(be, tmp), backend=be)
+        ),
+        CheckpointError,
+        r"saved.npz: SGD: expected a state dict of 'sgd', got 'adam'",
+    ),
     # data helpers (host-side: run once)
     Case(
         "one-hot-label-too-large",
@@ -1001,7 +1366,16 @@ def test_bad_host_input_raises_a_named_arrayprop_error(case, tmp_path):
 
 def test_every_exception_class_is_covered_by_the_table():
     used = {c.exc for c in CASES}
-    for cls in (ShapeError, DTypeError, BackendMismatchError, LabelError, DataError):
+    for cls in (
+        ShapeError,
+        DTypeError,
+        BackendMismatchError,
+        BackendUnavailableError,
+        LabelError,
+        NonFiniteError,
+        DataError,
+        CheckpointError,
+    ):
         assert cls in used, cls.__name__
 
 
