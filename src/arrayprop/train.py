@@ -273,11 +273,11 @@ def _prepare(
         x = be.asarray(x, dtype=be.dtype)
         y = xp.astype(y, xp.int64) if labels else be.asarray(y, dtype=be.dtype)
     else:
-        _data.check_finite(x, f"{what}: x")
+        _data.check_finite(x, f"{what}: x", block_rows=_check_rows(budget, x))
         if labels:
             _data.check_class_labels(y, n_out, f"{what}: y")
         else:
-            _data.check_finite(y, f"{what}: y")
+            _data.check_finite(y, f"{what}: y", block_rows=_check_rows(budget, y))
     row_bytes = n_in * itemsize + (8 if labels else n_out * itemsize)
     if not on_device and n * row_bytes <= budget:
         x = be.asarray(x, dtype=be.dtype)
@@ -334,8 +334,23 @@ def _chunks(
 
 
 def _chunk_rows(d: _Data, batch: int, budget: int) -> int:
-    """Rows per device chunk: a multiple of the batch size, so no batch spans two chunks."""
-    return max(batch, budget // d.row_bytes // batch * batch)
+    """Rows per device chunk: a multiple of the batch size, so no batch spans two chunks.
+
+    What the epoch's shuffled order (8 bytes per sample) leaves of the budget, divided by
+    three: while chunk k + 1 is read from the host (one copy) and converted onto the device (a
+    second one), chunk k is still referenced by the loop, so three chunks can be alive at once.
+    """
+    budget = max(budget - 8 * d.n, 0)
+    return max(batch, budget // 3 // d.row_bytes // batch * batch)
+
+
+def _check_rows(budget: int, x: Any) -> int:
+    """Rows per block of the NaN/inf scan, whose mask (1 byte per value) stays well in budget.
+
+    A quarter: the mask of the previous block is still alive while the next one is computed.
+    """
+    width = math.prod(tuple(x.shape)[1:]) or 1
+    return max(1, budget // 4 // width)
 
 
 # -- evaluation ------------------------------------------------------------------------------
