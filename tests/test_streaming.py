@@ -86,3 +86,15 @@ def test_evaluate_and_predict_stream_too(memmapped):
     assert streamed == pytest.approx(whole, rel=1e-6)
     out = ap.predict(model, x, max_device_bytes=BUDGET)
     np.testing.assert_allclose(out, model.predict(np.asarray(x)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("budget", [BUDGET, 2**30], ids=["streamed", "resident"])
+def test_fit_reads_a_read_only_memmap_on_every_backend(backend, memmapped, budget):
+    # torch.from_numpy of read-only memory warned (an error under -W error) and aliased it.
+    x, y = memmapped
+    before = np.array(x[:4])
+    model = ap.mlp([FEATURES, 8, 10], seed=0, backend=backend)
+    history = ap.fit(model, x[:4096], y[:4096], loss="softmax-ce", optimizer="sgd", epochs=1,
+                     batch_size=256, progress=None, max_device_bytes=budget)  # fmt: skip
+    assert np.isfinite(history.loss[-1])
+    np.testing.assert_array_equal(x[:4], before)

@@ -251,6 +251,8 @@ class Backend:
         elif self.name == "torch":
             import torch
 
+            if not host.flags.writeable:
+                host = host.copy()  # torch tensors cannot alias read-only memory (a memmap "r")
             out = torch.from_numpy(host).to(self.device)
         elif self.name == "cupy":
             with self.device:
