@@ -1,13 +1,28 @@
 # Two entry points on a fresh machine with Python >= 3.10 and make:
 #   make train   set up .venv and train on the embedded digits (the main job)
 #   make test    set up .venv with the test extras and run the whole test suite
+# On a lent GPU machine (CuPy, PyTorch, NumPy, pytest there; no package registry):
+#   make wheels-gpu   here, with network: the pure-Python wheels the suite needs, into .whl/
+#   make test-gpu     there, with .whl/ carried along: tests on cupy and torch-cuda, benchmarks
+#                     (scripts/gpu_check.sh; docs/gpu.md)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of PyTorch (the reference for tests and the benchmark peer). Override to use another build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: train test lint bench clean
+# Wheels the GPU machine lacks (pinned to the versions tested here). The plot set is binary
+# (cp312, manylinux) and optional: only the benchmark's --plot needs it.
+GPU_PYTHON_VERSION ?= 3.12
+GPU_WHEELS ?= array-api-compat==1.16.0 array-api-strict==2.6.1 hypothesis==6.170.15 \
+	sortedcontainers==2.4.0 tqdm==4.70.1
+GPU_PLOT_WHEELS ?= matplotlib==3.11.2 contourpy==1.3.3 cycler==0.12.1 fonttools==4.68.0 \
+	kiwisolver==1.5.1 pillow==13.0.0 pyparsing==3.3.3 python-dateutil==4.0.0 tzdata==2026.6
+GPU_DOWNLOAD = $(PYTHON) -m pip download -q --no-deps --only-binary=:all: \
+	--python-version $(GPU_PYTHON_VERSION) --implementation cp \
+	--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64
+
+.PHONY: train test lint bench clean wheels-gpu test-gpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +49,13 @@ lint: $(VENV)/.test
 
 bench: $(VENV)/.test
 	$(BIN)/arrayprop bench
+
+wheels-gpu:
+	$(GPU_DOWNLOAD) -d .whl $(GPU_WHEELS)
+	$(GPU_DOWNLOAD) -d .whl/plot $(GPU_PLOT_WHEELS)
+
+test-gpu:
+	bash scripts/gpu_check.sh all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks .hypothesis

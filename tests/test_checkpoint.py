@@ -94,6 +94,10 @@ def test_round_trip_on_every_backend(backend, tmp_path, x):
     assert loaded.optimizer_state is None
     assert loaded.info["backend"] == backend.name
     assert loaded.info["architecture"] == model.config()
+    # ... and onto NumPy, whatever it was trained on.
+    on_numpy = ck.load(path, backend="numpy").model
+    for a, b in zip(_host_weights(model), _host_weights(on_numpy), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("target", ["array_api_strict", "torch"])
@@ -124,6 +128,17 @@ def test_extra_and_info_round_trip(saved):
     assert loaded.info["dtype"] == "float64"
     assert loaded.info["version"] == ck.FORMAT_VERSION
     assert loaded.info["path"] == str(path)
+
+
+def test_extra_arrays_keep_shape_dtype_and_values(tmp_path):
+    model = _model(ap.get_backend("numpy", dtype="float64"))
+    grid = np.arange(12, dtype=np.int32).reshape(3, 4)
+    extra = {"scalar": np.array(2.5), "strided": grid[:, ::2], "fortran": np.asfortranarray(grid)}
+    ck.save(model, tmp_path / "m.npz", extra=extra)
+    loaded = ck.load(tmp_path / "m.npz").extra
+    for key, value in extra.items():
+        assert loaded[key].shape == value.shape and loaded[key].dtype == value.dtype
+        np.testing.assert_array_equal(loaded[key], value)
 
 
 def test_dtype_override_and_default(saved, x):
@@ -183,6 +198,7 @@ def test_optimizer_state_round_trip(tmp_path, rng, name):
     assert state["type"] == name and state["steps"] == 3
     original = opt.state_dict()
     assert state["hyperparameters"] == original["hyperparameters"]
+    assert state["lr"] == original["lr"]
     for ours, theirs in zip(state["state"], original["state"], strict=True):
         assert sorted(ours) == sorted(theirs)
         for key in ours:

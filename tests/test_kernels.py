@@ -26,9 +26,11 @@ ALPHA = 0.07
 RTOL = {"float32": 1e-6, "float64": 1e-14}
 
 
-@pytest.fixture
-def np_be(request) -> ap.Backend:
-    return ap.get_backend("numpy", dtype=request.param)
+@pytest.fixture(autouse=True)
+def fast_paths_on():
+    """Fast paths on by default here, even in a run with ARRAYPROP_KERNELS=portable."""
+    with kernels.use_portable(False):
+        yield
 
 
 def inputs(rng: np.random.Generator, dtype: str, shape=(7, 5)) -> np.ndarray:

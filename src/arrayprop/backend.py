@@ -10,7 +10,9 @@ another library or device is an error (:class:`~arrayprop.errors.BackendMismatch
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +21,7 @@ import numpy as np
 
 from .errors import BackendMismatchError, BackendUnavailableError, DTypeError
 
-__all__ = ["BACKENDS", "Backend", "backend_of", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "backend_of", "describe_backends", "get_backend"]
 
 #: Backend names in the order ``arrayprop info`` lists them.
 BACKENDS = ("numpy", "cupy", "torch", "jax", "array_api_strict")
@@ -274,7 +276,8 @@ class Backend:
                 x = x.float()
             return x.cpu().numpy()
         if self.name == "jax":
-            return np.asarray(x)
+            # ml_dtypes' bfloat16 is no NumPy float kind; hand the host float32, as for torch.
+            return np.asarray(x.astype("float32") if "bfloat16" in str(x.dtype) else x)
         return np.from_dlpack(x) if self.name == "array_api_strict" else np.asarray(x)
 
     def zeros(self, shape: tuple[int, ...], dtype: Any = None) -> Any:
@@ -325,6 +328,15 @@ class Backend:
             torch.cuda.synchronize(self.device)
         elif self.name == "jax" and x is not None:
             x.block_until_ready()
+
+    def float_errors_ignored(self):
+        """A context in which overflow / invalid-value warnings are off (NumPy's errstate).
+
+        For code that checks the results for non-finite values itself, like ``fit``.
+        """
+        if self.name in ("numpy", "array_api_strict"):  # (array_api_strict computes with NumPy)
+            return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        return contextlib.nullcontext()
 
     @property
     def on_host(self) -> bool:
@@ -412,8 +424,9 @@ def get_backend(
         the ``ARRAYPROP_BACKEND`` environment variable, then ``"numpy"``. A Backend is returned
         as is (or with the requested device/dtype).
     device : str or device object, optional
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... Defaults to ``ARRAYPROP_DEVICE``, then the
-        library's default device.
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... Defaults to the library's default device;
+        ``ARRAYPROP_DEVICE`` is used only when the backend too comes from the environment
+        (``name`` is None), since a device name of one library means nothing to another.
     dtype : str or dtype, optional
         Default float dtype: ``"float32"`` (default), ``"float64"``, ``"float16"`` or
         ``"bfloat16"`` where the library has it.
@@ -475,3 +488,54 @@ def backend_of(x: Any, dtype: Any = None) -> Backend:
     if mod in ("jax", "jaxlib"):
         return get_backend("jax", device=next(iter(x.devices())), dtype=dtype)
     raise BackendMismatchError(f"not an array of a supported backend: {_describe(x)}")
+
+
+_LIBRARIES = {
+    "numpy": "numpy",
+    "cupy": "cupy",
+    "torch": "torch",
+    "jax": "jax",
+    "array_api_strict": "array_api_strict",
+}
+
+
+def _devices(name: str) -> list[str]:
+    """Device names of an installed backend (for ``arrayprop info``)."""
+    if name == "numpy":
+        return ["cpu"]
+    if name == "array_api_strict":
+        return [str(get_backend(name).device)]
+    lib = importlib.import_module(_LIBRARIES[name])
+    if name == "cupy":
+        runtime = lib.cuda.runtime
+        return [
+            f"cuda:{i} ({runtime.getDeviceProperties(i)['name'].decode()})"
+            for i in range(runtime.getDeviceCount())
+        ]
+    if name == "torch":
+        cuda = lib.cuda
+        gpus = [f"cuda:{i} ({cuda.get_device_name(i)})" for i in range(cuda.device_count())]
+        return ["cpu", *gpus] if cuda.is_available() else ["cpu"]
+    return [f"{d.platform}:{d.id}" for d in lib.devices()]
+
+
+def describe_backends() -> list[dict[str, Any]]:
+    """Per backend: name, installed, version, usable, devices, and why not when unusable."""
+    rows = []
+    for name in BACKENDS:
+        row: dict[str, Any] = {"name": name, "installed": False, "version": None}
+        row.update(usable=False, devices=[], note="")
+        if importlib.util.find_spec(_LIBRARIES[name]) is None:
+            row["note"] = "not installed"
+            rows.append(row)
+            continue
+        row["installed"] = True
+        try:
+            row["version"] = getattr(importlib.import_module(_LIBRARIES[name]), "__version__", "?")
+            get_backend(name)
+            row["devices"] = _devices(name)
+            row["usable"] = True
+        except Exception as exc:  # a broken install or driver is a finding, not a crash
+            row["note"] = " ".join(str(exc).split())[:160]
+        rows.append(row)
+    return rows

@@ -507,8 +507,9 @@ def time_workloads(
     """Time workloads in interleaved rounds; return one :class:`Measurement` each.
 
     Per workload: ``warmup`` steps, then calibration steps until ``min_sample_time``
-    seconds have passed (twice; the faster estimate sets the number ``n`` of steps per
-    sample so that a sample lasts at least ``min_sample_time``).
+    seconds have passed (twice, unless one step is that slow; the faster estimate sets
+    the number ``n`` of steps per sample so that a sample lasts at least
+    ``min_sample_time``).
 
     Then ``repeat`` samples per workload, split over ``rounds`` rounds; in each round
     every workload runs its share of samples back to back, so slow load drifts of a
@@ -540,7 +541,7 @@ def time_workloads(
             out = wl.step()
         wl.sync(out)
         ests, n_cal_total = [], 0
-        for _ in range(2):
+        while len(ests) < 2:
             n_cal, t0 = 0, clock()
             while True:
                 out = wl.step()
@@ -551,6 +552,8 @@ def time_workloads(
                     break
             ests.append(elapsed / n_cal)
             n_cal_total += n_cal
+            if n_cal == 1:  # one step already fills a sample: no second estimate needed
+                break
         del out
         est = min(ests)
         n = max(1, math.ceil(min_sample_time / est)) if est > 0 else 1
@@ -896,6 +899,8 @@ def run_benchmarks(
     cfgs = get_configs(configs)
     backends = _parse_names(backends, BACKENDS, "backend")
     log = log or (lambda s: None)
+    load_start = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     peer = peer and _torch_available()
     if reference:
         try:
@@ -971,6 +976,8 @@ def run_benchmarks(
             "seed": seed,
             "peer": peer,
             "reference": reference,
+            "started_utc": started,
+            "loadavg_start": load_start,
         },
         "configs": {c.name: dataclasses.asdict(c) for c in cfgs},
         "results": [m.to_dict() for m in results],
@@ -1139,7 +1146,8 @@ def _env_lines(env: dict) -> list[str]:
     blas = env.get("numpy", {}).get("blas", {})
     lines = [
         f"- CPU: {env.get('cpu_model')} ({env.get('cpu_count')} logical cores, "
-        f"{env.get('cpu_affinity')} usable; load average {env.get('loadavg')})",
+        f"{env.get('cpu_affinity')} usable; 1/5/15-min load average at the end "
+        f"{env.get('loadavg')})",
         f"- Python {env.get('python')} on {env.get('platform')}",
         f"- arrayprop {env.get('arrayprop')}, NumPy {env['numpy']['version']} "
         f"(BLAS: {blas.get('name', '?')} {blas.get('version', '')}, "
@@ -1181,7 +1189,9 @@ def format_report(doc: dict) -> str:
             "peak memory of one train step:",
             format_table(MEMORY_HEADER, memory_rows(doc)),
         ]
+    s = doc.get("settings", {})
     parts += ["", *_env_lines(doc["env"])]
+    parts.append(f"- started {s.get('started_utc', '?')} at load average {s.get('loadavg_start')}")
     return "\n".join(parts)
 
 
@@ -1200,7 +1210,8 @@ def to_markdown(doc: dict) -> str:
         *_env_lines(doc["env"]),
         f"- timing: {s['warmup']} warm-up steps, up to {s['repeat']} samples "
         f"(>= {s['min_sample_time']} s each, at most ~{s['max_time']} s per measurement), "
-        f"medians; dtype {s['dtype']}, lr {s['lr']}",
+        f"medians; dtype {s['dtype']}, lr {s['lr']}; started {s.get('started_utc', '?')} "
+        f"at load average {s.get('loadavg_start', '?')}",
         "",
         "Ratios: `% of GEMM ceiling` = t_gemm / t_step; `vs PyTorch eager` = t_torch / t_step; "
         "`vs NumPy loop` = t_numpy_ref / t_step (> 1.00x: arrayprop is faster).",

@@ -170,7 +170,8 @@ class EarlyStopping(Callback):
     monitor : str
         A key of the epoch logs, e.g. ``"val_loss"`` (default), ``"loss"``, ``"val_accuracy"``.
     patience : int
-        Epochs without improvement to wait before stopping (0: stop at the first one).
+        Stop after this many epochs in a row without improvement (0 and 1 both stop at the
+        first one), as in Keras.
     min_delta : float
         An improvement must beat the best value by more than this.
     mode : {"auto", "min", "max"}
@@ -241,7 +242,7 @@ class EarlyStopping(Callback):
                 self._best_weights = _copy_weights(self.model)
             return None
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= max(self.patience, 1):
             self.stopped_epoch = epoch
             return True
         return None

@@ -62,8 +62,9 @@ class Checkpoint:
         The rebuilt model (usually a :class:`~arrayprop.layers.Sequential`) on the requested
         backend, with the saved weights.
     optimizer_state : dict or None
-        ``{"type", "hyperparameters", "steps", "state"}`` with ``state`` a list (one entry per
-        model parameter) of ``{name: host ndarray}``; pass it to :func:`restore_optimizer`.
+        The saved ``optimizer.state_dict()``: ``type``, ``hyperparameters``, ``lr``, ``steps``
+        and ``state``, a list (one entry per model parameter) of ``{name: host ndarray}``; pass
+        it to :func:`restore_optimizer`.
     extra : dict
         The ``extra`` given to :func:`save`; its arrays come back as host NumPy arrays.
     info : dict
@@ -163,8 +164,8 @@ def _optimizer_header(
     optimizer: Any, params: list[Any], arrays: dict[str, np.ndarray]
 ) -> dict[str, Any]:
     """Put the optimizer's state arrays into ``arrays``; return the JSON part."""
-    state = optimizer.state_dict()
-    per_param = state.get("state", [])
+    state = dict(optimizer.state_dict())
+    per_param = state.pop("state", [])
     if len(per_param) != len(params):
         raise CheckpointError(
             f"optimizer {type(optimizer).__name__} holds state for {len(per_param)} parameters "
@@ -175,12 +176,8 @@ def _optimizer_header(
         for name, value in entry.items():
             arrays[f"optim.{i}.{name}"] = _host_array(value, f"optimizer state {i}.{name}")
         names.append(sorted(entry))
-    return {
-        "type": state["type"],
-        "hyperparameters": state.get("hyperparameters", {}),
-        "steps": int(state.get("steps", 0)),
-        "state": names,
-    }
+    # Everything else (type, hyperparameters, lr, steps, ...) is JSON and kept as given.
+    return {**state, "state": names}
 
 
 def _split_extra(
@@ -228,15 +225,15 @@ def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         if name == _HEADER:
             continue
-        arr = np.asarray(arrays[name], order="C")  # keeps 0-d arrays 0-d
+        arr = arrays[name]
         h.update(_canonical([name, arr.dtype.str, list(arr.shape)]))
-        h.update(arr.tobytes())
+        h.update(arr.tobytes(order="C"))
     return "sha256:" + h.hexdigest()
 
 
 def _write_member(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
     with zf.open(name + ".npy", "w", force_zip64=True) as f:
-        np.lib.format.write_array(f, np.asarray(arr, order="C"), allow_pickle=False)
+        np.lib.format.write_array(f, arr, allow_pickle=False)
 
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -508,9 +505,4 @@ def _optimizer_state(
             state.append({name: arrays[f"optim.{i}.{name}"] for name in entry})
         except KeyError as exc:
             fail(f"missing optimizer array {exc.args[0]}")
-    return {
-        "type": opt["type"],
-        "hyperparameters": dict(opt.get("hyperparameters") or {}),
-        "steps": int(opt.get("steps", 0)),
-        "state": state,
-    }
+    return {**opt, "state": state}

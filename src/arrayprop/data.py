@@ -903,22 +903,24 @@ def rng_from_state(state: dict) -> np.random.Generator:
 
 
 def _stringify(value: object) -> object:
+    """Integers as ``"int:<digits>"`` (JSON readers may round big ones), arrays tagged."""
     if isinstance(value, dict):
         return {k: _stringify(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return {"ndarray": value.dtype.str, "values": [_stringify(v) for v in value.tolist()]}
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         return f"int:{int(value)}"
-    if isinstance(value, np.ndarray):
-        return [_stringify(v) for v in value.tolist()]
     return value
 
 
 def _unstringify(value: object) -> object:
     if isinstance(value, dict):
+        if set(value) == {"ndarray", "values"}:
+            values = [_unstringify(v) for v in value["values"]]
+            return np.asarray(values, dtype=np.dtype(value["ndarray"]))
         return {k: _unstringify(v) for k, v in value.items()}
     if isinstance(value, str) and value.startswith("int:"):
         return int(value[4:])
-    if isinstance(value, list):
-        return np.asarray([_unstringify(v) for v in value], dtype=np.uint32)
     return value
 
 

@@ -1,9 +1,9 @@
 """Finite-difference gradient checks, in float64, on any backend.
 
 The analytic gradients of backward() are compared with central differences
-(C(θ + ε) − C(θ − ε)) / 2ε for every parameter element and every input element. Perturbed
-values are rebuilt on the host and copied back, so the check runs unchanged on backends whose
-arrays are immutable (JAX).
+(C(θ + ε) − C(θ − ε)) / 2ε for every parameter element and every input element (eq. 17 of
+docs/math.md). Perturbed values are rebuilt on the host and copied back, so the check runs
+unchanged on backends whose arrays are immutable (JAX).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ lives behind :mod:`arrayprop.kernels`. Data is batch-first (rows are samples) an
 ``(in_features, out_features)``, so the equations of docs/math.md read directly:
 
 - forward (eq. 1–2):  Z = A_prev W + b,  A = f(Z)
-- backward (eq. 4–6): δ = ∂C/∂A ⊙ f'(Z),  ∂C/∂W = A_prevᵀ δ,  ∂C/∂b = Σ_rows δ,
+- backward (eq. 3–6): δ = ∂C/∂A ⊙ f'(Z),  ∂C/∂W = A_prevᵀ δ,  ∂C/∂b = Σ_rows δ,
   ∂C/∂A_prev = δ Wᵀ
 
 A layer's ``forward`` keeps only what its ``backward`` needs (Dense: its input; an activation:
@@ -234,11 +234,11 @@ class Dense(Layer):
             raise ShapeError(
                 f"{self!r}: gradient has {grad_out.shape[0]} rows but the input had {x.shape[0]}"
             )
-        xp = self.backend.xp
-        self.weight.grad = x.T @ grad_out
-        self.bias.grad = xp.sum(grad_out, axis=0)
+        be = self.backend
+        self.weight.grad = kernels.matmul(be, x.T, grad_out)
+        self.bias.grad = be.xp.sum(grad_out, axis=0)
         self._x = None
-        return grad_out @ self.weight.data.T if input_grad else None
+        return kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
@@ -353,7 +353,7 @@ class LeakyReLU(_Activation):
 class Softmax(Layer):
     """Row-wise softmax, a_i = e^{z_i} / Σ_j e^{z_j} (max-shifted: no overflow).
 
-    Backward: ∂C/∂z = a ⊙ (g − Σ_j g_j a_j). With a cross-entropy loss prefer
+    Backward: ∂C/∂z = a ⊙ (g − Σ_j g_j a_j) (eq. 10). With a cross-entropy loss prefer
     :class:`~arrayprop.losses.SoftmaxCrossEntropy` on the logits, which fuses both.
     """
 
@@ -478,7 +478,7 @@ class Sequential(Layer):
         return x
 
     def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
-        """Backpropagate ∂C/∂output through the layers in reverse (eq. 4–6).
+        """Backpropagate ∂C/∂output through the layers in reverse (eq. 3–6).
 
         With ``input_grad=False`` the first layer skips ∂C/∂input (not needed to train) and
         None is returned.

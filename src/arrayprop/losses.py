@@ -26,6 +26,8 @@ __all__ = [
 class Loss:
     """Base class: subclasses implement :meth:`value_and_grad`."""
 
+    _last_backend: Backend | None = None
+
     def __init__(self) -> None:
         self._grad = None
 
@@ -51,6 +53,12 @@ class Loss:
 
     # -- shared input checks ------------------------------------------------------------------
     def _backend(self, pred: Any) -> Backend:
+        be = self._last_backend
+        # Same library, device and dtype as the last call (every step of a training loop):
+        # skip the lookup, which costs as much as the loss itself on a tiny batch.
+        if be is not None and type(pred) is be.array_type and pred.dtype == be.dtype:
+            if be.owns(pred) and _size(pred):
+                return be
         dtype = getattr(pred, "dtype", None)
         be = backend_of(pred, dtype=dtype if "float" in str(dtype) else None)
         if "float" not in str(dtype):
@@ -60,6 +68,7 @@ class Loss:
         if _size(pred) == 0:
             # A mean over no samples is 0/0: refuse it rather than return NaN with a warning.
             raise DataError(f"{self!r}: got an empty batch (predictions of shape {pred.shape})")
+        self._last_backend = be
         return be
 
     def _float_target(self, be: Backend, pred: Any, target: Any) -> Any:
@@ -78,7 +87,7 @@ class Loss:
 
 class L2Loss(Loss):
     """C = ½ Σ (y − t)² (``reduction="sum"``, the classic quadratic cost) or that divided by the
-    batch size (``reduction="mean"``).  ∂C/∂y = (y − t) [/ N]  (eq. 3 with the quadratic cost).
+    batch size (``reduction="mean"``).  ∂C/∂y = (y − t) [/ N]  (eq. 11).
     """
 
     def __init__(self, reduction: str = "sum") -> None:
@@ -105,7 +114,7 @@ class L2Loss(Loss):
 
 
 class MSE(Loss):
-    """C = (1/M) Σ (y − t)² over all M elements; ∂C/∂y = 2 (y − t) / M."""
+    """C = (1/M) Σ (y − t)² over all M elements; ∂C/∂y = 2 (y − t) / M  (eq. 12)."""
 
     def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
         be = self._backend(pred)
@@ -116,7 +125,7 @@ class MSE(Loss):
 
 
 class RMSE(Loss):
-    """C = √MSE; ∂C/∂y = (y − t) / (M · C)  (zero where C = 0)."""
+    """C = √MSE; ∂C/∂y = (y − t) / (M · C)  (zero where C = 0; eq. 13)."""
 
     def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
         be = self._backend(pred)
@@ -134,9 +143,9 @@ class BinaryCrossEntropy(Loss):
     """C = −(1/M) Σ [t log p + (1 − t) log(1 − p)] over all M elements, targets t in [0, 1].
 
     ``from_logits=False``: ``pred`` are probabilities p (clipped to [eps, 1 − eps]);
-    ∂C/∂p = (p − t) / (p (1 − p) M).
+    ∂C/∂p = (p − t) / (p (1 − p) M)  (eq. 14).
     ``from_logits=True``: ``pred`` are logits z, p = σ(z), evaluated stably as
-    C = (1/M) Σ [max(z, 0) − z t + log(1 + e^{−|z|})]; ∂C/∂z = (σ(z) − t) / M.
+    C = (1/M) Σ [max(z, 0) − z t + log(1 + e^{−|z|})]; ∂C/∂z = (σ(z) − t) / M  (eq. 15).
     """
 
     def __init__(self, from_logits: bool = False, eps: float | None = None) -> None:

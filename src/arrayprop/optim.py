@@ -233,7 +233,7 @@ class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
 
     With weight decay λ, momentum μ and velocity v (the conventions of ``torch.optim.SGD``
-    with zero dampening; v starts as the first gradient)::
+    with zero dampening; v starts as the first gradient; eq. 16 of docs/math.md)::
 
         g ← g + λ W
         v ← μ v + g

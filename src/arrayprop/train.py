@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import data as _data
-from . import kernels
 from .backend import Backend
 from .callbacks import Callback, EpochLog, History, ProgressBar
 from .errors import (
@@ -59,7 +58,6 @@ from .losses import (
     BinaryCrossEntropy,
     L2Loss,
     Loss,
-    SoftmaxCrossEntropy,
     get_loss,
 )
 from .metrics import Accuracy, Metric, get_metric
@@ -106,7 +104,9 @@ def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any) -
         the caller, so no device→host copy happens here.
     """
     be = model.backend
-    if be is not None and not be.owns(x):
+    if be is not None:
+        # Moves host data and casts float data to the model's dtype (on numpy, host data counts
+        # as the backend's own and would otherwise reach Dense as float64 for a float32 model).
         x = be.asarray(x)
     pred = model.forward(x)
     value, grad = loss.value_and_grad(pred, y)
@@ -162,6 +162,8 @@ def _get_optimizer(optimizer: str | Optimizer, model: Layer) -> Optimizer:
 
 
 def _get_metrics(metrics: Any, loss: Loss | None) -> list[Metric]:
+    if metrics is None:
+        return []
     if isinstance(metrics, str | Metric):
         metrics = (metrics,)
     if metrics is _DEFAULT_METRICS and isinstance(loss, _REGRESSION_LOSSES):
@@ -254,12 +256,11 @@ def _prepare(
     if y.ndim == 0 or y.shape[0] != n:
         raise ShapeError(f"{what}: x has {n} samples but y has shape {tuple(y.shape)}")
     labels = y.ndim == 1 and n_out > 1
-    if labels and loss is not None and not isinstance(loss, SoftmaxCrossEntropy):
-        if isinstance(loss, (*_REGRESSION_LOSSES, BinaryCrossEntropy)):
-            raise ShapeError(
-                f"{what}: y has shape ({n},) (class labels) but {loss!r} needs targets of shape "
-                f"({n}, {n_out}); one-hot encode them (arrayprop.data.one_hot)"
-            )
+    if labels and isinstance(loss, (*_REGRESSION_LOSSES, BinaryCrossEntropy)):
+        raise ShapeError(
+            f"{what}: y has shape ({n},) (class labels) but {loss!r} needs targets of shape "
+            f"({n}, {n_out}); one-hot encode them (arrayprop.data.one_hot)"
+        )
     if not labels:
         if y.ndim == 1:
             y = xp.reshape(y, (n, 1)) if on_device else y.reshape(n, 1)
@@ -400,7 +401,7 @@ def evaluate(
     y: Any,
     *,
     loss: str | Loss | None = None,
-    metrics: Sequence[str | Metric] = _DEFAULT_METRICS,
+    metrics: Sequence[str | Metric] | None = _DEFAULT_METRICS,
     batch_size: int = 256,
     max_device_bytes: int | None = None,
 ) -> dict[str, float]:
@@ -415,7 +416,7 @@ def evaluate(
     loss : str or Loss, optional
         Also report ``"loss"``: the batch-size-weighted mean of the per-batch loss values (the
         mean over samples for every loss that averages over its batch).
-    metrics : sequence of str or Metric
+    metrics : sequence of str or Metric, or None
         Default accuracy (dropped for regression losses unless asked for explicitly).
     batch_size : int
         Samples per forward pass.
@@ -591,9 +592,11 @@ class _Run:
         self.window = _Window(self.xp, self.acc, len(metrics))
         self.stop = _Stop()
         self.history = History([f"{i}: {layer!r}" for i, layer in self.dense])
-        # Position: completed epochs, steps done in the current one, its shuffled order.
+        # Position: completed epochs, steps done in the current one, whether that one has
+        # begun (its order drawn: the Generator has moved on) and its shuffled order.
         self.epoch_done = 0
         self.step = 0
+        self.started = False
         self.order: Any = None
         self._reset_epoch_sums()
         self._snapshot()
@@ -647,7 +650,7 @@ class _Run:
             if culprit:
                 break
         for p, w in zip(self.params, self.finite_weights, strict=True):
-            p.data = w
+            p.data, p.grad = w, None
         self.display.close()
         epoch = self.epoch_done + 1
         what = "the loss became NaN/inf" if loss_bad else "the weights became NaN/inf"
@@ -675,9 +678,10 @@ class _Run:
         model, loss, optimizer, d = self.model, self.loss, self.optimizer, self.train
         epoch = self.epoch_done + 1
         B, n = self.batch, d.n
-        if self.step == 0:
+        if not self.started:
             self.order = self.rng.permutation(n) if self.shuffle and B < n else None
             self._reset_epoch_sums()
+            self.started = True
         t0 = time.perf_counter()
         start_samples = min(self.step * B, n)
         self.display.begin(epoch, n, start_samples)
@@ -775,7 +779,7 @@ class _Run:
         logs["time"] = seconds
         logs["grad_norm"] = [None if math.isnan(g) else g for g in grad_norm]
         # The epoch is complete: the position moves to the start of the next one.
-        self.epoch_done, self.step, self.order = epoch, 0, None
+        self.epoch_done, self.step, self.started, self.order = epoch, 0, False, None
         self.history.record(epoch, logs)
         self.display.end(epoch, logs)
         return logs
@@ -790,10 +794,10 @@ class _Run:
             "format": 1,
             "epoch": self.epoch_done,
             "step": self.step,
+            "started": self.started,
             "n": self.train.n,
             "batch_size": self.batch,
             "shuffle": self.shuffle,
-            "lr": float(self.optimizer.lr),
             "schedule": None if self.schedule is None else self.schedule.state_dict(),
             "rng": _data.rng_state(self.rng),
             "history": self.history.as_dict(),
@@ -804,7 +808,7 @@ class _Run:
             },
         }
         extra: dict[str, Any] = {"fit": state}
-        if self.step and self.order is not None:
+        if self.started and self.order is not None:
             extra["fit_order"] = self.order
         ckpt.save(self.model, self.checkpoint, optimizer=self.optimizer, extra=extra)
 
@@ -823,9 +827,12 @@ class _Run:
             raise CheckpointError(
                 f"{path}: its model has parameter shapes {shapes[0]}, this one {shapes[1]}"
             )
-        if state["step"] and (state["n"], state["batch_size"]) != (self.train.n, self.batch):
+        same_n = state["n"] == self.train.n
+        if (state["started"] and not same_n) or (
+            state["step"] and (not same_n or state["batch_size"] != self.batch)
+        ):
             raise CheckpointError(
-                f"{path}: saved mid-epoch with {state['n']} samples and batch_size "
+                f"{path}: saved within an epoch of {state['n']} samples in batches of "
                 f"{state['batch_size']}; this run has {self.train.n} and {self.batch}, so it "
                 "cannot continue that epoch"
             )
@@ -836,16 +843,14 @@ class _Run:
             if state.get("schedule") is None:
                 raise CheckpointError(f"{path}: saved without a schedule, this run has one")
             self.schedule.load_state_dict(state["schedule"])
-        self.optimizer.lr = float(state["lr"])
         self.history = History.from_dict(state["history"])
-        # Those flags described how the saved run ended; this run has not ended yet.
-        self.history.interrupted = self.history.stopped_early = False
+        self.history.interrupted = self.history.stopped_early = False  # this run's to set
         self.rng = _data.rng_from_state(state["rng"])
         self.epoch_done, self.step = int(state["epoch"]), int(state["step"])
-        self.order = None
-        if self.step:
-            order = extra.get("fit_order")
-            self.order = None if order is None else _data.host_array(order, "checkpoint order")
+        self.started = bool(state["started"])
+        order = extra.get("fit_order")
+        self.order = None if order is None else _data.host_array(order, "checkpoint order")
+        if self.started:
             partial = state["partial"]
             if len(partial["metric_sums"]) != len(self.metrics):
                 raise CheckpointError(
@@ -872,7 +877,7 @@ def fit(
     shuffle: bool = True,
     seed: Any = None,
     validation_data: tuple[Any, Any] | None = None,
-    metrics: Sequence[str | Metric] = _DEFAULT_METRICS,
+    metrics: Sequence[str | Metric] | None = _DEFAULT_METRICS,
     callbacks: Iterable[Callback] = (),
     progress: bool | str | None = True,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -907,7 +912,7 @@ def fit(
         Seed of the host Generator that draws the orders.
     validation_data : (x_val, y_val), optional
         Evaluated after every epoch (``val_loss``, ``val_<metric>``).
-    metrics : sequence of str or Metric
+    metrics : sequence of str or Metric, or None
         Training (and validation) metrics; default accuracy (dropped for regression losses).
     callbacks : iterable of Callback
         See :mod:`arrayprop.callbacks`.
@@ -967,18 +972,33 @@ def fit(
     batch = train.n if batch_size is None else min(batch_size, train.n)
     display = _display(progress, epochs)
     run = _Run(
-        model, loss, optimizer, ms, train, val, batch, bool(shuffle), _data.shuffler(seed),
-        epochs, budget, display, callbacks, checkpoint, checkpoint_every, schedule,
-    )  # fmt: skip
+        model,
+        loss,
+        optimizer,
+        ms,
+        train,
+        val,
+        batch,
+        bool(shuffle),
+        _data.shuffler(seed),
+        epochs,
+        budget,
+        display,
+        callbacks,
+        checkpoint,
+        checkpoint_every,
+        schedule,
+    )
     if resume and os.path.exists(checkpoint):
         run.restore(checkpoint)
     model.stop_training = False
     for cb in callbacks:
         cb.set_context(model, optimizer)
         cb.on_train_begin({"epochs": epochs, "samples": train.n, "batch_size": batch})
-    history = run.history
     try:
-        with _defer_sigint(run.stop), kernels.nonfinite_quiet(be):
+        # fit detects a non-finite loss itself (DivergenceError), so the floating-point
+        # warnings a diverging step raises on the way (NumPy) would only be noise.
+        with _defer_sigint(run.stop), model.backend.float_errors_ignored():
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)
@@ -989,16 +1009,14 @@ def fit(
                 for cb in callbacks:
                     stop = bool(cb.on_epoch_end(run.epoch_done, logs)) or stop
                 stop = stop or bool(getattr(model, "stop_training", False))
-                if run.epoch_done < epochs and stop:
-                    history.stopped_early = True
+                run.history.stopped_early = stop and run.epoch_done < epochs
                 ending = stop or run.stop.requested or run.epoch_done == epochs
                 if ending or run.epoch_done % checkpoint_every == 0:
                     run.save()
                 if stop or run.stop.requested:
                     break
     except KeyboardInterrupt:
-        history = run.history
-        history.interrupted = True
+        run.history.interrupted = True
         if run.step:
             run._read()  # the partial epoch's sums, and a last divergence check
         run.save()

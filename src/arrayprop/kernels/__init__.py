@@ -2,9 +2,12 @@
 
 Layers and optimizers call these functions with their :class:`~arrayprop.backend.Backend`;
 this module picks the implementation. :mod:`.portable` holds the Array API reference version of
-every primitive; a backend listed in ``_FAST`` gets an optimised one (NumPy: in-place ufuncs).
-Fast paths may overwrite an argument only when the caller passes ``inplace=True``, i.e. when it
-owns that buffer; the portable versions never do.
+every primitive; a backend listed in ``_FAST_MODULES`` gets an optimised one when its module
+imports (NumPy: in-place ufuncs in :mod:`.numpy_fast`; CuPy: fused elementwise kernels and
+cuBLAS in :mod:`.cupy_fast`). A fast module that cannot be imported (CuPy not installed) leaves
+the portable version in charge. Fast paths may overwrite an argument only when the caller passes
+``inplace=True``, i.e. when it owns that buffer, and the optimizer updates overwrite the
+optimizer-owned weights and state; the portable versions never modify an argument.
 
 ``ARRAYPROP_KERNELS=portable`` (or :func:`use_portable`) turns the fast paths off, which is how
 the tests compare the two.
@@ -12,8 +15,11 @@ the tests compare the two.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 from contextlib import contextmanager
+from types import ModuleType
 
 from . import portable
 from .portable import ACTIVATIONS
@@ -22,8 +28,11 @@ __all__ = [
     "ACTIVATIONS",
     "activation",
     "activation_grad",
+    "adam_update",
+    "bias_activation",
+    "expect_overflow",
     "linear",
-    "nonfinite_quiet",
+    "matmul",
     "portable",
     "sgd_update",
     "softmax",
@@ -32,15 +41,24 @@ __all__ = [
 
 _state = {"portable": os.environ.get("ARRAYPROP_KERNELS", "").lower() == "portable"}
 
+#: Backend name -> module of this package with its fast paths.
+_FAST_MODULES = {"numpy": "numpy_fast", "cupy": "cupy_fast"}
 
-def _fast(backend):
+
+@functools.cache
+def _load(module: str) -> ModuleType | None:
+    """Import a fast-path module once; None when its array library is missing."""
+    try:
+        return importlib.import_module(f"{__name__}.{module}")
+    except ImportError:
+        return None
+
+
+def _fast(backend) -> ModuleType | None:
     if _state["portable"]:
         return None
-    if backend.name == "numpy":
-        from . import numpy_fast
-
-        return numpy_fast
-    return None
+    module = _FAST_MODULES.get(backend.name)
+    return None if module is None else _load(module)
 
 
 @contextmanager
@@ -55,26 +73,36 @@ def use_portable(enabled: bool = True):
 
 
 @contextmanager
-def nonfinite_quiet(backend):
-    """Within the block, overflow / invalid-value warnings of NumPy arithmetic are off.
-
-    NumPy (and array_api_strict, built on it) warn when a value overflows to inf or becomes NaN;
-    ``fit`` checks for non-finite numbers itself and raises DivergenceError, which under
-    ``-W error`` such a warning, raised mid-step, would pre-empt.
-    """
-    if backend.name in ("numpy", "array_api_strict"):
-        import numpy as np
-
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            yield
-    else:
+def expect_overflow(backend):
+    """Within the block inf and NaN are expected results (loss scaling probes for overflow):
+    NumPy-based backends do not warn about them. A no-op for the other libraries."""
+    if backend.name not in ("numpy", "array_api_strict"):
         yield
+        return
+    import numpy as np
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        yield
+
+
+def matmul(backend, a, b):
+    """A B. a (m, k), b (k, n) -> (m, n), a new array (the GEMMs of the backward pass)."""
+    fast = _fast(backend)
+    return fast.matmul(a, b) if fast else portable.matmul(backend.xp, a, b)
 
 
 def linear(backend, x, w, b):
     """Z = X W + b. x (batch, in), w (in, out), b (out,) -> (batch, out), a new array."""
     fast = _fast(backend)
     return fast.linear(x, w, b) if fast else portable.linear(backend.xp, x, w, b)
+
+
+def bias_activation(backend, kind, z, b, alpha=0.0, *, inplace=False):
+    """A = f(Z + b) for z (batch, out) from a GEMM, b (out,); may reuse ``z`` when ``inplace``."""
+    fast = _fast(backend)
+    if fast:
+        return fast.bias_activation(kind, z, b, alpha, inplace)
+    return portable.bias_activation(backend.xp, kind, z, b, alpha)
 
 
 def activation(backend, kind, z, alpha=0.0, *, inplace=False):
@@ -102,3 +130,15 @@ def sgd_update(backend, w, g, lr):
     """W ← W − η G. Returns the updated weights (the same buffer on mutable backends)."""
     fast = _fast(backend)
     return fast.sgd_update(w, g, lr) if fast else portable.sgd_update(backend.xp, w, g, lr)
+
+
+def adam_update(backend, w, g, m, v, lr, beta1, beta2, eps, bias_c1, bias_c2):
+    """One Adam step; returns (W, m, v), the same buffers on mutable backends.
+
+    ``bias_c1 = 1 − β₁ᵗ`` and ``bias_c2 = 1 − β₂ᵗ`` are the bias corrections of step t (see
+    :func:`.portable.adam_update`). The fast paths update ``w``, ``m`` and ``v`` in place, so the
+    caller must own them (optimizer state, not a view of someone else's array).
+    """
+    fast = _fast(backend)
+    args = (w, g, m, v, lr, beta1, beta2, eps, bias_c1, bias_c2)
+    return fast.adam_update(*args) if fast else portable.adam_update(backend.xp, *args)

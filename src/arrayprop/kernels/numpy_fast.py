@@ -7,15 +7,30 @@ pass over memory per call. Only the backend layer dispatches here.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import portable
+
+
+def matmul(a, b):
+    return np.matmul(a, b)
 
 
 def linear(x, w, b):
     z = np.matmul(x, w)
     z += b
     return z
+
+
+def bias_activation(kind, z, b, alpha, inplace):
+    if inplace:
+        z += b
+    else:
+        z = z + b
+    # z is now a buffer this function owns either way.
+    return activation(kind, z, alpha, True)
 
 
 def activation(kind, z, alpha, inplace):
@@ -45,3 +60,18 @@ def activation_grad(kind, a, grad_a, alpha, inplace):
 def sgd_update(w, g, lr):
     w -= np.multiply(g, lr, dtype=w.dtype)
     return w
+
+
+def adam_update(w, g, m, v, lr, beta1, beta2, eps, bias_c1, bias_c2):
+    # Updates the optimizer-owned buffers w, m, v in place; g is only read.
+    m *= beta1
+    m += (1.0 - beta1) * g
+    v *= beta2
+    v += (1.0 - beta2) * (g * g)
+    denom = np.sqrt(v)
+    denom /= math.sqrt(bias_c2)
+    denom += eps
+    step = np.divide(m, denom)
+    step *= lr / bias_c1
+    w -= step
+    return w, m, v

@@ -20,6 +20,11 @@ def linear(xp, x, w, b) -> Any:
     return x @ w + b
 
 
+def matmul(xp, a, b) -> Any:
+    """A B for 2-D arrays: a (m, k), b (k, n) -> (m, n). The GEMMs of eqs. 1, 4 and 5."""
+    return a @ b
+
+
 def sigmoid(xp, z) -> Any:
     """σ(z) = 1 / (1 + e^{-z}), evaluated through e^{-|z|} so that no exponential overflows."""
     e = xp.exp(-xp.abs(z))
@@ -41,8 +46,13 @@ def activation(xp, kind: str, z, alpha: float = 0.0) -> Any:
     raise ValueError(f"unknown activation {kind!r}; valid: {', '.join(ACTIVATIONS)}")
 
 
+def bias_activation(xp, kind: str, z, b, alpha: float = 0.0) -> Any:
+    """A = f(Z + b) (eq. 1–2 after the GEMM): z (batch, out), b (out,) broadcast over the rows."""
+    return activation(xp, kind, z + b, alpha)
+
+
 def activation_grad(xp, kind: str, a, grad_a, alpha: float = 0.0) -> Any:
-    """δ = ∂C/∂A ⊙ f'(Z), with f' written in terms of the cached output A (eq. 4).
+    """δ = ∂C/∂A ⊙ f'(Z) (eqs. 3–4), with f' written in terms of the cached output A (eq. 9).
 
     relu: f' = [a > 0]; leaky relu (alpha > 0): f' = 1 if a > 0 else alpha;
     sigmoid: f' = a (1 - a); tanh: f' = 1 - a².
@@ -69,3 +79,27 @@ def softmax(xp, z) -> Any:
 def sgd_update(xp, w, g, lr: float) -> Any:
     """W ← W − η ∂C/∂W  (eq. 7). Returns the new weights."""
     return w - lr * g
+
+
+def adam_update(
+    xp,
+    w,
+    g,
+    m,
+    v,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    bias_c1: float,
+    bias_c2: float,
+) -> tuple[Any, Any, Any]:
+    """One Adam step (eq. 16 with Adam's direction u), as ``torch.optim.Adam``.
+
+    m ← β₁ m + (1 − β₁) g;  v ← β₂ v + (1 − β₂) g²;  W ← W − η / c₁ · m / (√v / √c₂ + ε),
+    with the bias corrections c₁ = 1 − β₁ᵗ and c₂ = 1 − β₂ᵗ of step t. Returns (W, m, v).
+    """
+    m = beta1 * m + (1.0 - beta1) * g
+    v = beta2 * v + (1.0 - beta2) * (g * g)
+    w = w - (lr / bias_c1) * m / (xp.sqrt(v) / bias_c2**0.5 + eps)
+    return w, m, v

@@ -1,0 +1,96 @@
+"""The scripts in examples/: each runs with tiny settings and learns what it claims to."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_example_has_a_main_and_is_tested():
+    names = sorted(p.stem for p in EXAMPLES.glob("*.py"))
+    assert names == sorted(
+        ["digits", "linear_regression", "logistic_regression", "vanishing_gradients", "xor"]
+    )
+    for name in names:
+        assert callable(_load(name).main)
+
+
+def test_linear_regression_recovers_the_true_weights(backend_name):
+    out = _load("linear_regression").main(
+        n=400, epochs=30, backend=backend_name, verbose=False, seed=1
+    )
+    # The least-squares solution of the same data, computed here by NumPy.
+    from arrayprop import data
+
+    x, y, true_w, true_b = data.make_linear_regression(400, 3, noise=0.1, seed=1)
+    design = np.c_[x, np.ones(len(x))].astype(np.float64)
+    lstsq = np.linalg.lstsq(design, y.astype(np.float64), rcond=None)[0][:, 0]
+    np.testing.assert_allclose(out["weight"][:, 0], lstsq[:3], atol=0.02)
+    np.testing.assert_allclose(out["bias"], lstsq[3:], atol=0.02)
+    np.testing.assert_allclose(out["weight"], true_w, atol=0.05)
+    np.testing.assert_allclose(out["bias"], true_b, atol=0.05)
+    assert out["loss"] < 2 * 0.1**2
+
+
+def _logistic_mle(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood logistic regression by Newton's method (IRLS), in float64."""
+    design = np.c_[x, np.ones(len(x))].astype(np.float64)
+    t = y.astype(np.float64)
+    w = np.zeros(design.shape[1])
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-design @ w))
+        hessian = (design * (p * (1 - p))[:, None]).T @ design
+        w -= np.linalg.solve(hessian, design.T @ (p - t))
+    return w
+
+
+def test_logistic_regression_reaches_the_maximum_likelihood_weights():
+    out = _load("logistic_regression").main(n=500, epochs=300, verbose=False)
+    mle = _logistic_mle(out["x"], out["y"])
+    learnt = np.r_[out["weight"][:, 0], out["bias"]]
+    np.testing.assert_allclose(learnt, mle, rtol=0.03, atol=0.03)
+    p = 1 / (1 + np.exp(-(out["x"] @ mle[:2] + mle[2])))
+    assert out["accuracy"] == pytest.approx(np.mean((p > 0.5) == out["y"]), abs=0.01)
+
+
+def test_xor_needs_a_hidden_layer():
+    out = _load("xor").main(n=200, epochs=40, lr=0.05, verbose=False)
+    assert out["hidden"] >= 0.95
+    assert out["linear"] <= 0.75
+
+
+def test_digits_trains_saves_and_reloads(tmp_path):
+    path = tmp_path / "d.npz"
+    out = _load("digits").main(hidden=64, epochs=3, save=str(path), verbose=False)
+    assert out["accuracy"] > 0.9
+    assert out["reloaded_accuracy"] == pytest.approx(out["accuracy"], abs=1e-9)
+    assert path.exists()
+
+
+def test_vanishing_gradients_in_the_deep_sigmoid_net(tmp_path, capsys):
+    png = tmp_path / "g.png"
+    norms = _load("vanishing_gradients").main(depth=5, width=16, epochs=1, plot=str(png))
+    sigmoid, relu = norms["sigmoid"], norms["relu"]
+    assert len(sigmoid) == len(relu) == 6
+    # Each sigmoid layer scales δ by at most 1/4 (times the weights), so the first layer's
+    # gradient is orders of magnitude below the last one's; ReLU keeps them comparable.
+    assert sigmoid[0] < 0.01 * sigmoid[-1]
+    assert relu[0] > 0.1 * relu[-1]
+    out = capsys.readouterr().out
+    assert "‖∂C/∂W‖" in out
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert png.read_bytes()[:4] == b"\x89PNG"
