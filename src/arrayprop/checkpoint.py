@@ -446,7 +446,12 @@ def _read_members(npz: Any, fail) -> tuple[dict[str, Any], dict[str, np.ndarray]
     unexpected = sorted(names - set(listed) - {_HEADER})
     if unexpected:
         fail(f"unexpected arrays {unexpected} not listed in the header")
-    return header, {name: npz[name] for name in listed}
+    arrays = {name: npz[name] for name in listed}
+    for name, value in arrays.items():
+        # np.load hands back the raw bytes of a member that is not .npy (a pickle, say).
+        if not isinstance(value, np.ndarray):
+            fail(f"corrupted or foreign file: member {name!r} is not a .npy array")
+    return header, arrays
 
 
 def _parse_header(raw: np.ndarray, fail) -> dict[str, Any]:
