@@ -926,8 +926,10 @@ def fit(
         Continue from ``checkpoint`` if that file exists (else start afresh).
     max_device_bytes : int, optional
         Budget for the device copy of host data (default :data:`DEFAULT_MAX_DEVICE_BYTES`).
-        Larger data sets go to the device in chunks of the shuffled order. Activations are not
-        counted.
+        Larger data sets (a ``numpy.memmap`` bigger than memory) go to the device in chunks of
+        the shuffled order, sized so that everything the data takes while training (the chunks
+        in flight, their host copies, the NaN/inf scan, the order) stays within the budget.
+        The model and its activations are not counted.
     schedule : Schedule, optional
         A learning-rate schedule of ``optimizer`` (:mod:`arrayprop.schedules`), stepped after
         every epoch; its state goes into the checkpoint.
