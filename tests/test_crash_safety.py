@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import re
@@ -533,3 +534,21 @@ def test_resume_after_sigkill_mid_run_gives_the_weights_of_an_uninterrupted_run(
     reference = namespace["train"](tmp_path / "reference.npz")
     for a, b in zip(_weights(resumed), _weights(reference), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_crafted_header_cannot_make_load_allocate_a_huge_model(saved, tmp_path):
+    # The checksum proves integrity, not authorship: anyone can write a file whose header asks
+    # for Dense(100000, 100000) and recompute it. load must refuse before building the model
+    # (which would first draw 75 GiB of initial weights).
+    _, raw, _ = saved
+    path = tmp_path / "crafted.npz"
+    path.write_bytes(raw)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(arrays.pop("header").tobytes())
+    header["architecture"]["layers"][0].update(in_features=100_000, out_features=100_000)
+    header["checksum"] = ckpt._checksum(header, arrays)
+    arrays["header"] = np.frombuffer(ckpt._canonical(header), dtype=np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(ckpt.CheckpointError, match=r"parameter 0 has shape \(5, 6\), its "):
+        ckpt.load(path)

@@ -343,6 +343,7 @@ def load(
     arch = header.get("architecture")
     if not isinstance(arch, dict):
         fail("header has no architecture")
+    _check_architecture(arch, arrays, fail)
     be = get_backend(backend, device=device, dtype=header["dtype"] if dtype is None else dtype)
     try:
         if arch.get("type") == "Sequential":
@@ -473,6 +474,28 @@ def _parse_header(raw: np.ndarray, fail) -> dict[str, Any]:
             f"{FORMAT_VERSION}); upgrade arrayprop"
         )
     return header
+
+
+def _check_architecture(arch: dict[str, Any], arrays: dict, fail) -> None:
+    """The Dense sizes of ``arch`` must be the shapes of the stored weights, checked before
+    the model is built: a checksum proves integrity, not authorship, and an edited header
+    asking for a Dense(100000, 100000) must not make load allocate 75 GiB first."""
+    layers = arch.get("layers") if arch.get("type") == "Sequential" else [arch]
+    if not isinstance(layers, list) or not all(isinstance(c, dict) for c in layers):
+        fail("cannot rebuild the architecture (malformed layer list)")
+    needed = []
+    for c in layers:
+        if c.get("type") == "Dense":
+            needed += [(c.get("in_features"), c.get("out_features")), (c.get("out_features"),)]
+    stored = sum(1 for name in arrays if name.startswith("param."))
+    if stored != len(needed):
+        fail(f"holds {stored} parameter arrays, its architecture has {len(needed)}")
+    for i, shape in enumerate(needed):
+        array = arrays.get(f"param.{i}")
+        if array is None:
+            fail(f"missing array param.{i}")
+        if tuple(array.shape) != shape:
+            fail(f"parameter {i} has shape {tuple(array.shape)}, its architecture needs {shape}")
 
 
 def _set_weights(model: Layer, header: dict[str, Any], arrays: dict, be: Backend, fail) -> None:
