@@ -513,7 +513,8 @@ class Sequential(Layer):
 
         x : (n, in_features) -> array of shape (n, out_features) on the model's backend.
         """
-        be = self.backend
+        # A model without parameters (only activations) runs wherever its input lives.
+        be = self.backend if self.backend is not None else self._backend_for(x)
         # Host float data takes the model's dtype (on NumPy a host array is also a backend array).
         x = be.asarray(x)
         if batch_size is not None and batch_size <= 0:
