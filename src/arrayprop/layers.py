@@ -202,8 +202,8 @@ class Dense(Layer):
         arr = self.backend.asarray(value, dtype=self.backend.dtype)
         if tuple(arr.shape) != shape:
             raise ShapeError(f"{self!r}: {what} must have shape {shape}, got {tuple(arr.shape)}")
-        # asarray may return the caller's buffer (NumPy, torch.from_numpy); the optimizers update
-        # parameters in place, so the layer must own its copy.
+        # asarray may return the caller's buffer (NumPy, and torch's from_numpy); the optimizers
+        # update parameters in place, so the layer must own its copy.
         return self.backend.xp.asarray(arr, copy=True)
 
     def __repr__(self) -> str:
