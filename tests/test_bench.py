@@ -406,3 +406,36 @@ def test_run_from_args_tiny_end_to_end(tmp_path, capsys):
     assert row["vs_torch_eager"] > 0 and row["vs_numpy_ref"] > 0 and row["gemm_efficiency"] > 0
     assert "torch" in doc["env"]
     assert "| tiny | numpy@cpu | 64 |" in mpath.read_text()
+
+
+def test_interleaving_settles_only_between_thread_pools(monkeypatch):
+    now = [0.0]
+    sleeps = []
+    order = []
+
+    def make(impl, backend):
+        def step():
+            now[0] += 0.25
+            order.append((impl, backend))
+
+        cfg = bench.CONFIGS["tiny"]
+        return bench.Workload(impl, cfg, backend, "cpu", 64, step, lambda o: None)
+
+    monkeypatch.setattr(bench.time, "sleep", sleeps.append)
+    wls = [make("arrayprop", "numpy"), make("numpy-ref", "numpy"), make("torch-eager", "numpy")]
+    assert [w.pool for w in wls] == ["numpy", "numpy", "torch"]
+    ms = bench.time_workloads(
+        wls,
+        warmup=1,
+        repeat=6,
+        rounds=3,
+        min_sample_time=1.0,
+        settle_time=2.0,
+        clock=lambda: now[0],
+    )
+    assert [len(m.times_s) for m in ms] == [6, 6, 6]
+    assert all(m.steps_per_sample == 4 for m in ms)
+    assert all(m.times_s == [0.25] * 6 for m in ms)
+    # one switch numpy -> torch while warming up, then two switches (torch -> numpy ->
+    # torch) in each of the 3 rounds
+    assert sleeps == [2.0] * (1 + 2 * 3)

@@ -220,6 +220,19 @@ class Workload:
     flops_per_step: int | None = None
     info: dict = dataclasses.field(default_factory=dict)
 
+    @property
+    def pool(self) -> str:
+        """The library whose worker threads run this workload (numpy, torch, cupy, jax)."""
+        return _pool(self.impl, self.backend)
+
+
+def _pool(impl: str, backend: str) -> str:
+    if impl == "torch-eager":
+        return "torch"
+    if impl == "numpy-ref" or backend == "array_api_strict":
+        return "numpy"
+    return backend
+
 
 def _block(outs) -> None:
     # JAX dispatch is asynchronous per array: wait on every result of the step.
@@ -448,6 +461,10 @@ class Measurement:
         return float(np.median(self.times_s))
 
     @property
+    def min_s(self) -> float:
+        return float(np.min(self.times_s))
+
+    @property
     def q1_s(self) -> float:
         return float(np.percentile(self.times_s, 25))
 
@@ -476,6 +493,7 @@ class Measurement:
         d.update(
             repeat=len(self.times_s),
             median_s=self.median_s,
+            min_s=self.min_s,
             q1_s=self.q1_s,
             q3_s=self.q3_s,
             iqr_s=self.iqr_s,
@@ -499,7 +517,7 @@ def time_workloads(
     min_sample_time: float = 0.05,
     max_time: float | None = None,
     min_repeat: int = 3,
-    rounds: int = 4,
+    rounds: int = 10,
     settle_time: float = 0.2,
     sweep: bool = False,
     clock: Callable[[], float] = time.perf_counter,
@@ -512,12 +530,14 @@ def time_workloads(
     ``min_sample_time``).
 
     Then ``repeat`` samples per workload, split over ``rounds`` rounds; in each round
-    every workload runs its share of samples back to back, so slow load drifts of a
-    shared machine hit all workloads alike. Before a workload's turn the harness
-    *settles*: it sleeps ``settle_time`` seconds (the BLAS / OpenMP worker threads of
-    the previous library stop spinning: on a small machine they otherwise steal cores
-    from the next one) and runs one untimed step (skipped for steps slower than
-    ``settle_time``).
+    every workload runs its share of samples back to back, so load drifts of a shared
+    machine hit all workloads alike. Before a workload's turn the harness runs one
+    untimed step (skipped for steps slower than ``settle_time``) and, when the previous
+    turn used another library's thread pool (:attr:`Workload.pool`: NumPy's OpenBLAS,
+    torch's OpenMP, ...), first sleeps ``settle_time`` seconds so that the idle worker
+    threads of that library stop spinning: on a small machine they otherwise steal
+    cores from the next one. Callers should order ``wls`` by pool (as
+    :func:`run_benchmarks` does) to keep these switches few.
 
     A sample reads the clock, runs ``n`` steps, synchronises the device (``wl.sync``
     on the last step's result) and reads the clock again; the steps inside a sample are
@@ -526,12 +546,16 @@ def time_workloads(
     """
     gc.collect()
     interleaved = len(wls) > 1
+    last_pool = [wls[0].pool if wls else None]
 
     def settle(wl, est):
-        if interleaved:
+        if not interleaved:
+            return
+        if wl.pool != last_pool[0]:
             time.sleep(settle_time)
-            if est <= settle_time:
-                wl.sync(wl.step())
+            last_pool[0] = wl.pool
+        if est <= settle_time:
+            wl.sync(wl.step())
 
     plans = []
     for wl in wls:
@@ -792,6 +816,24 @@ def _openblas_threads() -> int | str:
     return "unknown (default: all cores unless OPENBLAS_NUM_THREADS/OMP_NUM_THREADS set)"
 
 
+def _git_describe() -> str | None:
+    """``git describe --always --dirty`` of the source checkout arrayprop runs from, if any."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -> dict:
     """Machine and library description stored with every result."""
     import arrayprop
@@ -810,6 +852,7 @@ def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -
             if k in os.environ
         },
         "arrayprop": getattr(arrayprop, "__version__", "?"),
+        "arrayprop_git": _git_describe(),
         "numpy": {"version": np.__version__, "blas": _numpy_blas()},
     }
     with contextlib.suppress(ImportError):
@@ -927,6 +970,9 @@ def run_benchmarks(
         specs += [("torch-eager", b) for b in peer_backends]
         if reference:
             specs.append(("numpy-ref", "numpy"))
+        # group by thread pool (numpy first) so that interleaving switches library rarely
+        pools = list(dict.fromkeys(["numpy"] + [_pool(i, b) for i, b in specs]))
+        specs.sort(key=lambda s: pools.index(_pool(*s)))
         wls = [make_workload(impl, cfg, b, device, batch, seed) for impl, b in specs]
         ms = time_workloads(wls, sweep=is_sweep, **timing)
         del wls
@@ -1064,6 +1110,7 @@ DETAIL_HEADER = (
     "batch",
     "ms/step (median)",
     "IQR ms",
+    "min ms",
     "samples/s",
     "GFLOP/s",
     "samples x steps",
@@ -1095,6 +1142,7 @@ def detail_rows(doc: dict, key: str = "results") -> list[tuple[str, ...]]:
             str(r["batch"]),
             f"{r['ms_per_step']:.3f}",
             f"{1e3 * r['iqr_s']:.3f}",
+            f"{1e3 * r['min_s']:.3f}" if "min_s" in r else "n/a",
             f"{r['samples_per_s']:,.0f}",
             _fmt(r["gflops"], ".1f"),
             f"{r['repeat']}x{r['steps_per_sample']}",
@@ -1149,7 +1197,8 @@ def _env_lines(env: dict) -> list[str]:
         f"{env.get('cpu_affinity')} usable; 1/5/15-min load average at the end "
         f"{env.get('loadavg')})",
         f"- Python {env.get('python')} on {env.get('platform')}",
-        f"- arrayprop {env.get('arrayprop')}, NumPy {env['numpy']['version']} "
+        f"- arrayprop {env.get('arrayprop')} (git {env.get('arrayprop_git')}), "
+        f"NumPy {env['numpy']['version']} "
         f"(BLAS: {blas.get('name', '?')} {blas.get('version', '')}, "
         f"threads: {blas.get('threads', blas.get('threadpools', '?'))})",
     ]
