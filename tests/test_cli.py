@@ -56,7 +56,7 @@ def test_train_digits_reports_and_saves_what_it_trained(tmp_path, capsys):
 def test_train_prints_one_line_per_epoch(capsys):
     assert cli.main(["train", "--dataset", "xor", "--epochs", "2", "--model", "2-16-2"]) == 0
     out = capsys.readouterr().out
-    assert "xor: 300 train / 100 test samples, 2 features, 2 classes" in out
+    assert "xor: 270 train / 30 validation / 100 test samples, 2 features, 2 classes" in out
     assert len(re.findall(r"^epoch \d/2", out, flags=re.M)) == 2
     assert "test loss" in out
 

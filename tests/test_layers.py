@@ -383,3 +383,10 @@ def test_zero_grad_and_parameters(backend, rng):
     model.zero_grad()
     assert all(p.grad is None for p in model.parameters())
     assert ap.ReLU().parameters() == []
+
+
+def test_predict_of_a_parameter_free_model_runs_on_the_input_backend(backend):
+    x = np.array([[-1.0, 2.0], [3.0, -4.0]])
+    out = ap.Sequential(ap.ReLU(), ap.Tanh()).predict(backend.asarray(x))
+    assert isinstance(out, backend.array_type)
+    np.testing.assert_allclose(backend.to_host(out), np.tanh(np.maximum(x, 0.0)), rtol=1e-15)

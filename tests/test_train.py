@@ -332,8 +332,10 @@ def test_memmap_input_moves_in_chunks(backend, digits, tmp_path, monkeypatch, sh
     x, y = x[:300], y[:300]
     xm, ym = _memmaps(tmp_path, x, y)
     # A float64 model stores a sample as 64 float64 features + one int64 label = 520 bytes;
-    # a budget of 64 such rows (plus change) gives chunks of 64 rows (a multiple of 16).
-    budget = 64 * (64 * 8 + 8) + 100
+    # the budget holds the shuffled order (8 bytes a sample) and three chunks at once (the
+    # current one, the next one read from the host and its converted copy): three chunks of
+    # 64 such rows (plus change) give chunks of 64 rows (a multiple of 16).
+    budget = 3 * 64 * (64 * 8 + 8) + 8 * 300 + 100
     shapes = _spy_asarray(monkeypatch, 64)
     m = ap.mlp([64, 16, 10], seed=0, backend=backend)
     h = ap.fit(
@@ -379,7 +381,7 @@ def test_memmap_predict_and_evaluate_in_chunks(backend, digits, tmp_path, monkey
     ref = _Ref(m)
     logits = ref.forward(x[:100].astype(np.float64))[-1]
     shapes = _spy_asarray(monkeypatch, 64)
-    out = ap.predict(m, xm, batch_size=8, max_device_bytes=40 * 64 * 8)
+    out = ap.predict(m, xm, batch_size=8, max_device_bytes=3 * 40 * 64 * 8 + 8 * 100)
     assert shapes == [(40, 64), (40, 64), (20, 64)]
     assert isinstance(out, backend.array_type)
     np.testing.assert_allclose(backend.to_host(out), logits, rtol=1e-10, atol=1e-12)

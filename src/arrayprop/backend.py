@@ -21,7 +21,15 @@ import numpy as np
 
 from .errors import BackendMismatchError, BackendUnavailableError, DTypeError
 
-__all__ = ["BACKENDS", "Backend", "backend_of", "describe_backends", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "backend_of",
+    "describe_backends",
+    "get_backend",
+    "host_rng",
+    "host_zeros",
+]
 
 #: Backend names in the order ``arrayprop info`` lists them.
 BACKENDS = ("numpy", "cupy", "torch", "jax", "array_api_strict")
@@ -253,6 +261,8 @@ class Backend:
         elif self.name == "torch":
             import torch
 
+            if not host.flags.writeable:
+                host = host.copy()  # torch tensors cannot alias read-only memory (a memmap "r")
             out = torch.from_numpy(host).to(self.device)
         elif self.name == "cupy":
             with self.device:
@@ -405,6 +415,22 @@ def _same_device(backend: Backend, x: Any) -> bool:
         except Exception:
             return True
     return x.device == backend.device
+
+
+def host_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """The host NumPy Generator all randomness is drawn from (a Generator is used as is).
+
+    Weights, shuffles and test data are drawn here, on the host, and only then moved to a
+    device, so one seed gives the same numbers on every backend.
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+def host_zeros(shape: tuple[int, ...]) -> np.ndarray:
+    """float64 zeros on the host (the ``zeros`` initialiser)."""
+    return np.zeros(shape)
 
 
 _CACHE: dict[tuple[str, str, str], Backend] = {}

@@ -18,12 +18,14 @@ Layout of the file (a zip archive of ``.npy`` members, readable with ``numpy.loa
 each array's name, dtype, shape and bytes in name order, so a flipped bit anywhere in the data
 is caught before anything is loaded. Nothing is ever unpickled (``allow_pickle=False`` both
 ways). Files are written atomically: a temporary file in the same directory is written, flushed,
-fsynced and renamed onto the target, so a crash leaves the previous checkpoint intact.
+fsynced and renamed onto the target, so a crash leaves the previous checkpoint intact; the
+temporary a killed writer leaves behind is removed by the next save to that path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -236,9 +238,11 @@ def _write_member(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     directory = path.parent if str(path.parent) else Path(".")
-    # Closed by the with below and removed on any failure.
+    _remove_stale_temporaries(directory, path.name)
+    # Closed by the with below and removed on any failure. The writer's pid in the name lets a
+    # later save tell a temporary left by a killed process from one still being written.
     tmp = tempfile.NamedTemporaryFile(
-        dir=directory, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        dir=directory, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", delete=False
     )
     try:
         with tmp:
@@ -253,6 +257,33 @@ def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
             os.unlink(tmp.name)
         raise
     _fsync_directory(directory)
+
+
+def _remove_stale_temporaries(directory: Path, name: str) -> None:
+    """Delete the temporaries of earlier saves to ``name`` whose writer process is gone.
+
+    A process killed mid-save (SIGKILL, power loss) leaves its ``.{name}.{pid}.*.tmp`` behind;
+    :func:`load` never reads it, and the next save removes it here. Temporaries of live
+    processes are left alone. POSIX only: elsewhere there is no safe liveness probe.
+    """
+    if os.name != "posix":
+        return
+    prefix = f".{name}."
+    for entry in directory.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = entry.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to another user, or cannot be asked: keep its file
+        return True
+    return True
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -312,6 +343,7 @@ def load(
     arch = header.get("architecture")
     if not isinstance(arch, dict):
         fail("header has no architecture")
+    _check_architecture(arch, arrays, fail)
     be = get_backend(backend, device=device, dtype=header["dtype"] if dtype is None else dtype)
     try:
         if arch.get("type") == "Sequential":
@@ -415,7 +447,12 @@ def _read_members(npz: Any, fail) -> tuple[dict[str, Any], dict[str, np.ndarray]
     unexpected = sorted(names - set(listed) - {_HEADER})
     if unexpected:
         fail(f"unexpected arrays {unexpected} not listed in the header")
-    return header, {name: npz[name] for name in listed}
+    arrays = {name: npz[name] for name in listed}
+    for name, value in arrays.items():
+        # np.load hands back the raw bytes of a member that is not .npy (a pickle, say).
+        if not isinstance(value, np.ndarray):
+            fail(f"corrupted or foreign file: member {name!r} is not a .npy array")
+    return header, arrays
 
 
 def _parse_header(raw: np.ndarray, fail) -> dict[str, Any]:
@@ -437,6 +474,28 @@ def _parse_header(raw: np.ndarray, fail) -> dict[str, Any]:
             f"{FORMAT_VERSION}); upgrade arrayprop"
         )
     return header
+
+
+def _check_architecture(arch: dict[str, Any], arrays: dict, fail) -> None:
+    """The Dense sizes of ``arch`` must be the shapes of the stored weights, checked before
+    the model is built: a checksum proves integrity, not authorship, and an edited header
+    asking for a Dense(100000, 100000) must not make load allocate 75 GiB first."""
+    layers = arch.get("layers") if arch.get("type") == "Sequential" else [arch]
+    if not isinstance(layers, list) or not all(isinstance(c, dict) for c in layers):
+        fail("cannot rebuild the architecture (malformed layer list)")
+    needed = []
+    for c in layers:
+        if c.get("type") == "Dense":
+            needed += [(c.get("in_features"), c.get("out_features")), (c.get("out_features"),)]
+    stored = sum(1 for name in arrays if name.startswith("param."))
+    if stored != len(needed):
+        fail(f"holds {stored} parameter arrays, its architecture has {len(needed)}")
+    for i, shape in enumerate(needed):
+        array = arrays.get(f"param.{i}")
+        if array is None:
+            fail(f"missing array param.{i}")
+        if tuple(array.shape) != shape:
+            fail(f"parameter {i} has shape {tuple(array.shape)}, its architecture needs {shape}")
 
 
 def _set_weights(model: Layer, header: dict[str, Any], arrays: dict, be: Backend, fail) -> None:

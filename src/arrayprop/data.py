@@ -616,6 +616,10 @@ def standardize(
     return x_std, mean_.astype(dtype), std_.astype(dtype)
 
 
+#: Largest result :func:`one_hot` allocates when it infers ``num_classes`` from the labels.
+ONE_HOT_INFERRED_MAX_BYTES = 2**30
+
+
 def one_hot(
     labels: npt.ArrayLike,
     num_classes: int | None = None,
@@ -643,7 +647,9 @@ def one_hot(
     ------
     arrayprop.errors.LabelError
         If a label is not an integer, is negative, or is ``>= num_classes``;
-        the message names the first bad label and the valid range.
+        the message names the first bad label and the valid range. Also when
+        ``num_classes`` is inferred and the result would exceed
+        :data:`ONE_HOT_INFERRED_MAX_BYTES` (one huge stray label).
     ValueError
         If ``num_classes`` is less than 1.
     """
@@ -678,6 +684,14 @@ def one_hot(
             f"label {int(ints[tuple(pos)])} at index {_fmt_index(pos)} is out of range "
             f"[0, {num_classes}) for num_classes={num_classes}"
             + (" (inferred from the largest label)" if inferred else "")
+        )
+    nbytes = ints.size * num_classes * np.dtype(dtype).itemsize
+    if inferred and nbytes > ONE_HOT_INFERRED_MAX_BYTES:
+        # One stray label (a raw id, a sentinel) must not make one_hot allocate gigabytes.
+        raise LabelError(
+            f"one_hot: the largest label, {num_classes - 1}, implies num_classes={num_classes}; "
+            f"{ints.size} one-hot rows would take {nbytes / 2**30:.1f} GiB. Pass num_classes "
+            "explicitly if that is intended"
         )
     out = np.zeros((*ints.shape, num_classes), dtype=dtype)
     np.put_along_axis(out, ints[..., None], 1, axis=-1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .backend import Backend, backend_of
+from .backend import Backend, backend_of, get_backend
 from .init import make_rng
 from .layers import Layer
 from .losses import Loss
@@ -126,9 +126,8 @@ def gradcheck(
 
 
 def _host(x: Any) -> Any:
-    import numpy
-
-    return numpy.asarray(x, dtype="float64")
+    """Host data (lists, NumPy arrays) as a float64 host array."""
+    return get_backend("numpy", dtype="float64").asarray(x, dtype="float64")
 
 
 def _gradcheck_loss(loss: Loss, pred: Any, target: Any, eps: float) -> dict[str, float]:
@@ -158,6 +157,4 @@ def _is_plain_host(x: Any) -> bool:
 
 
 def _default64() -> Backend:
-    from .backend import get_backend
-
     return get_backend(dtype="float64")

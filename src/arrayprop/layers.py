@@ -202,8 +202,8 @@ class Dense(Layer):
         arr = self.backend.asarray(value, dtype=self.backend.dtype)
         if tuple(arr.shape) != shape:
             raise ShapeError(f"{self!r}: {what} must have shape {shape}, got {tuple(arr.shape)}")
-        # asarray may return the caller's buffer (NumPy, torch.from_numpy); the optimizers update
-        # parameters in place, so the layer must own its copy.
+        # asarray may return the caller's buffer (NumPy, and torch's from_numpy); the optimizers
+        # update parameters in place, so the layer must own its copy.
         return self.backend.xp.asarray(arr, copy=True)
 
     def __repr__(self) -> str:
@@ -513,7 +513,8 @@ class Sequential(Layer):
 
         x : (n, in_features) -> array of shape (n, out_features) on the model's backend.
         """
-        be = self.backend
+        # A model without parameters (only activations) runs wherever its input lives.
+        be = self.backend if self.backend is not None else self._backend_for(x)
         # Host float data takes the model's dtype (on NumPy a host array is also a backend array).
         x = be.asarray(x)
         if batch_size is not None and batch_size <= 0:

@@ -63,6 +63,8 @@ class Loss:
         be = backend_of(pred, dtype=dtype if "float" in str(dtype) else None)
         if "float" not in str(dtype):
             raise DTypeError(f"{self!r}: predictions must be floating point, got {dtype}")
+        if pred.ndim == 0:
+            raise ShapeError(f"{self!r}: predictions must have a batch axis, got a 0-d array")
         if _size(pred) == 0:
             # A mean over no samples is 0/0: refuse it rather than return NaN with a warning.
             raise DataError(f"{self!r}: got an empty batch (predictions of shape {pred.shape})")
@@ -73,7 +75,7 @@ class Loss:
         """A float target of pred's shape and dtype, on pred's backend (host data is moved)."""
         target = be.asarray(target, dtype=pred.dtype)
         if tuple(target.shape) != tuple(pred.shape):
-            if target.ndim == 1 and pred.ndim == 2 and pred.shape[1] == 1:
+            if target.shape == (pred.shape[0],) and pred.ndim == 2 and pred.shape[1] == 1:
                 target = be.xp.reshape(target, (-1, 1))
             else:
                 raise ShapeError(

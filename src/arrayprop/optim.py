@@ -1,7 +1,7 @@
 """Optimizers: in-place updates of ``Parameter.data`` from ``Parameter.grad``.
 
 Ordered from simple to complex (SGD, Adagrad, RMSProp, Adam, AdamW), each a few lines over one
-base class that keeps per-parameter state, with the update rules of ``torch.optim`` (same
+base class that keeps per-parameter state, with the update rules of PyTorch's ``optim`` (same
 hyperparameter names and defaults, same place for ε, same bias correction). Array API standard
 only: every rule computes a direction ``u`` with fresh arrays, and the last line
 W ← W − η u (eq. 7) goes through :func:`arrayprop.kernels.sgd_update`, which updates ``W`` in
@@ -232,7 +232,7 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
 
-    With weight decay λ, momentum μ and velocity v (the conventions of ``torch.optim.SGD``
+    With weight decay λ, momentum μ and velocity v (the conventions of PyTorch's ``optim.SGD``
     with zero dampening; v starts as the first gradient; eq. 16 of docs/math.md)::
 
         g ← g + λ W
@@ -284,7 +284,7 @@ class Adagrad(Optimizer):
 
     With weight decay λ, learning-rate decay δ, accumulator G (starting at
     ``initial_accumulator_value``) and the parameter's step count t = 1, 2, …
-    (as ``torch.optim.Adagrad``)::
+    (as PyTorch's ``optim.Adagrad``)::
 
         g  ← g + λ W
         η_t = η / (1 + (t − 1) δ)
@@ -339,7 +339,7 @@ class RMSProp(Optimizer):
 
     With weight decay λ, smoothing α, momentum μ and running averages s (of g²), ḡ (of g,
     ``centered`` only) and buffer b (``momentum > 0`` only), all starting at zero
-    (as ``torch.optim.RMSprop``)::
+    (as PyTorch's ``optim.RMSprop``)::
 
         g ← g + λ W
         s ← α s + (1 − α) g²
@@ -406,7 +406,7 @@ class Adam(Optimizer):
 
     With moment decay rates β₁, β₂, weight decay λ (added to the gradient, i.e. L2
     regularisation; see :class:`AdamW` for the decoupled form), moments m, v starting at zero and
-    the parameter's step count t = 1, 2, … (as ``torch.optim.Adam``; ε is added to the
+    the parameter's step count t = 1, 2, … (as PyTorch's ``optim.Adam``; ε is added to the
     bias-corrected root, not under it)::
 
         g ← g + λ W
@@ -431,7 +431,7 @@ class Adam(Optimizer):
     ) -> None:
         super().__init__(params, lr)
         owner = type(self).__name__
-        if len(betas) != 2:
+        if not isinstance(betas, Sequence) or len(betas) != 2:
             raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (
             _check_decay_rate(owner, "betas[0]", betas[0]),
@@ -474,7 +474,8 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter, 2019).
 
     As :class:`Adam`, except that the decay shrinks the weights before the Adam step instead of
-    entering the gradient, so it is not rescaled by the adaptive step (as ``torch.optim.AdamW``)::
+    entering the gradient, so it is not rescaled by the adaptive step (as PyTorch's
+    ``optim.AdamW``)::
 
         W ← W (1 − η λ)
         m ← β₁ m + (1 − β₁) g
@@ -559,7 +560,7 @@ def global_grad_norm(params: Iterable[Parameter]) -> Any:
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Any:
     """Scale all gradients together so that their global norm is at most ``max_norm``.
 
-    As ``torch.nn.utils.clip_grad_norm_``: with N = :func:`global_grad_norm`,
+    As PyTorch's ``nn.utils.clip_grad_norm_``: with N = :func:`global_grad_norm`,
     g ← g · min(1, max_norm / (N + 10⁻⁶)). The factor stays on the device (no host sync, no
     branch on its value) and each ``Parameter.grad`` is replaced by a new array, not changed in
     place.

@@ -3,7 +3,7 @@
 Each schedule scales the optimizer's ``initial_lr`` (η₀, the learning rate it was built with)
 by a function of t, the number of :meth:`Schedule.step` calls so far, and writes the result to
 ``optimizer.lr``: at construction (t = 0) and after every ``step()``. The values equal those of
-the ``torch.optim.lr_scheduler`` class of the same name with the same settings.
+the PyTorch's ``optim.lr_scheduler`` class of the same name with the same settings.
 
 Call ``step()`` once per epoch for the epoch schedules (:class:`StepLR`,
 :class:`ExponentialLR`, :class:`CosineAnnealingLR`) or once per iteration for a warm-up
@@ -195,7 +195,7 @@ class LinearWarmup(Schedule):
     """Ramp linearly from ``start_factor`` η₀ to η₀ over ``warmup_steps`` steps, then hold.
 
     η_t = η₀ (f₀ + (1 − f₀) min(t, warmup_steps) / warmup_steps), with f₀ = ``start_factor``:
-    ``torch.optim.lr_scheduler.LinearLR(start_factor=f₀, end_factor=1,
+    PyTorch's ``optim.lr_scheduler.LinearLR(start_factor=f₀, end_factor=1,
     total_iters=warmup_steps)``, except that f₀ = 0 (the first step has η = 0) is allowed.
     Usually stepped once per iteration.
     """
@@ -218,7 +218,7 @@ class SequentialLR(Schedule):
     """Run ``schedules[k]`` from step ``milestones[k-1]`` on, each restarted at its own t = 0.
 
     η_t = schedules[k].lr_at(t − m_k) with k = #{milestones ≤ t} and m_k = milestones[k-1]
-    (m_0 = 0), as ``torch.optim.lr_scheduler.SequentialLR``. The schedules must belong to
+    (m_0 = 0), as PyTorch's ``optim.lr_scheduler.SequentialLR``. The schedules must belong to
     ``optimizer``; only this one is stepped.
     """
 

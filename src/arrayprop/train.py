@@ -250,6 +250,8 @@ def _prepare(
         raise DataError(f"{what}: x is empty (0 samples)")
     itemsize = xp.finfo(be.dtype).bits // 8
     if y is None:
+        if on_device:
+            x = be.asarray(x, dtype=be.dtype)  # as for fit and evaluate below
         return _Data(x, None, n, on_device, False, n_in * itemsize)
     if y.ndim == 0 or y.shape[0] != n:
         raise ShapeError(f"{what}: x has {n} samples but y has shape {tuple(y.shape)}")
@@ -272,11 +274,11 @@ def _prepare(
         x = be.asarray(x, dtype=be.dtype)
         y = xp.astype(y, xp.int64) if labels else be.asarray(y, dtype=be.dtype)
     else:
-        _data.check_finite(x, f"{what}: x")
+        _data.check_finite(x, f"{what}: x", block_rows=_check_rows(budget, x))
         if labels:
             _data.check_class_labels(y, n_out, f"{what}: y")
         else:
-            _data.check_finite(y, f"{what}: y")
+            _data.check_finite(y, f"{what}: y", block_rows=_check_rows(budget, y))
     row_bytes = n_in * itemsize + (8 if labels else n_out * itemsize)
     if not on_device and n * row_bytes <= budget:
         x = be.asarray(x, dtype=be.dtype)
@@ -333,8 +335,23 @@ def _chunks(
 
 
 def _chunk_rows(d: _Data, batch: int, budget: int) -> int:
-    """Rows per device chunk: a multiple of the batch size, so no batch spans two chunks."""
-    return max(batch, budget // d.row_bytes // batch * batch)
+    """Rows per device chunk: a multiple of the batch size, so no batch spans two chunks.
+
+    What the epoch's shuffled order (8 bytes per sample) leaves of the budget, divided by
+    three: while chunk k + 1 is read from the host (one copy) and converted onto the device (a
+    second one), chunk k is still referenced by the loop, so three chunks can be alive at once.
+    """
+    budget = max(budget - 8 * d.n, 0)
+    return max(batch, budget // 3 // d.row_bytes // batch * batch)
+
+
+def _check_rows(budget: int, x: Any) -> int:
+    """Rows per block of the NaN/inf scan, whose mask (1 byte per value) stays well in budget.
+
+    A quarter: the mask of the previous block is still alive while the next one is computed.
+    """
+    width = math.prod(tuple(x.shape)[1:]) or 1
+    return max(1, budget // 4 // width)
 
 
 # -- evaluation ------------------------------------------------------------------------------
@@ -835,6 +852,12 @@ class _Run:
         self.order = None if order is None else _data.host_array(order, "checkpoint order")
         if self.started:
             partial = state["partial"]
+            if len(partial["metric_sums"]) != len(self.metrics):
+                raise CheckpointError(
+                    f"{path}: saved mid-epoch with {len(partial['metric_sums'])} metric(s); this "
+                    f"run has {len(self.metrics)} ({[m.name for m in self.metrics]}), so it "
+                    "cannot continue that epoch's sums; resume with the same metrics"
+                )
             self.loss_sum = float(partial["loss_sum"])
             self.metric_sums = [float(s) for s in partial["metric_sums"]]
             self.seconds = float(partial["seconds"])
@@ -903,8 +926,10 @@ def fit(
         Continue from ``checkpoint`` if that file exists (else start afresh).
     max_device_bytes : int, optional
         Budget for the device copy of host data (default :data:`DEFAULT_MAX_DEVICE_BYTES`).
-        Larger data sets go to the device in chunks of the shuffled order. Activations are not
-        counted.
+        Larger data sets (a ``numpy.memmap`` bigger than memory) go to the device in chunks of
+        the shuffled order, sized so that everything the data takes while training (the chunks
+        in flight, their host copies, the NaN/inf scan, the order) stays within the budget.
+        The model and its activations are not counted.
     schedule : Schedule, optional
         A learning-rate schedule of ``optimizer`` (:mod:`arrayprop.schedules`), stepped after
         every epoch; its state goes into the checkpoint.
