@@ -229,3 +229,43 @@ def test_softmax_of_extreme_logits_in_float32(backend32):
     e = np.exp(-1.0)
     np.testing.assert_allclose(out[3], [1 / (1 + e), e / (1 + e), 0.0], rtol=1e-6)
     np.testing.assert_allclose(out[4], np_softmax_rows(rows[4:5])[0], rtol=1e-6, atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_grad_fast_matches_portable(dtype, rng):
+    be = ap.get_backend("numpy", dtype=dtype)
+    delta = inputs(rng, dtype, (33, 6))
+    saved = delta.copy()
+    fast = kernels.bias_grad(be, delta)
+    with kernels.use_portable():
+        port = kernels.bias_grad(be, delta)
+    assert fast.shape == port.shape == (6,) and fast.dtype == port.dtype == np.dtype(dtype)
+    # A BLAS dot and a pairwise sum round differently; both are exact sums up to rounding.
+    np.testing.assert_allclose(fast, port, rtol=RTOL[dtype] * 100, atol=RTOL[dtype] * 100)
+    np.testing.assert_array_equal(delta, saved)
+
+
+@pytest.mark.parametrize("labels_form", ["labels", "one-hot"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_fast_matches_portable(dtype, labels_form, rng):
+    be = ap.get_backend("numpy", dtype=dtype)
+    z = inputs(rng, dtype, (9, 5))
+    labels = rng.integers(0, 5, 9)
+    saved = z.copy()
+    if labels_form == "labels":
+        fast = kernels.softmax_cross_entropy_labels(be, z, labels)
+        with kernels.use_portable():
+            port = kernels.softmax_cross_entropy_labels(be, z, labels)
+    else:
+        y = np.eye(5, dtype=dtype)[labels]
+        fast = kernels.softmax_cross_entropy(be, z, y)
+        with kernels.use_portable():
+            port = kernels.softmax_cross_entropy(be, z, y)
+    for f, p in zip(fast, port, strict=True):
+        assert f.dtype == p.dtype == np.dtype(dtype) and f.shape == p.shape
+        np.testing.assert_allclose(f, p, rtol=RTOL[dtype] * 10, atol=RTOL[dtype])
+    np.testing.assert_array_equal(z, saved)
+    # And both against the definition, written here: mean of log Σe^z − z_label.
+    zf = z.astype(np.float64)
+    expected = np.mean(np.log(np.exp(zf).sum(axis=1)) - zf[np.arange(9), labels])
+    assert float(fast[0]) == pytest.approx(expected, rel=RTOL[dtype] * 10)

@@ -236,7 +236,7 @@ class Dense(Layer):
             )
         be = self.backend
         self.weight.grad = kernels.matmul(be, x.T, grad_out)
-        self.bias.grad = be.xp.sum(grad_out, axis=0)
+        self.bias.grad = kernels.bias_grad(be, grad_out)
         self._x = None
         return kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None
 

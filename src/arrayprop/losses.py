@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import kernels
 from .backend import Backend, backend_of
 from .errors import DataError, DTypeError, LabelError, ShapeError
 
@@ -193,38 +194,44 @@ class SoftmaxCrossEntropy(Loss):
 
     def value_and_grad(self, logits: Any, target: Any) -> tuple[Any, Any]:
         be = self._backend(logits)
-        xp = be.xp
         if logits.ndim != 2:
             raise ShapeError(
                 f"SoftmaxCrossEntropy(): logits must have shape (batch, classes), got "
                 f"{tuple(logits.shape)}"
             )
         n, k = logits.shape
-        y = self.targets(be, target, n, k, logits.dtype)
-        shifted = logits - xp.max(logits, axis=1, keepdims=True)
-        e = xp.exp(shifted)
-        s = xp.sum(e, axis=1, keepdims=True)
-        log_p = shifted - xp.log(s)
-        value = -xp.sum(y * log_p) / n
-        return _scalar(be, value), (e / s - y) / n
+        labels = self.labels(be, target, n, k)
+        if labels is not None:
+            value, grad = kernels.softmax_cross_entropy_labels(be, logits, labels)
+        else:
+            y = self.targets(be, target, n, k, logits.dtype)
+            value, grad = kernels.softmax_cross_entropy(be, logits, y)
+        return _scalar(be, value), grad
+
+    @staticmethod
+    def labels(be: Backend, target: Any, n: int, k: int) -> Any:
+        """Validated integer labels (n,) on the backend, or None for target rows."""
+        t = be.asarray(target)
+        if t.ndim != 1:
+            return None
+        xp = be.xp
+        if xp.isdtype(t.dtype, "real floating") or t.dtype == xp.bool:
+            raise LabelError(
+                f"SoftmaxCrossEntropy(): labels of shape ({n},) must be integers, got {t.dtype}"
+            )
+        if t.shape[0] != n:
+            raise ShapeError(f"SoftmaxCrossEntropy(): {t.shape[0]} labels for {n} logits rows")
+        # On a GPU this check would cost a device sync per step; there, fit() checks all
+        # labels once on the host before training instead.
+        if be.on_host:
+            check_labels(be.to_host(t), k)
+        return t
 
     @staticmethod
     def targets(be: Backend, target: Any, n: int, k: int, dtype: Any) -> Any:
-        """One-hot rows Y (n, k) from integer labels (n,), or float rows passed through."""
+        """Target rows Y (n, k) (one-hot or probabilities) as float ``dtype`` on the backend."""
         xp = be.xp
         t = be.asarray(target)
-        if t.ndim == 1:
-            if xp.isdtype(t.dtype, "real floating") or t.dtype == xp.bool:
-                raise LabelError(
-                    f"SoftmaxCrossEntropy(): labels of shape ({n},) must be integers, got {t.dtype}"
-                )
-            if t.shape[0] != n:
-                raise ShapeError(f"SoftmaxCrossEntropy(): {t.shape[0]} labels for {n} logits rows")
-            # On a GPU this check would cost a device sync per step; there, fit() checks all
-            # labels once on the host before training instead.
-            if be.on_host:
-                check_labels(be.to_host(t), k)
-            return xp.astype(t[:, None] == xp.arange(k, dtype=t.dtype, device=be.device), dtype)
         if tuple(t.shape) != (n, k):
             raise ShapeError(
                 f"SoftmaxCrossEntropy(): target shape {tuple(t.shape)} does not match logits "

@@ -30,12 +30,15 @@ __all__ = [
     "activation_grad",
     "adam_update",
     "bias_activation",
+    "bias_grad",
     "expect_overflow",
     "linear",
     "matmul",
     "portable",
     "sgd_update",
     "softmax",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_labels",
     "use_portable",
 ]
 
@@ -124,6 +127,28 @@ def activation_grad(backend, kind, a, grad_a, alpha=0.0, *, inplace=False):
 def softmax(backend, z):
     """Row-wise, max-shifted softmax of z (batch, classes)."""
     return portable.softmax(backend.xp, z)
+
+
+def bias_grad(backend, delta):
+    """∂C/∂b = Σ_rows δ. delta (batch, out) -> (out,), a new array."""
+    fast = _fast(backend)
+    return fast.bias_grad(delta) if fast else portable.bias_grad(backend.xp, delta)
+
+
+def softmax_cross_entropy(backend, z, y):
+    """(C, ∂C/∂z) of softmax + cross-entropy on logits z (n, k), target rows y (n, k)."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "softmax_cross_entropy"):
+        return fast.softmax_cross_entropy(z, y)
+    return portable.softmax_cross_entropy(backend.xp, z, y)
+
+
+def softmax_cross_entropy_labels(backend, z, labels):
+    """(C, ∂C/∂z) of softmax + cross-entropy on logits z (n, k), integer labels (n,)."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "softmax_cross_entropy_labels"):
+        return fast.softmax_cross_entropy_labels(z, labels)
+    return portable.softmax_cross_entropy_labels(backend.xp, z, labels)
 
 
 def sgd_update(backend, w, g, lr):

@@ -76,6 +76,33 @@ def softmax(xp, z) -> Any:
     return e / xp.sum(e, axis=1, keepdims=True)
 
 
+def bias_grad(xp, delta) -> Any:
+    """∂C/∂b = Σ_rows δ  (eq. 6). delta : (batch, out) -> (out,)."""
+    return xp.sum(delta, axis=0)
+
+
+def softmax_cross_entropy(xp, z, y) -> tuple[Any, Any]:
+    """Fused softmax + cross-entropy on logits z (n, k) and target rows y (n, k).
+
+    C = −(1/n) Σ y ⊙ log softmax(z), with log softmax = z − max − log Σ e^{z − max}
+    (log-sum-exp: finite for any logits); ∂C/∂z = (softmax(z) − y) / n  (eq. 8).
+    Returns (C as a 0-d array, ∂C/∂z).
+    """
+    n = z.shape[0]
+    shifted = z - xp.max(z, axis=1, keepdims=True)
+    e = xp.exp(shifted)
+    s = xp.sum(e, axis=1, keepdims=True)
+    value = -xp.sum(y * (shifted - xp.log(s))) / n
+    return value, (e / s - y) / n
+
+
+def softmax_cross_entropy_labels(xp, z, labels) -> tuple[Any, Any]:
+    """:func:`softmax_cross_entropy` with integer labels (n,) in [0, k): y = one_hot(labels)."""
+    k = z.shape[1]
+    y = xp.astype(labels[:, None] == xp.arange(k, dtype=labels.dtype, device=z.device), z.dtype)
+    return softmax_cross_entropy(xp, z, y)
+
+
 def sgd_update(xp, w, g, lr: float) -> Any:
     """W ← W − η ∂C/∂W  (eq. 7). Returns the new weights."""
     return w - lr * g
