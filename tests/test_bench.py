@@ -439,3 +439,10 @@ def test_interleaving_settles_only_between_thread_pools(monkeypatch):
     # one switch numpy -> torch while warming up, then two switches (torch -> numpy ->
     # torch) in each of the 3 rounds
     assert sleeps == [2.0] * (1 + 2 * 3)
+
+
+def test_device_flag_leaves_the_cpu_backends_on_the_host():
+    from arrayprop.bench import _arrayprop_backend
+
+    assert str(_arrayprop_backend("numpy", "cuda").device) == "cpu"
+    assert _arrayprop_backend("array_api_strict", "cuda").name == "array_api_strict"

@@ -249,6 +249,10 @@ def _noop_sync(out) -> None:
 def _arrayprop_backend(name: str, device: str | None, dtype: str = DTYPE):
     import arrayprop as ap
 
+    if name in ("numpy", "array_api_strict"):
+        # --device names the accelerator for cupy / torch / jax; the CPU backends stay on the
+        # host, so that `--backends numpy,cupy --device cuda` compares BLAS with CUDA.
+        device = None
     try:
         return ap.get_backend(name, device=device, dtype=dtype)
     except ImportError as exc:
