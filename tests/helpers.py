@@ -23,6 +23,18 @@ ACTIVATION_LAYERS = {
     "tanh": ap.Tanh,
 }
 
+#: Every loss the tests check, by name (two entries for SoftmaxCrossEntropy's target forms).
+LOSSES = {
+    "l2_sum": lambda: ap.L2Loss("sum"),
+    "l2_mean": lambda: ap.L2Loss("mean"),
+    "mse": ap.MSE,
+    "rmse": ap.RMSE,
+    "bce": ap.BinaryCrossEntropy,
+    "bce_logits": lambda: ap.BinaryCrossEntropy(from_logits=True),
+    "sce_labels": ap.SoftmaxCrossEntropy,
+    "sce_onehot": ap.SoftmaxCrossEntropy,
+}
+
 
 def host(be: ap.Backend, x: Any) -> np.ndarray:
     """A float64 (or integer) NumPy copy of a backend array, never a view of it."""

@@ -16,21 +16,10 @@ import pytest
 
 import arrayprop as ap
 from arrayprop.gradcheck import relative_error
-from helpers import ACTIVATION_LAYERS, away_from_zero, host, torch_activation
+from helpers import ACTIVATION_LAYERS, LOSSES, away_from_zero, host, torch_activation
 
 TOL = 1e-6
 KINDS = list(ACTIVATION_LAYERS)
-
-LOSSES = {
-    "l2_sum": lambda: ap.L2Loss("sum"),
-    "l2_mean": lambda: ap.L2Loss("mean"),
-    "mse": ap.MSE,
-    "rmse": ap.RMSE,
-    "bce": ap.BinaryCrossEntropy,
-    "bce_logits": lambda: ap.BinaryCrossEntropy(from_logits=True),
-    "sce_labels": ap.SoftmaxCrossEntropy,
-    "sce_onehot": ap.SoftmaxCrossEntropy,
-}
 
 
 def make_activation(kind: str) -> ap.Layer:

@@ -10,18 +10,7 @@ import pytest
 import arrayprop as ap
 from arrayprop.errors import DTypeError, LabelError, ShapeError
 from arrayprop.losses import check_labels
-from helpers import assert_on_backend, host, np_softmax_rows
-
-LOSSES = {
-    "l2_sum": lambda: ap.L2Loss("sum"),
-    "l2_mean": lambda: ap.L2Loss("mean"),
-    "mse": ap.MSE,
-    "rmse": ap.RMSE,
-    "bce": ap.BinaryCrossEntropy,
-    "bce_logits": lambda: ap.BinaryCrossEntropy(from_logits=True),
-    "sce_labels": ap.SoftmaxCrossEntropy,
-    "sce_onehot": ap.SoftmaxCrossEntropy,
-}
+from helpers import LOSSES, assert_on_backend, host, np_softmax_rows
 
 
 def loss_inputs(name: str, rng: np.random.Generator, n: int = 5, k: int = 3):
