@@ -390,3 +390,12 @@ def test_predict_of_a_parameter_free_model_runs_on_the_input_backend(backend):
     out = ap.Sequential(ap.ReLU(), ap.Tanh()).predict(backend.asarray(x))
     assert isinstance(out, backend.array_type)
     np.testing.assert_allclose(backend.to_host(out), np.tanh(np.maximum(x, 0.0)), rtol=1e-15)
+
+
+def test_predict_keeps_no_backward_state_in_nested_models(backend):
+    inner = ap.Sequential(ap.Dense(3, 4, seed=0, backend=backend), ap.Tanh())
+    model = ap.Sequential(inner, ap.Dense(4, 2, seed=1, backend=backend), ap.Sigmoid())
+    model.predict(np.ones((5, 3)))
+    for layer in (*inner.layers, *model.layers[1:]):
+        with pytest.raises(RuntimeError, match="backward called before forward"):
+            layer.backward(backend.asarray(np.ones((5, 4 if layer is inner.layers[1] else 2))))

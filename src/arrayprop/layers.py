@@ -101,6 +101,9 @@ class Layer:
         """A copy of this layer on ``backend`` (weights copied through the host)."""
         return layer_from_config(self.config(), backend=backend)
 
+    def clear_cache(self) -> None:
+        """Drop what ``forward`` kept for ``backward`` (inference needs none of it)."""
+
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = None
@@ -243,6 +246,9 @@ class Dense(Layer):
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
 
+    def clear_cache(self) -> None:
+        self._x = None
+
     def config(self) -> dict[str, Any]:
         return {
             "type": "Dense",
@@ -269,6 +275,9 @@ class _Activation(Layer):
     caches_output = True
 
     def __init__(self) -> None:
+        self._a = None
+
+    def clear_cache(self) -> None:
         self._a = None
 
     def __repr__(self) -> str:
@@ -364,6 +373,9 @@ class Softmax(Layer):
 
     def __repr__(self) -> str:
         return "Softmax()"
+
+    def clear_cache(self) -> None:
+        self._a = None
 
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
         be = self._backend_for(x)
@@ -495,6 +507,10 @@ class Sequential(Layer):
     def parameters(self) -> list[Parameter]:
         return [p for layer in self.layers for p in layer.parameters()]
 
+    def clear_cache(self) -> None:
+        for layer in self.layers:
+            layer.clear_cache()
+
     def config(self) -> dict[str, Any]:
         return {"type": "Sequential", "layers": [layer.config() for layer in self.layers]}
 
@@ -523,8 +539,7 @@ class Sequential(Layer):
         step = n if batch_size is None or batch_size >= n else batch_size
         # Explicit trailing axes and an in-range stop: the standard specifies nothing else.
         outs = [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)] if n else []
-        for layer in self.layers:
-            layer._x = layer._a = None  # inference keeps no backward state
+        self.clear_cache()
         if not outs:
             return self.forward(x)
         return outs[0] if len(outs) == 1 else be.xp.concat(outs, axis=0)
