@@ -375,8 +375,13 @@ def test_train_step(backend_name, data):
         y = data.draw(any_targets(n, sizes[-1]), "y")
     before = [be.to_host(p.data).copy() for p in model.parameters()]
     moderate = _moderate(host, y) and lr <= 0.1
-    value = _outcome("train_step", lambda: ap.train_step(model, LOSSES[name](), opt, x, y),
-                     quiet=moderate)  # fmt: skip
+    twin = ap.mlp(sizes, seed=2, backend=be)
+    twin_opt = ap.SGD(twin.parameters(), lr=lr)
+    value = _outcome(
+        "train_step",
+        lambda: ap.train_step(model, LOSSES[name](), opt, x, y, keep_grads=True),
+        quiet=moderate,
+    )
     if value is None:
         return
     assert tuple(value.shape) == () and value.dtype == be.dtype
@@ -386,6 +391,11 @@ def test_train_step(backend_name, data):
             # The SGD step: W_new = W − η ∂C/∂W, with the gradient the step left in p.grad.
             expected = w - lr * be.to_host(p.grad)
             np.testing.assert_allclose(be.to_host(p.data), expected, rtol=1e-5, atol=1e-6)
+        # The default step (plain SGD folded into backward where the backend can) agrees.
+        twin_value = ap.train_step(twin, LOSSES[name](), twin_opt, x, y)
+        assert float(be.to_host(twin_value)) == float(be.to_host(value))
+        for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+            np.testing.assert_allclose(be.to_host(q.data), be.to_host(p.data), rtol=1e-5, atol=1e-6)
 
 
 @_settings(150)

@@ -841,6 +841,7 @@ def _git_describe() -> str | None:
 def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -> dict:
     """Machine and library description stored with every result."""
     import arrayprop
+    from arrayprop import kernels
 
     env: dict[str, Any] = {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -857,7 +858,11 @@ def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -
         },
         "arrayprop": getattr(arrayprop, "__version__", "?"),
         "arrayprop_git": _git_describe(),
-        "numpy": {"version": np.__version__, "blas": _numpy_blas()},
+        "numpy": {
+            "version": np.__version__,
+            "blas": _numpy_blas(),
+            "fused_sgd": kernels.fused_sgd_status(),
+        },
     }
     with contextlib.suppress(ImportError):
         env["array_api_compat"] = importlib.import_module("array_api_compat").__version__
@@ -1204,7 +1209,8 @@ def _env_lines(env: dict) -> list[str]:
         f"- arrayprop {env.get('arrayprop')} (git {env.get('arrayprop_git')}), "
         f"NumPy {env['numpy']['version']} "
         f"(BLAS: {blas.get('name', '?')} {blas.get('version', '')}, "
-        f"threads: {blas.get('threads', blas.get('threadpools', '?'))})",
+        f"threads: {blas.get('threads', blas.get('threadpools', '?'))}); plain SGD folded "
+        f"into the weight-gradient GEMM: {env['numpy'].get('fused_sgd', '?')}",
     ]
     if "torch" in env:
         t = env["torch"]

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import __version__, data
+from . import __version__, data, kernels
 from . import checkpoint as ckpt
 from .backend import BACKENDS, describe_backends, get_backend
 from .errors import ArrayPropError
@@ -481,6 +481,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         f"{platform.platform()}, {os.cpu_count()} CPUs"
     )
     print(f"NumPy {np.__version__}, BLAS: {blas_report()}")
+    print(f"plain SGD folded into the weight-gradient GEMM on numpy: {kernels.fused_sgd_status()}")
     print("backends:")
     rows = describe_backends()
     width = max(len(r["name"]) for r in rows)

@@ -75,16 +75,30 @@ class Layer:
     returns ∂C/∂x and sets the ``.grad`` of each parameter. ``inplace=True`` tells a layer that
     the caller owns the argument's buffer and will not read it again, so a fast path may reuse
     it (the portable path never does); :class:`Sequential` uses this for its intermediates.
+
+    ``backward(..., sgd_lr=η)`` asks every layer with parameters to apply plain SGD itself,
+    W ← W − η ∂C/∂W, as it computes the gradient, and to leave ``.grad`` None (eq. 7a of
+    docs/math.md: on NumPy one GEMM with β = 1, the gradient never written). Only layers whose
+    ``fuses_sgd`` is True take that argument; :func:`~arrayprop.train_step` checks it.
     """
 
     #: Whether ``forward`` keeps a reference to its own output (so it must not be overwritten).
     caches_output = False
+    #: Whether ``backward`` takes ``sgd_lr`` (layers without parameters just ignore it).
+    fuses_sgd = False
     backend: Backend | None = None
 
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
         raise NotImplementedError
 
-    def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
+    def backward(
+        self,
+        grad_out: Any,
+        *,
+        inplace: bool = False,
+        input_grad: bool = True,
+        sgd_lr: float | None = None,
+    ) -> Any:
         raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:
@@ -168,6 +182,8 @@ class Dense(Layer):
     bias : Parameter, shape (out_features,)
     """
 
+    fuses_sgd = True
+
     def __init__(
         self,
         in_features: int,
@@ -226,7 +242,14 @@ class Dense(Layer):
         self._x = x
         return kernels.linear(be, x, self.weight.data, self.bias.data)
 
-    def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
+    def backward(
+        self,
+        grad_out: Any,
+        *,
+        inplace: bool = False,
+        input_grad: bool = True,
+        sgd_lr: float | None = None,
+    ) -> Any:
         """Given δ = ∂C/∂Z (batch, out_features): ∂C/∂W = Xᵀ δ, ∂C/∂b = Σ_rows δ; returns δ Wᵀ."""
         x = self._x
         if x is None:
@@ -238,9 +261,18 @@ class Dense(Layer):
                 f"{self!r}: gradient has {grad_out.shape[0]} rows but the input had {x.shape[0]}"
             )
         be = self.backend
+        self._x = None
+        if sgd_lr is not None:
+            # δ Wᵀ needs the weights before the update, so it goes first (eq. 7a).
+            g_in = kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None
+            w, b = kernels.sgd_linear_update(
+                be, self.weight.data, self.bias.data, x, grad_out, sgd_lr
+            )
+            self.weight.data, self.bias.data = w, b
+            self.weight.grad = self.bias.grad = None
+            return g_in
         self.weight.grad = kernels.matmul(be, x.T, grad_out)
         self.bias.grad = kernels.bias_grad(be, grad_out)
-        self._x = None
         return kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None
 
     def parameters(self) -> list[Parameter]:
@@ -273,6 +305,7 @@ class _Activation(Layer):
 
     kind = "identity"
     caches_output = True
+    fuses_sgd = True
 
     def __init__(self) -> None:
         self._a = None
@@ -294,7 +327,14 @@ class _Activation(Layer):
         self._a = a
         return a
 
-    def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
+    def backward(
+        self,
+        grad_out: Any,
+        *,
+        inplace: bool = False,
+        input_grad: bool = True,
+        sgd_lr: float | None = None,
+    ) -> Any:
         a = self._a
         if a is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
@@ -367,6 +407,7 @@ class Softmax(Layer):
     """
 
     caches_output = True
+    fuses_sgd = True
 
     def __init__(self) -> None:
         self._a = None
@@ -383,7 +424,14 @@ class Softmax(Layer):
         self._a = kernels.softmax(be, x)
         return self._a
 
-    def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
+    def backward(
+        self,
+        grad_out: Any,
+        *,
+        inplace: bool = False,
+        input_grad: bool = True,
+        sgd_lr: float | None = None,
+    ) -> Any:
         a = self._a
         if a is None:
             raise RuntimeError("Softmax(): backward called before forward")
@@ -435,6 +483,10 @@ class Sequential(Layer):
 
     # The output may be an inner layer's cached output, so an outer model must not overwrite it.
     caches_output = True
+
+    @property
+    def fuses_sgd(self) -> bool:  # type: ignore[override]
+        return all(layer.fuses_sgd for layer in self.layers)
 
     def __init__(self, *layers: Layer) -> None:
         if len(layers) == 1 and isinstance(layers[0], list | tuple):
@@ -489,16 +541,26 @@ class Sequential(Layer):
             x = out
         return x
 
-    def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
+    def backward(
+        self,
+        grad_out: Any,
+        *,
+        inplace: bool = False,
+        input_grad: bool = True,
+        sgd_lr: float | None = None,
+    ) -> Any:
         """Backpropagate ∂C/∂output through the layers in reverse (eq. 3–6).
 
         With ``input_grad=False`` the first layer skips ∂C/∂input (not needed to train) and
-        None is returned.
+        None is returned. ``sgd_lr`` is passed to every layer (see :class:`Layer`).
         """
         g = grad_out
         owned = inplace
+        fused = {} if sgd_lr is None else {"sgd_lr": sgd_lr}
         for i in range(len(self.layers) - 1, -1, -1):
-            g_in = self.layers[i].backward(g, inplace=owned, input_grad=input_grad or i > 0)
+            g_in = self.layers[i].backward(
+                g, inplace=owned, input_grad=input_grad or i > 0, **fused
+            )
             # A new array is ours to overwrite; one passed through (Identity) may be the caller's.
             owned = owned or g_in is not g
             g = g_in

@@ -103,6 +103,16 @@ class Optimizer:
         self.backend = backend_of(first, dtype=first.dtype)
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
         self.steps = 0
+        self._param_ids = frozenset(id(p) for p in self.params)
+
+    def owns(self, params: Iterable[Parameter]) -> bool:
+        """Whether every one of ``params`` is among the parameters this optimizer updates."""
+        return all(id(p) in self._param_ids for p in params)
+
+    def plain_sgd_lr(self) -> float | None:
+        """η when :meth:`step` is exactly W ← W − η ∂C/∂W for every parameter (no state, no
+        decay), so the update may be folded into the backward pass; else None."""
+        return None
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -265,6 +275,11 @@ class SGD(Optimizer):
             "nesterov": self.nesterov,
             "weight_decay": self.weight_decay,
         }
+
+    def plain_sgd_lr(self) -> float | None:
+        if type(self) is not SGD or self.momentum or self.weight_decay:
+            return None
+        return self.lr
 
     def _update(self, i: int, w: Any, g: Any) -> Any:
         if self.weight_decay:

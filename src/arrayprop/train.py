@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import data as _data
+from . import kernels
 from .backend import Backend
 from .callbacks import Callback, EpochLog, History, ProgressBar
 from .errors import (
@@ -84,11 +85,20 @@ _DEFAULT_METRICS = ("accuracy",)
 _REGRESSION_LOSSES = (MSE, RMSE, L2Loss)
 
 
-def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any) -> Any:
+def train_step(
+    model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, *, keep_grads: bool = False
+) -> Any:
     """One gradient-descent step on the mini-batch (x, y).
 
     Runs the forward pass, the loss and its gradient, the backward pass (which skips ∂C/∂x, not
     needed to train) and ``optimizer.step()``.
+
+    With plain :class:`~arrayprop.optim.SGD` (no momentum, no weight decay) on a backend whose
+    kernels fold the update into the weight-gradient GEMM (NumPy with its OpenBLAS,
+    :func:`arrayprop.kernels.fused_sgd`), each Dense layer applies W ← W − η Xᵀδ during the
+    backward pass as one BLAS call and the weight gradient is never stored (eq. 7a of
+    docs/math.md): the weights are the same, but ``.grad`` is None afterwards.
+    ``keep_grads=True`` keeps the separate ``optimizer.step()`` and the gradients.
 
     Parameters
     ----------
@@ -96,6 +106,8 @@ def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any) -
         On the model's backend (host data is copied there first).
     y : array
         Targets in the form the loss takes, e.g. integer labels (batch,).
+    keep_grads : bool
+        Never fold the update into the backward pass, so every ``Parameter.grad`` is set.
 
     Returns
     -------
@@ -110,9 +122,23 @@ def train_step(model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any) -
         x = be.asarray(x)
     pred = model.forward(x)
     value, grad = loss.value_and_grad(pred, y)
-    model.backward(grad, inplace=True, input_grad=False)
-    optimizer.step()
+    lr = None if keep_grads or be is None else _fused_sgd_lr(model, optimizer, be)
+    if lr is None:
+        model.backward(grad, inplace=True, input_grad=False)
+    else:
+        model.backward(grad, inplace=True, input_grad=False, sgd_lr=lr)
+    optimizer.step()  # counts the step; with sgd_lr no gradient is left to apply
     return value
+
+
+def _fused_sgd_lr(model: Layer, optimizer: Optimizer, be: Backend) -> float | None:
+    """η when this step may fold plain SGD into the backward pass: the optimizer is plain SGD
+    over every parameter of the model, every layer takes ``sgd_lr``, and the backend's kernel
+    does it as one in-place GEMM (elsewhere folding would gain nothing)."""
+    lr = optimizer.plain_sgd_lr()
+    if lr is None or not model.fuses_sgd or not kernels.fused_sgd(be):
+        return None
+    return lr if optimizer.owns(model.parameters()) else None
 
 
 # -- arguments -------------------------------------------------------------------------------

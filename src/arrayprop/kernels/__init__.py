@@ -32,9 +32,12 @@ __all__ = [
     "bias_activation",
     "bias_grad",
     "expect_overflow",
+    "fused_sgd",
+    "fused_sgd_status",
     "linear",
     "matmul",
     "portable",
+    "sgd_linear_update",
     "sgd_update",
     "softmax",
     "softmax_cross_entropy",
@@ -155,6 +158,35 @@ def sgd_update(backend, w, g, lr):
     """W ← W − η G. Returns the updated weights (the same buffer on mutable backends)."""
     fast = _fast(backend)
     return fast.sgd_update(w, g, lr) if fast else portable.sgd_update(backend.xp, w, g, lr)
+
+
+def fused_sgd(backend) -> bool:
+    """Whether :func:`sgd_linear_update` on this backend is one in-place GEMM that never writes
+    the weight gradient (NumPy with its OpenBLAS bound, see :mod:`.numpy_blas`). Only then does
+    :func:`~arrayprop.train_step` fold plain SGD into the backward pass."""
+    fast = _fast(backend)
+    return bool(fast and getattr(fast, "FUSED_SGD", False))
+
+
+def fused_sgd_status() -> str:
+    """One line for ``arrayprop info`` and benchmark reports: is the NumPy fold on, and why not."""
+    if _state["portable"]:
+        return "off (portable kernels)"
+    fast = _load("numpy_fast")
+    if fast is None:
+        return "off (NumPy fast paths unavailable)"
+    from . import numpy_blas
+
+    return numpy_blas.status()
+
+
+def sgd_linear_update(backend, w, b, x, delta, lr):
+    """W ← W − η Xᵀδ, b ← b − η Σ_rows δ for a Dense layer; returns (W, b), the same buffers
+    on NumPy (the optimizer-owned weights are updated in place), new arrays elsewhere."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "sgd_linear_update"):
+        return fast.sgd_linear_update(w, b, x, delta, lr)
+    return portable.sgd_linear_update(backend.xp, w, b, x, delta, lr)
 
 
 def adam_update(backend, w, g, m, v, lr, beta1, beta2, eps, bias_c1, bias_c2):

@@ -11,7 +11,10 @@ import math
 
 import numpy as np
 
-from . import portable
+from . import numpy_blas, portable
+
+#: Whether :func:`sgd_linear_update` folds the update into one GEMM (else it is unfused).
+FUSED_SGD = numpy_blas.GEMM is not None
 
 
 def matmul(a, b):
@@ -93,6 +96,15 @@ def softmax_cross_entropy_labels(z, labels):
 def sgd_update(w, g, lr):
     w -= np.multiply(g, lr, dtype=w.dtype)
     return w
+
+
+def sgd_linear_update(w, b, x, delta, lr):
+    # W ← W − η Xᵀδ as one BLAS call (α = −η, β = 1) when NumPy's OpenBLAS is bound; the
+    # unfused fallback computes the gradient and subtracts it in place.
+    if not numpy_blas.add_xt_delta(w, x, delta, -lr):
+        w -= np.multiply(np.matmul(x.T, delta), lr, dtype=w.dtype)
+    b -= np.multiply(bias_grad(delta), lr, dtype=b.dtype)
+    return w, b
 
 
 def adam_update(w, g, m, v, lr, beta1, beta2, eps, bias_c1, bias_c2):

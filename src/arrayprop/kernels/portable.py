@@ -108,6 +108,15 @@ def sgd_update(xp, w, g, lr: float) -> Any:
     return w - lr * g
 
 
+def sgd_linear_update(xp, w, b, x, delta, lr: float) -> tuple[Any, Any]:
+    """Plain SGD on a Dense layer straight from its backward inputs (eq. 7 with eqs. 5–6):
+    W ← W − η Xᵀδ and b ← b − η Σ_rows δ, the gradients not kept. Returns the new (W, b).
+
+    x : (batch, in), delta : (batch, out), w : (in, out), b : (out,)
+    """
+    return w - lr * (x.T @ delta), b - lr * xp.sum(delta, axis=0)
+
+
 def adam_update(
     xp,
     w,

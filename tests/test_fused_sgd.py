@@ -1,0 +1,225 @@
+"""Plain SGD folded into the backward pass (eq. 7a of docs/math.md).
+
+The kernel ``sgd_linear_update`` (one CBLAS GEMM with β = 1 on NumPy, unfused elsewhere) against
+its portable definition; the CBLAS binding's refusals and its switch; and ``train_step``: the
+folded step gives the same weights as the separate ``optimizer.step()`` on every backend, and
+folds only when that is exactly what the optimizer would have done.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import arrayprop as ap
+from arrayprop import kernels
+from arrayprop.kernels import numpy_blas
+
+DTYPES = ["float32", "float64"]
+RTOL = {"float32": 2e-6, "float64": 1e-13}
+needs_cblas = pytest.mark.skipif(
+    numpy_blas.GEMM is None, reason=f"CBLAS binding {numpy_blas.status()}"
+)
+
+
+@pytest.fixture(autouse=True)
+def fast_paths_on():
+    with kernels.use_portable(False):
+        yield
+
+
+def _arrays(rng, dtype, n=9, k=6, m=5):
+    x, d, w, b = (rng.standard_normal(s).astype(dtype) for s in ((n, k), (n, m), (k, m), (m,)))
+    return x, d, w, b
+
+
+# -- the kernel ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cblas", [True, False], ids=["cblas", "numpy-fallback"])
+def test_sgd_linear_update_matches_portable_in_place(dtype, cblas, rng, monkeypatch):
+    if cblas and numpy_blas.GEMM is None:
+        pytest.skip(f"CBLAS binding {numpy_blas.status()}")
+    if not cblas:
+        monkeypatch.setattr(numpy_blas, "GEMM", None)
+    be = ap.get_backend("numpy", dtype=dtype)
+    x, d, w, b = _arrays(rng, dtype)
+    saved_x, saved_d = x.copy(), d.copy()
+    with kernels.use_portable():
+        want_w, want_b = kernels.sgd_linear_update(be, w, b, x, d, 0.3)
+    w_id, b_id = id(w), id(b)
+    got_w, got_b = kernels.sgd_linear_update(be, w, b, x, d, 0.3)
+    assert id(got_w) == w_id and id(got_b) == b_id  # the optimizer-owned buffers, updated
+    assert got_w.dtype == got_b.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got_w, want_w, rtol=RTOL[dtype], atol=RTOL[dtype])
+    np.testing.assert_allclose(got_b, want_b, rtol=RTOL[dtype], atol=RTOL[dtype])
+    np.testing.assert_array_equal(x, saved_x)
+    np.testing.assert_array_equal(d, saved_d)
+
+
+def test_portable_sgd_linear_update_is_the_definition(backend, rng):
+    """W − η Xᵀδ and b − η Σ_rows δ, checked against NumPy float64 on every backend."""
+    x, d, w, b = _arrays(rng, "float64")
+    be = ap.get_backend(backend.name, device=backend.device, dtype="float64")
+    with kernels.use_portable():
+        got_w, got_b = kernels.sgd_linear_update(
+            be, be.asarray(w), be.asarray(b), be.asarray(x), be.asarray(d), 0.25
+        )
+    np.testing.assert_allclose(be.to_host(got_w), w - 0.25 * x.T @ d, rtol=1e-12)
+    np.testing.assert_allclose(be.to_host(got_b), b - 0.25 * d.sum(axis=0), rtol=1e-12)
+
+
+@needs_cblas
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cblas_product_with_odd_sizes(dtype, rng):
+    for n, k, m in [(1, 1, 1), (1, 7, 3), (13, 1, 2), (64, 33, 17), (3, 100, 1)]:
+        x, d, w, _ = _arrays(rng, dtype, n, k, m)
+        want = w - 0.5 * (x.astype("float64").T @ d.astype("float64"))
+        assert numpy_blas.add_xt_delta(w, x, d, -0.5)
+        tol = 1e-5 if dtype == "float32" else 1e-13
+        np.testing.assert_allclose(w, want, rtol=tol * n, atol=tol * n)
+
+
+@needs_cblas
+@pytest.mark.parametrize(
+    "case",
+    ["w-not-contiguous", "w-read-only", "mixed-dtype", "x-strided", "w-aliases-x", "float16"],
+)
+def test_cblas_refuses_what_it_cannot_take_and_leaves_w_alone(case, rng):
+    x, d, w, _ = _arrays(rng, "float32", 6, 6, 6)
+    if case == "w-not-contiguous":
+        w = np.asfortranarray(w)
+    elif case == "w-read-only":
+        w.flags.writeable = False
+    elif case == "mixed-dtype":
+        x = x.astype("float64")
+    elif case == "x-strided":
+        x = np.repeat(x, 2, axis=1)[:, ::2]
+    elif case == "w-aliases-x":
+        x = w
+    elif case == "float16":
+        x, d, w = (a.astype("float16") for a in (x, d, w))
+    saved = w.copy()
+    assert not numpy_blas.add_xt_delta(w, x, d, -0.5)
+    np.testing.assert_array_equal(w, saved)
+
+
+@pytest.mark.parametrize("case", ["w-not-contiguous", "x-strided"])
+def test_unfused_fallback_still_updates_arrays_cblas_refuses(case, rng):
+    be = ap.get_backend("numpy", dtype="float32")
+    x, d, w, b = _arrays(rng, "float32")
+    if case == "w-not-contiguous":
+        w = np.asfortranarray(w)
+    else:
+        x = np.repeat(x, 2, axis=1)[:, ::2]
+    want = w - 0.1 * (x.T @ d)
+    got, _ = kernels.sgd_linear_update(be, w, b, x, d, 0.1)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+
+
+def test_cblas_switch_and_reasons(monkeypatch):
+    monkeypatch.setenv("ARRAYPROP_CBLAS", "0")
+    assert numpy_blas._load() == (None, "off (ARRAYPROP_CBLAS=0)")
+    monkeypatch.delenv("ARRAYPROP_CBLAS")
+    monkeypatch.setattr(numpy_blas, "_library_paths", lambda: [])
+    funcs, why = numpy_blas._load()
+    assert funcs is None and "no OpenBLAS" in why
+
+
+def test_a_binding_that_computes_wrongly_is_not_trusted(monkeypatch):
+    """The self-test compares with numpy.matmul: a gemm that does nothing is refused."""
+    monkeypatch.delenv("ARRAYPROP_CBLAS", raising=False)
+    monkeypatch.setattr(numpy_blas, "_library_paths", lambda: ["/fake/libopenblas.so"])
+    nothing = {np.dtype(t): (lambda *args: None) for t in ("float32", "float64")}
+    monkeypatch.setattr(numpy_blas, "_bind", lambda path: nothing)
+    funcs, why = numpy_blas._load()
+    assert funcs is None and "self-test" in why and "libopenblas.so" in why
+
+
+def test_a_library_without_the_symbol_is_skipped(monkeypatch, tmp_path):
+    monkeypatch.delenv("ARRAYPROP_CBLAS", raising=False)
+    monkeypatch.setattr(numpy_blas, "_library_paths", lambda: [str(tmp_path / "missing.so")])
+    funcs, why = numpy_blas._load()
+    assert funcs is None and "symbol" in why
+
+
+# -- train_step ----------------------------------------------------------------------------------
+
+
+def _pair(backend, sizes=(6, 8, 5, 3), **opt):
+    models = [ap.mlp(list(sizes), seed=4, backend=backend) for _ in range(2)]
+    opts = [ap.SGD(m.parameters(), lr=0.2, **opt) for m in models]
+    return models, opts
+
+
+def _data(rng, n=16, d=6, k=3):
+    return rng.standard_normal((n, d)), rng.integers(0, k, n)
+
+
+def test_folded_and_separate_steps_reach_the_same_weights(backend, rng):
+    (fused, plain), (o1, o2) = _pair(backend)
+    loss = ap.SoftmaxCrossEntropy()
+    x, y = _data(rng)
+    x, y = backend.asarray(x), backend.asarray(y)
+    for _ in range(5):
+        v1 = ap.train_step(fused, loss, o1, x, y)
+        v2 = ap.train_step(plain, loss, o2, x, y, keep_grads=True)
+        assert float(backend.to_host(v1)) == pytest.approx(float(backend.to_host(v2)), rel=1e-5)
+    for p, q in zip(fused.parameters(), plain.parameters(), strict=True):
+        np.testing.assert_allclose(
+            backend.to_host(p.data), backend.to_host(q.data), rtol=1e-5, atol=1e-6
+        )
+        assert q.grad is not None  # keep_grads keeps them
+    assert o1.steps == o2.steps == 5
+    folded = kernels.fused_sgd(backend)
+    assert folded == (backend.name == "numpy" and numpy_blas.GEMM is not None)
+    assert all((p.grad is None) == folded for p in fused.parameters())
+
+
+@pytest.mark.parametrize(
+    "variant", ["momentum", "weight_decay", "adam", "partial-optimizer", "custom-layer"]
+)
+def test_steps_that_are_not_plain_sgd_keep_their_gradients(variant, rng):
+    be = ap.get_backend("numpy", dtype="float64")
+    model = ap.mlp([6, 8, 3], seed=1, backend=be)
+    params = model.parameters()
+    if variant == "momentum":
+        opt = ap.SGD(params, lr=0.1, momentum=0.9)
+    elif variant == "weight_decay":
+        opt = ap.SGD(params, lr=0.1, weight_decay=0.01)
+    elif variant == "adam":
+        opt = ap.Adam(params, lr=0.1)
+    elif variant == "partial-optimizer":
+        opt = ap.SGD(params[2:], lr=0.1)  # the first Dense layer is frozen
+    else:
+
+        class Scale(ap.layers.Layer):  # a user layer that knows nothing of sgd_lr
+            def forward(self, x, *, inplace=False):
+                return 2.0 * x
+
+            def backward(self, grad_out, *, inplace=False, input_grad=True):
+                return 2.0 * grad_out
+
+        model = ap.Sequential(*model.layers, Scale())
+        opt = ap.SGD(params, lr=0.1)
+    frozen = [be.to_host(p.data).copy() for p in params[:2]]
+    x, y = _data(rng)
+    ap.train_step(model, ap.SoftmaxCrossEntropy(), opt, x, y)
+    if variant == "partial-optimizer":
+        for p, w in zip(params[:2], frozen, strict=True):
+            np.testing.assert_array_equal(be.to_host(p.data), w)  # not updated by the fold
+    assert all(p.grad is not None for p in params)
+
+
+def test_the_fold_uses_the_scheduled_learning_rate(rng):
+    be = ap.get_backend("numpy", dtype="float64")
+    (fused, plain), (o1, o2) = _pair(be)
+    loss = ap.SoftmaxCrossEntropy()
+    x, y = _data(rng)
+    for lr in (0.5, 0.05, 0.005):
+        o1.lr = o2.lr = lr
+        ap.train_step(fused, loss, o1, x, y)
+        ap.train_step(plain, loss, o2, x, y, keep_grads=True)
+    for p, q in zip(fused.parameters(), plain.parameters(), strict=True):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-12, atol=1e-14)
