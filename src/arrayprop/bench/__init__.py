@@ -164,7 +164,7 @@ def load_reference():
         return mod
     env = os.environ.get("ARRAYPROP_BENCH_REFERENCE")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "benchmarks" / "reference_numpy.py")
+    candidates.append(Path(__file__).resolve().parents[3] / "benchmarks" / "reference_numpy.py")
     for path in candidates:
         if path.is_file():
             spec = importlib.util.spec_from_file_location("arrayprop_reference_numpy", path)
@@ -742,7 +742,7 @@ def measure_memory(impl, cfg, backend="numpy", device=None, batch=None, seed=0, 
         "seed": seed,
     }
     env = dict(os.environ)
-    pkg_root = str(Path(__file__).resolve().parents[1])
+    pkg_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "-c", _MEMORY_CHILD, json.dumps(spec)],
@@ -822,7 +822,7 @@ def _openblas_threads() -> int | str:
 
 def _git_describe() -> str | None:
     """``git describe --always --dirty`` of the source checkout arrayprop runs from, if any."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     if not (root / ".git").exists():
         return None
     try:
@@ -1454,7 +1454,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
