@@ -42,11 +42,40 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .configs import (
+    BACKENDS,
+    CONFIGS,
+    DTYPE,
+    IMPLS,
+    LR,
+    SWEEP_BATCHES,
+    SWEEP_CONFIG,
+    BenchConfig,
+    _parse_names,
+    gemm_flops,
+    gemm_shapes,
+    get_configs,
+    make_data,
+)
+from .workloads import (
+    Workload,
+    _arrayprop_backend,
+    _pool,
+    load_reference,
+    make_workload,
+    torch_device_for,
+)
+from .workloads import (
+    _gemm_workload as _gemm_workload,
+)
+from .workloads import (
+    torch_peer as torch_peer,
+)
 
 __all__ = [
     "BACKENDS",
@@ -74,371 +103,7 @@ __all__ = [
     "write_plot",
 ]
 
-LR = 0.01
-DTYPE = "float32"
-BACKENDS = ("numpy", "cupy", "torch", "jax", "array_api_strict")
-IMPLS = ("arrayprop", "gemm", "torch-eager", "numpy-ref")
 SCHEMA = "arrayprop-bench/1"
-
-
-# --------------------------------------------------------------------------- configs
-
-
-@dataclasses.dataclass(frozen=True)
-class BenchConfig:
-    """One reference network: layer sizes, activation, loss and batch size."""
-
-    name: str
-    sizes: tuple[int, ...]
-    activation: str
-    loss: str  # "softmax-ce" (integer labels) or "mse" (float targets)
-    batch: int
-
-    @property
-    def n_params(self) -> int:
-        return sum(i * o + o for i, o in pairwise(self.sizes))
-
-    def describe(self) -> str:
-        return f"{'-'.join(map(str, self.sizes))} {self.activation} {self.loss} b={self.batch}"
-
-
-CONFIGS: dict[str, BenchConfig] = {
-    c.name: c
-    for c in (
-        BenchConfig("tiny", (784, 128, 10), "relu", "softmax-ce", 64),
-        BenchConfig("small", (784, 256, 256, 10), "relu", "softmax-ce", 128),
-        BenchConfig("medium", (784, 1024, 1024, 10), "relu", "softmax-ce", 256),
-        BenchConfig("large", (784, 2048, 2048, 2048, 10), "relu", "softmax-ce", 512),
-        BenchConfig("wide", (1024, 4096, 4096, 1024), "relu", "mse", 1024),
-    )
-}
-SWEEP_CONFIG = "medium"
-SWEEP_BATCHES = tuple(2**k for k in range(14))  # 1 .. 8192
-
-
-def _parse_names(text: str | Sequence[str] | None, valid: Sequence[str], what: str) -> list[str]:
-    if text is None:
-        return list(valid)
-    names = text.split(",") if isinstance(text, str) else list(text)
-    names = [n.strip() for n in names if n.strip()]
-    bad = [n for n in names if n not in valid]
-    if bad or not names:
-        raise ValueError(
-            f"unknown {what} {', '.join(map(repr, bad)) or '(none given)'}; "
-            f"valid {what}s: {', '.join(valid)}"
-        )
-    return list(dict.fromkeys(names))
-
-
-def get_configs(names: str | Sequence[str] | None = None) -> list[BenchConfig]:
-    """Configs by name (comma-separated string or sequence); ``None`` means all five."""
-    return [CONFIGS[n] for n in _parse_names(names, list(CONFIGS), "config")]
-
-
-def make_data(cfg: BenchConfig, batch: int | None = None, seed: int = 0):
-    """Synthetic host data from a seeded NumPy Generator: float32 ``x`` and labels/targets.
-
-    softmax-ce: ``y`` are int64 class labels in ``[0, n_out)``; mse: float32 targets.
-    """
-    batch = cfg.batch if batch is None else batch
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, cfg.sizes[0]), dtype=np.float32)
-    if cfg.loss == "softmax-ce":
-        y = rng.integers(0, cfg.sizes[-1], size=batch, dtype=np.int64)
-    elif cfg.loss == "mse":
-        y = rng.standard_normal((batch, cfg.sizes[-1]), dtype=np.float32)
-    else:
-        raise ValueError(f"unknown loss {cfg.loss!r}")
-    return x, y
-
-
-def load_reference():
-    """Import ``benchmarks/reference_numpy.py`` from the source tree.
-
-    The reference is deliberately not part of the installed package; it is found
-    next to ``src/`` (or through ``ARRAYPROP_BENCH_REFERENCE=/path/to/reference_numpy.py``).
-    Raises ``FileNotFoundError`` when neither exists (e.g. a wheel install).
-    """
-    mod = sys.modules.get("arrayprop_reference_numpy")
-    if mod is not None:
-        return mod
-    env = os.environ.get("ARRAYPROP_BENCH_REFERENCE")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[3] / "benchmarks" / "reference_numpy.py")
-    for path in candidates:
-        if path.is_file():
-            spec = importlib.util.spec_from_file_location("arrayprop_reference_numpy", path)
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = mod
-            spec.loader.exec_module(mod)
-            return mod
-    raise FileNotFoundError(
-        "benchmarks/reference_numpy.py not found (run from a source checkout or set "
-        "ARRAYPROP_BENCH_REFERENCE)"
-    )
-
-
-# --------------------------------------------------------------------------- GEMM ceiling
-
-
-def gemm_shapes(sizes: Sequence[int], batch: int) -> list[tuple[str, int, int, int]]:
-    """The ``(label, m, k, n)`` matrix products (``(m x k) @ (k x n)``) of one train step.
-
-    Per layer ``i``: forward ``A @ W`` (batch x n_in)(n_in x n_out), weight gradient
-    ``A.T @ D`` (n_in x batch)(batch x n_out), and, except for the first layer (the input
-    is data: its gradient is never needed), input gradient ``D @ W.T``
-    (batch x n_out)(n_out x n_in).
-    """
-    shapes = []
-    for i, (n_in, n_out) in enumerate(pairwise(sizes)):
-        shapes.append((f"L{i}.fwd", batch, n_in, n_out))
-        shapes.append((f"L{i}.dW", n_in, batch, n_out))
-        if i > 0:
-            shapes.append((f"L{i}.dA", batch, n_out, n_in))
-    return shapes
-
-
-def gemm_flops(sizes: Sequence[int], batch: int) -> int:
-    """FLOPs of :func:`gemm_shapes` counting a multiply-add as 2."""
-    return sum(2 * m * k * n for _, m, k, n in gemm_shapes(sizes, batch))
-
-
-# --------------------------------------------------------------------------- workloads
-
-
-@dataclasses.dataclass
-class Workload:
-    """A ready-to-time step: ``out = step(); sync(out)`` runs one synchronised step."""
-
-    impl: str
-    config: BenchConfig
-    backend: str
-    device: str
-    batch: int
-    step: Callable[[], Any]
-    sync: Callable[[Any], None]
-    flops_per_step: int | None = None
-    info: dict = dataclasses.field(default_factory=dict)
-
-    @property
-    def pool(self) -> str:
-        """The library whose worker threads run this workload (numpy, torch, cupy, jax)."""
-        return _pool(self.impl, self.backend)
-
-
-def _pool(impl: str, backend: str) -> str:
-    if impl == "torch-eager":
-        return "torch"
-    if impl == "numpy-ref" or backend == "array_api_strict":
-        return "numpy"
-    return backend
-
-
-def _block(outs) -> None:
-    # JAX dispatch is asynchronous per array: wait on every result of the step.
-    for out in outs or ():
-        fn = getattr(out, "block_until_ready", None)
-        if fn is not None:
-            fn()
-
-
-def _noop_sync(out) -> None:
-    return None
-
-
-def _arrayprop_backend(name: str, device: str | None, dtype: str = DTYPE):
-    import arrayprop as ap
-
-    if name in ("numpy", "array_api_strict"):
-        # --device names the accelerator for cupy / torch / jax; the CPU backends stay on the
-        # host, so that `--backends numpy,cupy --device cuda` compares BLAS with CUDA.
-        device = None
-    try:
-        return ap.get_backend(name, device=device, dtype=dtype)
-    except ImportError as exc:
-        raise ValueError(f"backend {name!r} is not available here: {exc}") from exc
-
-
-def _device_str(be) -> str:
-    dev = getattr(be, "device", None)
-    return "cpu" if dev is None else str(dev)
-
-
-def _arrayprop_workload(cfg, batch, backend, device, seed):
-    """(a) arrayprop's own train step. Keep this the only place that uses its model API."""
-    import arrayprop as ap
-
-    be = _arrayprop_backend(backend, device)
-    x_h, y_h = make_data(cfg, batch, seed)
-    model = ap.mlp(list(cfg.sizes), activation=cfg.activation, seed=seed, backend=be)
-    loss = ap.SoftmaxCrossEntropy() if cfg.loss == "softmax-ce" else ap.MSE()
-    opt = ap.SGD(model.parameters(), lr=LR)
-    x, y = be.asarray(x_h), be.asarray(y_h)
-    del x_h, y_h
-
-    def step():
-        return ap.train_step(model, loss, opt, x, y)
-
-    params = model.parameters()
-
-    def sync(out):
-        be.sync(out)
-        if be.name == "jax":  # dispatch is asynchronous per array: wait for the updates too
-            for p in params:
-                p.data.block_until_ready()
-
-    return Workload("arrayprop", cfg, backend, _device_str(be), batch, step, sync)
-
-
-def _gemm_workload(cfg, batch, backend, device, seed, xp=None, asarray=None, sync=None):
-    """(b) the GEMM ceiling on an arrayprop backend's namespace (or on a given ``xp``)."""
-    dev = "cpu"
-    if xp is None:
-        be = _arrayprop_backend(backend, device)
-        xp, asarray, dev = be.xp, be.asarray, _device_str(be)
-
-        def sync(out):
-            _block(out)
-            be.sync()
-
-    rng = np.random.default_rng(seed)
-    ops = []
-    for i, (n_in, n_out) in enumerate(pairwise(cfg.sizes)):
-        a = asarray(rng.standard_normal((batch, n_in), dtype=np.float32))
-        w = asarray(rng.standard_normal((n_in, n_out), dtype=np.float32))
-        d = asarray(rng.standard_normal((batch, n_out), dtype=np.float32))
-        ops.append((a, w))  # forward        Z = A @ W
-        ops.append((a.T, d))  # weight grad  dW = A.T @ D
-        if i > 0:
-            ops.append((d, w.T))  # input grad  dA = D @ W.T (not for the data layer)
-    matmul = xp.matmul
-
-    def step():
-        return [matmul(lhs, rhs) for lhs, rhs in ops]
-
-    return Workload(
-        "gemm",
-        cfg,
-        backend,
-        dev,
-        batch,
-        step,
-        sync or _noop_sync,
-        flops_per_step=gemm_flops(cfg.sizes, batch),
-    )
-
-
-def torch_device_for(backend: str, device: str | None) -> str:
-    """The device the PyTorch peer runs on for a given arrayprop backend/device."""
-    if device:
-        d = str(device)
-        if d.startswith(("cuda", "gpu")):
-            return "cuda" + (d[d.index(":") :] if ":" in d else "")
-        if d.isdigit() and backend == "cupy":
-            return f"cuda:{d}"
-        return d if backend == "torch" else "cpu"
-    return "cuda" if backend == "cupy" else "cpu"
-
-
-def _torch_model(sizes, params, device, dtype):
-    import torch
-
-    layers = []
-    for i, (w, b) in enumerate(params):
-        lin = torch.nn.Linear(w.shape[0], w.shape[1], device=device, dtype=dtype)
-        with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
-            lin.bias.copy_(torch.from_numpy(b))
-        layers.append(lin)
-        if i < len(params) - 1:
-            layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
-
-
-def torch_peer(cfg, params, device="cpu", dtype="float32", lr=LR):
-    """(c) the PyTorch-eager peer built from host ``params`` ``[(W (in,out), b), ...]``.
-
-    Returns ``(model, step, loss_fn)`` where ``step(x, y)`` does zero_grad/forward/
-    loss/backward/SGD step and returns the loss tensor (no host sync).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    tdtype = getattr(torch, dtype)
-    model = _torch_model(cfg.sizes, params, torch.device(device), tdtype)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    loss_fn = F.cross_entropy if cfg.loss == "softmax-ce" else F.mse_loss
-
-    def step(x, y):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return model, step, loss_fn
-
-
-def _torch_workload(cfg, batch, backend, device, seed):
-    import torch
-
-    ref = load_reference()
-    dev = torch.device(torch_device_for(backend, device))
-    params = ref.init_params(cfg.sizes, seed=seed, dtype=np.float32)
-    _, tstep, _ = torch_peer(cfg, params, dev, DTYPE)
-    x_h, y_h = make_data(cfg, batch, seed)
-    x, y = torch.from_numpy(x_h).to(dev), torch.from_numpy(y_h).to(dev)
-    del params, x_h, y_h
-
-    if dev.type == "cuda":
-
-        def sync(out):
-            torch.cuda.synchronize(dev)
-    else:
-        sync = _noop_sync
-
-    return Workload(
-        "torch-eager",
-        cfg,
-        "torch",
-        str(dev),
-        batch,
-        lambda: tstep(x, y),
-        sync,
-        info={"num_threads": torch.get_num_threads()},
-    )
-
-
-def _numpy_ref_workload(cfg, batch, backend, device, seed):
-    ref = load_reference()
-    net = ref.NumpyReferenceMLP(ref.init_params(cfg.sizes, seed=seed), lr=LR, loss=cfg.loss)
-    x, y = make_data(cfg, batch, seed)
-    return Workload("numpy-ref", cfg, "numpy", "cpu", batch, lambda: net.step(x, y), _noop_sync)
-
-
-_BUILDERS = {
-    "arrayprop": _arrayprop_workload,
-    "gemm": _gemm_workload,
-    "torch-eager": _torch_workload,
-    "numpy-ref": _numpy_ref_workload,
-}
-
-
-def make_workload(
-    impl: str,
-    cfg: BenchConfig | str,
-    backend: str = "numpy",
-    device: str | None = None,
-    batch: int | None = None,
-    seed: int = 0,
-) -> Workload:
-    """Build one timed step: model/weights and data already on the device."""
-    impl = _parse_names([impl], IMPLS, "implementation")[0]
-    backend = _parse_names([backend], BACKENDS, "backend")[0]
-    if isinstance(cfg, str):
-        cfg = get_configs([cfg])[0]
-    batch = cfg.batch if batch is None else int(batch)
-    return _BUILDERS[impl](cfg, batch, backend, device, seed)
 
 
 # --------------------------------------------------------------------------- timing
