@@ -421,7 +421,7 @@ def test_interleaving_settles_only_between_thread_pools(monkeypatch):
         cfg = bench.CONFIGS["tiny"]
         return bench.Workload(impl, cfg, backend, "cpu", 64, step, lambda o: None)
 
-    monkeypatch.setattr(bench.time, "sleep", sleeps.append)
+    monkeypatch.setattr(bench.timing.time, "sleep", sleeps.append)
     wls = [make("arrayprop", "numpy"), make("numpy-ref", "numpy"), make("torch-eager", "numpy")]
     assert [w.pool for w in wls] == ["numpy", "numpy", "torch"]
     ms = bench.time_workloads(

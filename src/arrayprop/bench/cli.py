@@ -1,0 +1,101 @@
+"""The ``arrayprop bench`` command: :func:`add_arguments`, :func:`run_from_args`, :func:`main`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+from .configs import BACKENDS, CONFIGS, SWEEP_BATCHES, SWEEP_CONFIG, _parse_names, get_configs
+from .report import format_report, write_json, write_markdown, write_plot
+from .runner import run_benchmarks
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``arrayprop bench`` options to ``parser``."""
+    parser.add_argument(
+        "--backends",
+        default="numpy",
+        help=f"comma-separated arrayprop backends (default: numpy; valid: {', '.join(BACKENDS)})",
+    )
+    parser.add_argument(
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"comma-separated configs (default: all; valid: {', '.join(CONFIGS)})",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"also sweep batch sizes {SWEEP_BATCHES[0]}..{SWEEP_BATCHES[-1]} on {SWEEP_CONFIG}",
+    )
+    parser.add_argument("--repeat", type=int, default=20, help="timed samples (default: 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up steps (default: 3)")
+    parser.add_argument(
+        "--max-time",
+        type=float,
+        default=5.0,
+        help="seconds per measurement; fewer samples (>= 3) for heavy "
+        "configs (default: 5; 0 = no limit)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="device for the backends and the peer (e.g. cpu, cuda:0)"
+    )
+    parser.add_argument("--json", metavar="PATH", help="write all raw timings + env as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="write a Markdown report")
+    parser.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the PyTorch-eager peer")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="also measure peak memory of one step (fresh subprocesses)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``arrayprop bench``; raises ``ValueError`` for bad names/options."""
+    configs = get_configs(args.configs)  # validate before any work
+    backends = _parse_names(args.backends, BACKENDS, "backend")
+    if args.repeat < 1 or args.warmup < 0:
+        raise ValueError("--repeat must be >= 1 and --warmup >= 0")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ValueError("--plot needs matplotlib: pip install 'arrayprop[plot]'")
+    doc = run_benchmarks(
+        [c.name for c in configs],
+        backends,
+        device=args.device,
+        repeat=args.repeat,
+        warmup=args.warmup,
+        max_time=args.max_time or None,
+        peer=not args.no_peer,
+        sweep=args.sweep,
+        memory=args.memory,
+        seed=getattr(args, "seed", 0),
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+    )
+    print(format_report(doc))
+    if args.json:
+        write_json(doc, args.json)
+        print(f"wrote {args.json}")
+    if args.markdown:
+        write_markdown(doc, args.markdown)
+        print(f"wrote {args.markdown}")
+    if args.plot:
+        write_plot(doc, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m arrayprop.bench``: run with ``argv``; exit status 2 for bad names/options."""
+    from arrayprop import bench  # the package docstring (the four implementations) is --help
+
+    parser = argparse.ArgumentParser(prog="python -m arrayprop.bench", description=bench.__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,294 @@
+"""Ready-to-time train steps of the four implementations (see :mod:`arrayprop.bench`).
+
+:func:`make_workload` builds a :class:`Workload` for ``arrayprop``, ``gemm`` (the GEMM
+ceiling), ``torch-eager`` (the PyTorch peer) or ``numpy-ref`` (the hand-written NumPy loop
+of ``benchmarks/reference_numpy.py``, found by :func:`load_reference`), with the weights
+and data already on the device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .configs import (
+    BACKENDS,
+    DTYPE,
+    IMPLS,
+    LR,
+    BenchConfig,
+    _parse_names,
+    gemm_flops,
+    get_configs,
+    make_data,
+)
+
+
+def load_reference():
+    """Import ``benchmarks/reference_numpy.py`` from the source tree.
+
+    The reference is deliberately not part of the installed package; it is found
+    next to ``src/`` (or through ``ARRAYPROP_BENCH_REFERENCE=/path/to/reference_numpy.py``).
+    Raises ``FileNotFoundError`` when neither exists (e.g. a wheel install).
+    """
+    mod = sys.modules.get("arrayprop_reference_numpy")
+    if mod is not None:
+        return mod
+    env = os.environ.get("ARRAYPROP_BENCH_REFERENCE")
+    candidates = [Path(env)] if env else []
+    # parents[3]: the checkout root above src/arrayprop/bench/
+    candidates.append(Path(__file__).resolve().parents[3] / "benchmarks" / "reference_numpy.py")
+    for path in candidates:
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("arrayprop_reference_numpy", path)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = mod
+            spec.loader.exec_module(mod)
+            return mod
+    raise FileNotFoundError(
+        "benchmarks/reference_numpy.py not found (run from a source checkout or set "
+        "ARRAYPROP_BENCH_REFERENCE)"
+    )
+
+
+@dataclasses.dataclass
+class Workload:
+    """A ready-to-time step: ``out = step(); sync(out)`` runs one synchronised step."""
+
+    impl: str
+    config: BenchConfig
+    backend: str
+    device: str
+    batch: int
+    step: Callable[[], Any]
+    sync: Callable[[Any], None]
+    flops_per_step: int | None = None
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def pool(self) -> str:
+        """The library whose worker threads run this workload (numpy, torch, cupy, jax)."""
+        return _pool(self.impl, self.backend)
+
+
+def _pool(impl: str, backend: str) -> str:
+    if impl == "torch-eager":
+        return "torch"
+    if impl == "numpy-ref" or backend == "array_api_strict":
+        return "numpy"
+    return backend
+
+
+def _block(outs) -> None:
+    # JAX dispatch is asynchronous per array: wait on every result of the step.
+    for out in outs or ():
+        fn = getattr(out, "block_until_ready", None)
+        if fn is not None:
+            fn()
+
+
+def _noop_sync(out) -> None:
+    return None
+
+
+def _arrayprop_backend(name: str, device: str | None, dtype: str = DTYPE):
+    import arrayprop as ap
+
+    if name in ("numpy", "array_api_strict"):
+        # --device names the accelerator for cupy / torch / jax; the CPU backends stay on the
+        # host, so that `--backends numpy,cupy --device cuda` compares BLAS with CUDA.
+        device = None
+    try:
+        return ap.get_backend(name, device=device, dtype=dtype)
+    except ImportError as exc:
+        raise ValueError(f"backend {name!r} is not available here: {exc}") from exc
+
+
+def _device_str(be) -> str:
+    dev = getattr(be, "device", None)
+    return "cpu" if dev is None else str(dev)
+
+
+def _arrayprop_workload(cfg, batch, backend, device, seed):
+    """(a) arrayprop's own train step. Keep this the only place that uses its model API."""
+    import arrayprop as ap
+
+    be = _arrayprop_backend(backend, device)
+    x_h, y_h = make_data(cfg, batch, seed)
+    model = ap.mlp(list(cfg.sizes), activation=cfg.activation, seed=seed, backend=be)
+    loss = ap.SoftmaxCrossEntropy() if cfg.loss == "softmax-ce" else ap.MSE()
+    opt = ap.SGD(model.parameters(), lr=LR)
+    x, y = be.asarray(x_h), be.asarray(y_h)
+    del x_h, y_h
+
+    def step():
+        return ap.train_step(model, loss, opt, x, y)
+
+    params = model.parameters()
+
+    def sync(out):
+        be.sync(out)
+        if be.name == "jax":  # dispatch is asynchronous per array: wait for the updates too
+            for p in params:
+                p.data.block_until_ready()
+
+    return Workload("arrayprop", cfg, backend, _device_str(be), batch, step, sync)
+
+
+def _gemm_workload(cfg, batch, backend, device, seed, xp=None, asarray=None, sync=None):
+    """(b) the GEMM ceiling on an arrayprop backend's namespace (or on a given ``xp``)."""
+    dev = "cpu"
+    if xp is None:
+        be = _arrayprop_backend(backend, device)
+        xp, asarray, dev = be.xp, be.asarray, _device_str(be)
+
+        def sync(out):
+            _block(out)
+            be.sync()
+
+    rng = np.random.default_rng(seed)
+    ops = []
+    for i, (n_in, n_out) in enumerate(pairwise(cfg.sizes)):
+        a = asarray(rng.standard_normal((batch, n_in), dtype=np.float32))
+        w = asarray(rng.standard_normal((n_in, n_out), dtype=np.float32))
+        d = asarray(rng.standard_normal((batch, n_out), dtype=np.float32))
+        ops.append((a, w))  # forward        Z = A @ W
+        ops.append((a.T, d))  # weight grad  dW = A.T @ D
+        if i > 0:
+            ops.append((d, w.T))  # input grad  dA = D @ W.T (not for the data layer)
+    matmul = xp.matmul
+
+    def step():
+        return [matmul(lhs, rhs) for lhs, rhs in ops]
+
+    return Workload(
+        "gemm",
+        cfg,
+        backend,
+        dev,
+        batch,
+        step,
+        sync or _noop_sync,
+        flops_per_step=gemm_flops(cfg.sizes, batch),
+    )
+
+
+def torch_device_for(backend: str, device: str | None) -> str:
+    """The device the PyTorch peer runs on for a given arrayprop backend/device."""
+    if device:
+        d = str(device)
+        if d.startswith(("cuda", "gpu")):
+            return "cuda" + (d[d.index(":") :] if ":" in d else "")
+        if d.isdigit() and backend == "cupy":
+            return f"cuda:{d}"
+        return d if backend == "torch" else "cpu"
+    return "cuda" if backend == "cupy" else "cpu"
+
+
+def _torch_model(sizes, params, device, dtype):
+    import torch
+
+    layers = []
+    for i, (w, b) in enumerate(params):
+        lin = torch.nn.Linear(w.shape[0], w.shape[1], device=device, dtype=dtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers.append(lin)
+        if i < len(params) - 1:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def torch_peer(cfg, params, device="cpu", dtype="float32", lr=LR):
+    """(c) the PyTorch-eager peer built from host ``params`` ``[(W (in,out), b), ...]``.
+
+    Returns ``(model, step, loss_fn)`` where ``step(x, y)`` does zero_grad/forward/
+    loss/backward/SGD step and returns the loss tensor (no host sync).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    tdtype = getattr(torch, dtype)
+    model = _torch_model(cfg.sizes, params, torch.device(device), tdtype)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = F.cross_entropy if cfg.loss == "softmax-ce" else F.mse_loss
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return model, step, loss_fn
+
+
+def _torch_workload(cfg, batch, backend, device, seed):
+    import torch
+
+    ref = load_reference()
+    dev = torch.device(torch_device_for(backend, device))
+    params = ref.init_params(cfg.sizes, seed=seed, dtype=np.float32)
+    _, tstep, _ = torch_peer(cfg, params, dev, DTYPE)
+    x_h, y_h = make_data(cfg, batch, seed)
+    x, y = torch.from_numpy(x_h).to(dev), torch.from_numpy(y_h).to(dev)
+    del params, x_h, y_h
+
+    if dev.type == "cuda":
+
+        def sync(out):
+            torch.cuda.synchronize(dev)
+    else:
+        sync = _noop_sync
+
+    return Workload(
+        "torch-eager",
+        cfg,
+        "torch",
+        str(dev),
+        batch,
+        lambda: tstep(x, y),
+        sync,
+        info={"num_threads": torch.get_num_threads()},
+    )
+
+
+def _numpy_ref_workload(cfg, batch, backend, device, seed):
+    ref = load_reference()
+    net = ref.NumpyReferenceMLP(ref.init_params(cfg.sizes, seed=seed), lr=LR, loss=cfg.loss)
+    x, y = make_data(cfg, batch, seed)
+    return Workload("numpy-ref", cfg, "numpy", "cpu", batch, lambda: net.step(x, y), _noop_sync)
+
+
+_BUILDERS = {
+    "arrayprop": _arrayprop_workload,
+    "gemm": _gemm_workload,
+    "torch-eager": _torch_workload,
+    "numpy-ref": _numpy_ref_workload,
+}
+
+
+def make_workload(
+    impl: str,
+    cfg: BenchConfig | str,
+    backend: str = "numpy",
+    device: str | None = None,
+    batch: int | None = None,
+    seed: int = 0,
+) -> Workload:
+    """Build one timed step: model/weights and data already on the device."""
+    impl = _parse_names([impl], IMPLS, "implementation")[0]
+    backend = _parse_names([backend], BACKENDS, "backend")[0]
+    if isinstance(cfg, str):
+        cfg = get_configs([cfg])[0]
+    batch = cfg.batch if batch is None else int(batch)
+    return _BUILDERS[impl](cfg, batch, backend, device, seed)
