@@ -768,7 +768,7 @@ CASES = [
         "optimizer-unknown-name",
         lambda be, _: ap.get_optimizer("adamax", _model(be).parameters()),
         ValueError,
-        r"unknown optimizer 'adamax'; valid optimizers: sgd, adam, adamw, rmsprop, adagrad",
+        r"unknown optimizer 'adamax'; valid: sgd, adam, adamw, rmsprop, adagrad",
     ),
     Case(
         "optimizer-unknown-hyperparameter",
@@ -1001,7 +1001,7 @@ CASES = [
         "fit-unknown-optimizer",
         lambda be, _: _fit(be, optimizer="lion"),
         ValueError,
-        r"unknown optimizer 'lion'; valid optimizers: sgd, adam",
+        r"unknown optimizer 'lion'; valid: sgd, adam",
     ),
     Case(
         "fit-unknown-metric",

@@ -256,7 +256,7 @@ def test_registry_and_get_optimizer() -> None:
     for key, cls in OPTIMIZERS.items():
         assert cls.name == key
         assert type(get_optimizer(key.upper(), params)) is cls
-    with pytest.raises(ValueError, match="unknown optimizer 'lamb'; valid optimizers: sgd, adam"):
+    with pytest.raises(ValueError, match="unknown optimizer 'lamb'; valid: sgd, adam"):
         get_optimizer("lamb", params)
     with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) beta1; valid: lr, betas"):
         get_optimizer("adam", params, beta1=0.9)

@@ -2,10 +2,18 @@
 
 The same batched forward and backward code runs on NumPy, CuPy, PyTorch, JAX and
 array-api-strict; pick one with :func:`get_backend` (or ``ARRAYPROP_BACKEND``).
+
+Importing arrayprop imports NumPy only: CuPy, PyTorch and JAX are imported when a backend (or
+:class:`CudaGraphStep`, :func:`enable_tf32`) first asks for them. Checkpoints are
+:func:`save_checkpoint` / :func:`load_checkpoint` (also ``arrayprop.checkpoint.save`` / ``load``).
 """
 
 from .backend import BACKENDS, Backend, backend_of, get_backend
 from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
+from .checkpoint import Checkpoint, restore_optimizer
+from .checkpoint import load as load_checkpoint
+from .checkpoint import save as save_checkpoint
+from .cuda_graph import CudaGraphStep
 from .errors import (
     ArrayPropError,
     BackendMismatchError,
@@ -44,6 +52,7 @@ from .optim import (
     clip_grad_norm,
     get_optimizer,
 )
+from .precision import MixedPrecision, enable_tf32, tf32
 from .schedules import (
     CosineAnnealingLR,
     ExponentialLR,
@@ -71,8 +80,10 @@ __all__ = [
     "BackendUnavailableError",
     "BinaryCrossEntropy",
     "Callback",
+    "Checkpoint",
     "CheckpointError",
     "CosineAnnealingLR",
+    "CudaGraphStep",
     "DTypeError",
     "DataError",
     "Dense",
@@ -88,6 +99,7 @@ __all__ = [
     "LeakyReLU",
     "LinearWarmup",
     "Loss",
+    "MixedPrecision",
     "ModelCheckpoint",
     "NonFiniteError",
     "Optimizer",
@@ -106,6 +118,7 @@ __all__ = [
     "__version__",
     "backend_of",
     "clip_grad_norm",
+    "enable_tf32",
     "evaluate",
     "fit",
     "get_backend",
@@ -116,9 +129,13 @@ __all__ = [
     "gradcheck",
     "he_normal",
     "he_uniform",
+    "load_checkpoint",
     "mlp",
     "normal",
     "predict",
+    "restore_optimizer",
+    "save_checkpoint",
+    "tf32",
     "train_step",
     "with_warmup",
     "zeros",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import kernels
+from ._registry import resolve
 from .backend import Backend, backend_of
 from .errors import DataError, DTypeError, LabelError, ShapeError
 
@@ -277,10 +278,22 @@ LOSSES: dict[str, type[Loss]] = {
 
 
 def get_loss(name: str | Loss) -> Loss:
-    """A loss instance from its name (``softmax-ce``, ``bce``, ``mse``, ``rmse``, ``l2``)."""
-    if isinstance(name, Loss):
-        return name
-    cls = LOSSES.get(str(name).lower())
-    if cls is None:
-        raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
-    return cls()
+    """A loss from its name, with default arguments, or a :class:`Loss` passed through.
+
+    Parameters
+    ----------
+    name : str or Loss
+        A key of :data:`LOSSES`, case-insensitive: ``softmax-ce`` (alias
+        ``softmax_cross_entropy``), ``bce``, ``mse``, ``rmse``, ``l2``.
+
+    Returns
+    -------
+    Loss
+        A new instance, or ``name`` itself if it already is one.
+
+    Raises
+    ------
+    ValueError
+        For any other name; the message lists the valid ones.
+    """
+    return resolve(LOSSES, name, "loss", Loss)

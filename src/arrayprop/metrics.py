@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._registry import resolve
 from .backend import backend_of
 from .errors import ShapeError
 
@@ -152,13 +153,8 @@ METRICS: dict[str, type[Metric]] = {
 
 
 def get_metric(metric: str | Metric) -> Metric:
-    """A metric instance from its name (``accuracy``, ``mse``, ``mae``) or an instance."""
-    if isinstance(metric, Metric):
-        return metric
-    cls = METRICS.get(str(metric).lower())
-    if cls is None:
-        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
-    return cls()
+    """A metric from its name (``accuracy`` or ``acc``, ``mse``, ``mae``) or an instance."""
+    return resolve(METRICS, metric, "metric", Metric)
 
 
 def accuracy(pred: Any, target: Any) -> Any:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from . import kernels
+from ._registry import lookup
 from .backend import backend_of
 from .errors import CheckpointError
 from .layers import Parameter
@@ -533,9 +534,7 @@ def get_optimizer(name: str, params: Iterable[Parameter], **kwargs: Any) -> Opti
         For an unknown name or hyperparameter (the message lists the valid ones), or an invalid
         hyperparameter value.
     """
-    cls = OPTIMIZERS.get(str(name).lower())
-    if cls is None:
-        raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+    cls = lookup(OPTIMIZERS, name, "optimizer")
     valid = [k for k in inspect.signature(cls).parameters if k != "params"]
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
