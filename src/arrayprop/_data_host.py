@@ -36,25 +36,88 @@ def host_array(x: object, what: str) -> np.ndarray:
     return x if isinstance(x, np.ndarray) else np.asarray(x)
 
 
-def check_finite(x: np.ndarray, what: str, *, block_rows: int = CHECK_BLOCK_ROWS) -> None:
-    """Raise :class:`~arrayprop.errors.NonFiniteError` naming the first NaN / infinity in ``x``.
+def check_finite(
+    x: np.ndarray,
+    what: str,
+    *,
+    block_rows: int = CHECK_BLOCK_ROWS,
+    cast_to: tuple[str, float] | None = None,
+    nonfinite_ok: bool = False,
+) -> None:
+    """Raise :class:`~arrayprop.errors.NonFiniteError` naming the first NaN / infinity in ``x``,
+    or the first value that the cast to the model's dtype (``cast_to``) would make infinite.
 
     Scans ``block_rows`` rows at a time, so a memmap larger than memory is checked in one
     pass with a bounded temporary. Integer and boolean data are always finite.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (n, ...)
+        The data.
+    what : str
+        How the message names ``x``, e.g. ``"fit: x"``.
+    block_rows : int
+        Rows per block of the scan.
+    cast_to : (str, float), optional
+        Name and largest finite value of the dtype ``x`` is about to be cast to (the model's):
+        a value of larger magnitude would become ±inf in that cast. Looked for in the same pass,
+        and only when ``x``'s dtype can hold such values, so data already in the model's dtype
+        costs nothing more.
+    nonfinite_ok : bool
+        Let NaN and infinity through; look only for values the cast would make infinite.
     """
-    if x.dtype.kind not in "fc":
+    limit = _cast_limit(x.dtype, cast_to)
+    floating = x.dtype.kind in "fc"
+    if limit is None and (nonfinite_ok or not floating):
         return
     for start in range(0, x.shape[0], block_rows):
         block = np.asarray(x[start : start + block_rows])
-        ok = np.isfinite(block)
-        if not ok.all():
-            pos = np.argwhere(~ok)[0]
+        if limit is None:
+            bad = ~np.isfinite(block)
+        else:
+            # Two comparisons rather than abs(): masks of one byte per value, no float copy of
+            # the block, and no wrap-around of abs(INT_MIN). ±inf lands in ``bad`` here.
+            bad = block > limit
+            bad |= block < -limit
+            if floating:
+                if nonfinite_ok:
+                    bad &= np.isfinite(block)
+                else:
+                    bad |= np.isnan(block)
+        if bad.any():
+            pos = np.argwhere(bad)[0]
             value = block[tuple(pos)]
             pos[0] += start
+            if limit is not None and np.isfinite(value):
+                raise NonFiniteError(_overflow_message(what, value, _fmt_index(pos), cast_to))
             raise NonFiniteError(
                 f"{what} contains {value} at index {_fmt_index(pos)}; NaN and infinity cannot be "
                 "trained on (clean or impute the data first)"
             )
+
+
+def _cast_limit(dtype: np.dtype, cast_to: tuple[str, float] | None) -> float | None:
+    """The largest value of ``cast_to`` when ``dtype`` holds larger ones, else None."""
+    if cast_to is None:
+        return None
+    if dtype.kind == "f":
+        top = float(np.finfo(dtype).max)
+    elif dtype.kind in "iu":
+        top = float(np.iinfo(dtype).max)
+    else:
+        return None  # bool is 0/1; complex data is refused by the cast itself
+    return cast_to[1] if top > cast_to[1] else None
+
+
+def _overflow_message(what: str, value: object, index: str, cast_to: tuple[str, float]) -> str:
+    name, largest = cast_to
+    wider = " or use a float64 model" if name != "float64" else ""
+    return (
+        f"{what} contains {value} at index {index}, whose magnitude {abs(value)} exceeds "
+        f"{largest:.8g}, the largest value of the model's dtype {name}: the cast to {name} "
+        f"would make it {'-' if value < 0 else ''}inf. Scale the data (e.g. "
+        f"arrayprop.data.standardize){wider}"
+    )
 
 
 def check_class_labels(y: np.ndarray, num_classes: int, what: str) -> None:

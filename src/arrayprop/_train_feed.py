@@ -62,15 +62,23 @@ def _prepare(
     what: str,
     budget: int,
 ) -> _Data:
-    """Check (x, y) once and put them where training reads them from; see :func:`fit`."""
+    """Check (x, y) once and put them where training reads them from; see :func:`arrayprop.fit`.
+
+    Besides NaN/inf (not looked for by predict, ``y is None``), the checks find values too large
+    for the model's dtype, which the cast to it would make ±inf.
+    """
     xp = be.xp
     n_in, n_out, first = _widths(model, what)
+    cast_to = (be.dtype_name, float(xp.finfo(be.dtype).max))
     on_device = _resident(be, x)
     if not on_device:
         x = _data.host_array(x, f"{what}: x")
     if y is not None:
         if on_device and not _resident(be, y):
-            y = be.asarray(_data.host_array(y, f"{what}: y"))
+            y = _data.host_array(y, f"{what}: y")
+            if y.ndim:  # be.asarray casts host floats to the model's dtype: look before it does
+                _data.check_finite(y, f"{what}: y", cast_to=cast_to, nonfinite_ok=True)
+            y = be.asarray(y)
         elif not on_device:
             y = be.to_host(y) if _resident(be, y) else _data.host_array(y, f"{what}: y")
     shape = tuple(x.shape)
@@ -87,7 +95,11 @@ def _prepare(
     itemsize = xp.finfo(be.dtype).bits // 8
     if y is None:
         if on_device:
+            _check_device(be, x, None, False, n_out, what, cast_to)
             x = be.asarray(x, dtype=be.dtype)  # as for fit and evaluate below
+        else:
+            rows = _check_rows(budget, x)
+            _data.check_finite(x, f"{what}: x", block_rows=rows, cast_to=cast_to, nonfinite_ok=True)
         return _Data(x, None, n, on_device, False, n_in * itemsize)
     if y.ndim == 0 or y.shape[0] != n:
         raise ShapeError(f"{what}: x has {n} samples but y has shape {tuple(y.shape)}")
@@ -106,15 +118,16 @@ def _prepare(
                 f"{n_out} outputs, got {tuple(y.shape)}"
             )
     if on_device:
-        _check_device(be, x, y, labels, n_out, what)
+        _check_device(be, x, y, labels, n_out, what, cast_to)
         x = be.asarray(x, dtype=be.dtype)
         y = xp.astype(y, xp.int64) if labels else be.asarray(y, dtype=be.dtype)
     else:
-        _data.check_finite(x, f"{what}: x", block_rows=_check_rows(budget, x))
+        _data.check_finite(x, f"{what}: x", block_rows=_check_rows(budget, x), cast_to=cast_to)
         if labels:
             _data.check_class_labels(y, n_out, f"{what}: y")
         else:
-            _data.check_finite(y, f"{what}: y", block_rows=_check_rows(budget, y))
+            rows = _check_rows(budget, y)
+            _data.check_finite(y, f"{what}: y", block_rows=rows, cast_to=cast_to)
     row_bytes = n_in * itemsize + (8 if labels else n_out * itemsize)
     if not on_device and n * row_bytes <= budget:
         x = be.asarray(x, dtype=be.dtype)
@@ -123,30 +136,62 @@ def _prepare(
     return _Data(x, y, n, on_device, labels, row_bytes)
 
 
-def _check_device(be: Backend, x: Any, y: Any, labels: bool, n_out: int, what: str) -> None:
-    """The checks of :func:`_prepare` for device arrays, with one device→host read."""
+def _check_device(
+    be: Backend,
+    x: Any,
+    y: Any,
+    labels: bool,
+    n_out: int,
+    what: str,
+    cast_to: tuple[str, float],
+) -> None:
+    """The checks of :func:`_prepare` for device arrays, with one device→host read (none when
+    there is nothing to check: predict on data already in the model's dtype)."""
     xp = be.xp
     if labels and not xp.isdtype(y.dtype, "integral"):
         raise LabelError(
             f"{what}: class labels of shape {tuple(y.shape)} must be integers 0..{n_out - 1}, "
             f"got dtype {y.dtype}"
         )
-    flags = []
-    if xp.isdtype(x.dtype, "real floating"):
-        flags.append(xp.all(xp.isfinite(x)))
+    predict = y is None
+    flags = [_fits(xp, x, cast_to[1], nonfinite_ok=predict)]
     if labels:
         flags += [xp.all(y >= 0), xp.all(y < n_out)]
-    elif xp.isdtype(y.dtype, "real floating"):
-        flags.append(xp.all(xp.isfinite(y)))
+    elif not predict:
+        flags.append(_fits(xp, y, cast_to[1], nonfinite_ok=False))
+    flags = [f for f in flags if f is not None]
     if not flags or bool(be.to_host(xp.all(xp.stack(flags)))):
         return
     # Something is wrong: redo the checks on the host, which name the first bad element.
-    _data.check_finite(be.to_host(x), f"{what}: x")
+    _data.check_finite(be.to_host(x), f"{what}: x", cast_to=cast_to, nonfinite_ok=predict)
     host_y = be.to_host(y)
     if labels:
         _data.check_class_labels(host_y, n_out, f"{what}: y")
-    _data.check_finite(host_y, f"{what}: y")
+    _data.check_finite(host_y, f"{what}: y", cast_to=cast_to)
     raise NonFiniteError(f"{what}: x or y contains NaN or infinity")  # pragma: no cover
+
+
+def _fits(xp: Any, a: Any, largest: float, *, nonfinite_ok: bool) -> Any:
+    """0-d device bool: ``a`` is finite (unless ``nonfinite_ok``) and holds nothing that the cast
+    to the model's dtype, whose largest value is ``largest``, would make ±inf; None when there
+    is nothing to check (no reduction, so no pass over data already in the model's dtype)."""
+    floating = xp.isdtype(a.dtype, "real floating")
+    if floating:
+        top = float(xp.finfo(a.dtype).max)
+    elif xp.isdtype(a.dtype, "integral"):
+        top = float(xp.iinfo(a.dtype).max)
+    else:
+        return None
+    if top <= largest:
+        return None if nonfinite_ok or not floating else xp.all(xp.isfinite(a))
+    # Comparisons (false for NaN and ±inf) rather than abs(): no float copy of ``a``, and no
+    # wrap-around of abs(INT_MIN); integer data is compared with an integer, as the standard
+    # asks of Python scalars.
+    bound = largest if floating else math.floor(largest)
+    inside = (a >= -bound) & (a <= bound)
+    if nonfinite_ok and floating:
+        inside = inside | ~xp.isfinite(a)
+    return xp.all(inside)
 
 
 def _chunks(
@@ -184,7 +229,9 @@ def _chunk_rows(d: _Data, batch: int, budget: int) -> int:
 def _check_rows(budget: int, x: Any) -> int:
     """Rows per block of the NaN/inf scan, whose mask (1 byte per value) stays well in budget.
 
-    A quarter: the mask of the previous block is still alive while the next one is computed.
+    A quarter: the mask of the previous block is still alive while the next one is computed,
+    and a scan that also looks for values too large for the model's dtype holds two masks of
+    the block at once (three quarters in all).
     """
     width = math.prod(tuple(x.shape)[1:]) or 1
     return max(1, budget // 4 // width)

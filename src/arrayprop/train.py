@@ -169,6 +169,12 @@ def evaluate(
     -------
     dict of str to float
         ``{"loss": ..., "accuracy": ...}``, read from the device once.
+
+    Raises
+    ------
+    NonFiniteError
+        NaN or infinity in the data, or a value too large for the model's dtype (the cast to it
+        would make it ±inf), found before anything is computed.
     """
     be = _model_backend(model, "evaluate")
     loss = None if loss is None else get_loss(loss)
@@ -196,6 +202,12 @@ def predict(
     -------
     array, shape (n, outputs)
         On the model's backend (use ``model.backend.to_host`` for a NumPy array).
+
+    Raises
+    ------
+    NonFiniteError
+        A value of ``x`` too large for the model's dtype (the cast to it would make it ±inf);
+        NaN and infinity themselves go through.
     """
     be = _model_backend(model, "predict")
     batch = _positive_int("batch_size", batch_size)
