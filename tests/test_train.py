@@ -1094,9 +1094,13 @@ def test_shuffler_state_survives_json(bit_generator):
     np.testing.assert_array_equal(again.permutation(1000), rng.permutation(1000))
 
 
-def test_train_module_is_portable():
+@pytest.mark.parametrize(
+    "module", ["train", "_train_args", "_train_feed", "_fit_loop", "_fit_checkpoint"]
+)
+def test_train_module_is_portable(module):
+    import importlib
     import inspect
 
-    source = inspect.getsource(train_mod)
+    source = inspect.getsource(importlib.import_module(f"arrayprop.{module}"))
     for name in ("import numpy", "import torch", "import cupy", "np.", "float(loss"):
         assert name not in source

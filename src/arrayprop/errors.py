@@ -31,7 +31,7 @@ class LabelError(ArrayPropError, ValueError):
 
 
 class NonFiniteError(ArrayPropError, ValueError):
-    """Input data contains NaN or infinity."""
+    """Input data contains NaN or infinity, or values too large for the model's dtype."""
 
 
 class DataError(ArrayPropError, ValueError):
