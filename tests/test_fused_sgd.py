@@ -13,7 +13,7 @@ import pytest
 
 import arrayprop as ap
 from arrayprop import kernels
-from arrayprop.kernels import numpy_blas
+from arrayprop.kernels import numpy_blas, numpy_fast
 
 DTYPES = ["float32", "float64"]
 RTOL = {"float32": 2e-6, "float64": 1e-13}
@@ -41,7 +41,9 @@ def _arrays(rng, dtype, n=9, k=6, m=5):
 def test_sgd_linear_update_matches_portable_in_place(dtype, cblas, rng, monkeypatch):
     if cblas and numpy_blas.GEMM is None:
         pytest.skip(f"CBLAS binding {numpy_blas.status()}")
-    if not cblas:
+    if cblas:
+        monkeypatch.setattr(numpy_fast, "FUSE_MIN_WEIGHTS", 0)  # these small arrays too
+    else:
         monkeypatch.setattr(numpy_blas, "GEMM", None)
     be = ap.get_backend("numpy", dtype=dtype)
     x, d, w, b = _arrays(rng, dtype)
@@ -105,17 +107,32 @@ def test_cblas_refuses_what_it_cannot_take_and_leaves_w_alone(case, rng):
     np.testing.assert_array_equal(w, saved)
 
 
+@needs_cblas
+@pytest.mark.parametrize("shape", [(784, 128), (128, 10)])
+def test_large_weights_take_the_cblas_call_and_small_ones_numpy(shape, rng, monkeypatch):
+    calls = []
+    real = numpy_blas.add_xt_delta
+    monkeypatch.setattr(numpy_blas, "add_xt_delta", lambda *a: calls.append(a[0].shape) or real(*a))
+    be = ap.get_backend("numpy", dtype="float32")
+    x, d, w, b = _arrays(rng, "float32", 16, *shape)
+    want = w - 0.1 * (x.T @ d)
+    got, _ = kernels.sgd_linear_update(be, w, b, x, d, 0.1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    fused = shape[0] * shape[1] >= numpy_fast.FUSE_MIN_WEIGHTS
+    assert calls == ([shape] if fused else [])
+
+
 @pytest.mark.parametrize("case", ["w-not-contiguous", "x-strided"])
 def test_unfused_fallback_still_updates_arrays_cblas_refuses(case, rng):
     be = ap.get_backend("numpy", dtype="float32")
-    x, d, w, b = _arrays(rng, "float32")
+    x, d, w, b = _arrays(rng, "float32", 8, 200, 100)  # above FUSE_MIN_WEIGHTS
     if case == "w-not-contiguous":
         w = np.asfortranarray(w)
     else:
         x = np.repeat(x, 2, axis=1)[:, ::2]
     want = w - 0.1 * (x.T @ d)
     got, _ = kernels.sgd_linear_update(be, w, b, x, d, 0.1)
-    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_cblas_switch_and_reasons(monkeypatch):
@@ -158,7 +175,8 @@ def _data(rng, n=16, d=6, k=3):
 
 
 def test_folded_and_separate_steps_reach_the_same_weights(backend, rng):
-    (fused, plain), (o1, o2) = _pair(backend)
+    # 160 x 120 is above FUSE_MIN_WEIGHTS (the CBLAS call on NumPy), 6 x 160 and 120 x 3 below.
+    (fused, plain), (o1, o2) = _pair(backend, sizes=(6, 160, 120, 3))
     loss = ap.SoftmaxCrossEntropy()
     x, y = _data(rng)
     x, y = backend.asarray(x), backend.asarray(y)

@@ -108,7 +108,7 @@ class Optimizer:
 
     def owns(self, params: Iterable[Parameter]) -> bool:
         """Whether every one of ``params`` is among the parameters this optimizer updates."""
-        return all(id(p) in self._param_ids for p in params)
+        return self._param_ids.issuperset(map(id, params))
 
     def plain_sgd_lr(self) -> float | None:
         """η when :meth:`step` is exactly W ← W − η ∂C/∂W for every parameter (no state, no

@@ -26,6 +26,7 @@ import os
 import numpy as np
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_CHAR = ctypes.c_char
 _SYMBOLS = {
     np.dtype(np.float32): "scipy_cblas_sgemm64_",
     np.dtype(np.float64): "scipy_cblas_dgemm64_",
@@ -67,51 +68,44 @@ def _bind(path: str) -> dict[np.dtype, ctypes._CFuncPtr] | None:
     return funcs
 
 
-def _usable(w: np.ndarray, x: np.ndarray, delta: np.ndarray) -> bool:
-    return (
-        w.dtype in GEMM
-        and x.dtype == w.dtype
-        and delta.dtype == w.dtype
-        and w.flags.c_contiguous
-        and w.flags.writeable
-        and w.flags.aligned
-        and x.flags.c_contiguous
-        and x.flags.aligned
-        and delta.flags.c_contiguous
-        and delta.flags.aligned
-        and x.ndim == delta.ndim == w.ndim == 2
-        and x.shape[0] == delta.shape[0]
-        and w.shape == (x.shape[1], delta.shape[1])
-        and not np.may_share_memory(w, x)
-        and not np.may_share_memory(w, delta)
-    )
+def _address(a: np.ndarray) -> int:
+    # ctypes through the buffer protocol: 3x cheaper than ``a.ctypes.data`` (which builds a
+    # helper object per call), but it needs a writable buffer; read-only inputs take the slow way.
+    if a.flags.writeable:
+        return ctypes.addressof(_CHAR.from_buffer(a))
+    return a.ctypes.data
 
 
 def add_xt_delta(w: np.ndarray, x: np.ndarray, delta: np.ndarray, alpha: float) -> bool:
     """W ← W + α Xᵀδ in place, one GEMM. False (W untouched) when the binding cannot take
-    these arrays: no binding, another dtype, non-contiguous or overlapping buffers."""
-    if GEMM is None or not _usable(w, x, delta):
+    these arrays: no binding, another dtype, non-contiguous, misaligned or overlapping buffers.
+
+    w : (k, m) C-contiguous, writable; x : (n, k); delta : (n, m), all of w's dtype.
+    """
+    gemm = GEMM.get(w.dtype) if GEMM is not None else None
+    if (
+        gemm is None
+        or x.dtype != w.dtype
+        or delta.dtype != w.dtype
+        or w.ndim != 2
+        or x.ndim != 2
+        or delta.ndim != 2
+    ):
         return False
     n, k = x.shape
     m = delta.shape[1]
+    if delta.shape[0] != n or w.shape != (k, m):
+        return False
+    fx, fd = x.flags, delta.flags
+    if not (w.flags.carray and fx.c_contiguous and fx.aligned and fd.c_contiguous and fd.aligned):
+        return False
+    if np.may_share_memory(w, x) or np.may_share_memory(w, delta):
+        return False
     if n == 0 or k == 0 or m == 0:
         return True
-    GEMM[w.dtype](
-        _ROW_MAJOR,
-        _TRANS,
-        _NO_TRANS,
-        k,
-        m,
-        n,
-        alpha,
-        x.ctypes.data,
-        k,
-        delta.ctypes.data,
-        m,
-        1.0,
-        w.ctypes.data,
-        m,
-    )
+    # Row-major C (k × m) ← α Aᵀ B + 1·C with A = x (n × k), B = delta (n × m).
+    gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, k, m, n, alpha, _address(x), k, _address(delta), m, 1.0,
+         _address(w), m)  # fmt: skip
     return True
 
 
