@@ -131,6 +131,18 @@ def test_info_lists_versions_backends_and_blas(capsys):
     for name in ap.BACKENDS:
         assert re.search(rf"^  {name}\s", out, flags=re.M), name
     assert re.search(r"^  numpy\s+\S+\s+usable\s+cpu$", out, flags=re.M)
+    from arrayprop.kernels import numpy_blas
+
+    fold = "plain SGD folded into the weight-gradient GEMM on numpy: "
+    assert f"{fold}{numpy_blas.status()}\n" in out
+
+
+def test_info_says_why_the_fold_is_off(capsys, monkeypatch):
+    from arrayprop import kernels
+
+    with kernels.use_portable():
+        assert cli.main(["info"]) == 0
+    assert "GEMM on numpy: off (portable kernels)" in capsys.readouterr().out
 
 
 def test_backend_report_agrees_with_get_backend():
