@@ -53,6 +53,19 @@ def assert_on_backend(be: ap.Backend, x: Any, dtype: Any = None, what: str = "ar
     assert x.dtype == expected, f"{what}: dtype {x.dtype}, expected {expected}"
 
 
+def count_to_host(monkeypatch: Any) -> list:
+    """Record the shape of every array ``Backend.to_host`` copies (device→host reads)."""
+    calls: list = []
+    original = ap.Backend.to_host
+
+    def spy(self, x):
+        calls.append(getattr(x, "shape", None))
+        return original(self, x)
+
+    monkeypatch.setattr(ap.Backend, "to_host", spy)
+    return calls
+
+
 def rel_err(a: np.ndarray, b: np.ndarray) -> float:
     """max |a − b| / max(|b|, tiny): one number for a whole array."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)

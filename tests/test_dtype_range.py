@@ -14,6 +14,7 @@ import pytest
 
 import arrayprop as ap
 from arrayprop.errors import NonFiniteError
+from helpers import count_to_host
 
 BACKENDS = ["numpy", "torch", "array_api_strict"]
 
@@ -184,23 +185,11 @@ def test_integers_beyond_float16_are_refused(name, fn):
 # -- what the check costs --------------------------------------------------------------------------
 
 
-def _count_to_host(monkeypatch):
-    calls = []
-    original = ap.Backend.to_host
-
-    def spy(self, x):
-        calls.append(getattr(x, "shape", None))
-        return original(self, x)
-
-    monkeypatch.setattr(ap.Backend, "to_host", spy)
-    return calls
-
-
 def test_device_data_is_checked_with_one_read_up_front(monkeypatch):
     be = _backend("torch")
     x, y = _data(0.5)
     x64 = be.asarray(x, dtype=be.xp.float64)
-    calls = _count_to_host(monkeypatch)
+    calls = count_to_host(monkeypatch)
     ap.fit(_model(be), x64, be.asarray(y), loss="softmax-ce", optimizer="sgd", epochs=3,
            batch_size=2, progress=None)  # fmt: skip
     assert len(calls) == 1 + 3  # the up-front check (range included), then one per epoch

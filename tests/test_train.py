@@ -24,6 +24,7 @@ from arrayprop.errors import (
     NonFiniteError,
     ShapeError,
 )
+from helpers import count_to_host
 
 # -- the NumPy reference ---------------------------------------------------------------------------
 
@@ -416,24 +417,12 @@ def test_evaluate_and_predict_match_reference(backend, small):
 # -- syncs -----------------------------------------------------------------------------------------
 
 
-def _count_to_host(monkeypatch):
-    calls = []
-    original = ap.Backend.to_host
-
-    def spy(self, x):
-        calls.append(getattr(x, "shape", None))
-        return original(self, x)
-
-    monkeypatch.setattr(ap.Backend, "to_host", spy)
-    return calls
-
-
 def test_one_read_per_epoch_without_a_bar(backend, rng, monkeypatch):
     x = rng.standard_normal((256, 8))
     y = rng.integers(0, 4, size=256)
     xv, yv = rng.standard_normal((40, 8)), rng.integers(0, 4, size=40)
     m = ap.mlp([8, 8, 4], seed=0, backend=backend)
-    calls = _count_to_host(monkeypatch)
+    calls = count_to_host(monkeypatch)
     h = ap.fit(
         m,
         x,
@@ -460,7 +449,7 @@ def test_reads_follow_progress_refreshes(rng, monkeypatch):
     x = rng.standard_normal((64, 8))
     y = rng.integers(0, 4, size=64)
     m = ap.mlp([8, 8, 4], seed=0, dtype="float64", backend="numpy")
-    calls = _count_to_host(monkeypatch)
+    calls = count_to_host(monkeypatch)
     monkeypatch.setattr(train_mod, "REFRESH_SECONDS", 0.0)  # refresh after every step
     ap.fit(m, x, y, loss="softmax-ce", optimizer="sgd", epochs=2, batch_size=8, progress="bar")
     # the up-front check of the data (NumPy arrays are on the numpy backend's "device"), then
