@@ -5,6 +5,8 @@ the check, training then ends in a DivergenceError that blames the learning rate
 runs once, with the NaN/inf check (a NonFiniteError naming the array, the value, the model's
 dtype), and costs nothing where the data already has the model's dtype. Values inside the
 range (1e38) are trained on as they are: the results are compared with NumPy math here.
+The layer-level entry points (``Backend.asarray`` of host data, ``Sequential.predict``,
+``train_step``, exact Dense weights) refuse the same values when they cast.
 """
 
 from __future__ import annotations
@@ -207,6 +209,7 @@ def test_host_data_of_the_models_dtype_gets_no_range_scan(monkeypatch):
 
     be = _backend("torch")
     x, y = _data(0.5)
+    models = [_model(be), _model(be)]  # (their float64 weights are range-checked too)
     limits = []
     original = host._cast_limit
 
@@ -216,8 +219,62 @@ def test_host_data_of_the_models_dtype_gets_no_range_scan(monkeypatch):
 
     monkeypatch.setattr(host, "_cast_limit", spy)
     fit = {"loss": "softmax-ce", "optimizer": "sgd", "epochs": 1, "progress": None}
-    ap.fit(_model(be), x.astype(np.float32), y, **fit)
+    ap.fit(models[0], x.astype(np.float32), y, **fit)
     assert limits == [("float32", None)]  # labels go through check_class_labels instead
     limits.clear()
-    ap.fit(_model(be), x, y, **fit)
+    ap.fit(models[1], x, y, **fit)
     assert limits == [("float64", float(np.finfo(np.float32).max))]
+
+
+# -- the layer-level API: Backend.asarray, Sequential.predict, train_step ----------------------
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("entry", ["asarray", "model.predict", "train_step", "Dense weight"])
+def test_layer_level_entry_points_refuse_host_values_beyond_float32(name, entry):
+    be = _backend(name)
+    x, y = _data(-1e39)
+    if entry == "asarray":
+        call = lambda: be.asarray(x, what="my x")  # noqa: E731
+        label = "my x"
+    elif entry == "model.predict":
+        call, label = (lambda: _model(be).predict(x)), "predict: x"
+    elif entry == "train_step":
+        model = _model(be)
+        opt = ap.SGD(model.parameters(), lr=0.1)
+        call = lambda: ap.train_step(model, ap.SoftmaxCrossEntropy(), opt, x, y)  # noqa: E731
+        label = "train_step: x"
+    else:
+        w = np.array([[0.5, -1.0], [2e39, -0.25], [1.0, 2.0]])
+        call, label = (lambda: _model(be, w)), r"Dense\(3, 2\): weight"
+    with pytest.raises(NonFiniteError, match=rf"{label}.*-?[12]e\+39.*float32.*-?inf"):
+        call()
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_asarray_keeps_values_inside_float32_and_the_datas_own_inf(name):
+    be = _backend(name)
+    x = np.array([[1e38, -3e38, np.inf], [-np.inf, np.nan, 0.5]])
+    got = be.to_host(be.asarray(x))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, x.astype(np.float32))  # NaN == NaN here
+    assert np.isnan(got[1, 1]) and np.isposinf(got[0, 2])
+
+
+def test_asarray_scans_only_when_the_cast_narrows(monkeypatch):
+    import arrayprop._data_host as host
+
+    scans = []
+    original = host.check_finite
+    monkeypatch.setattr(
+        host, "check_finite", lambda *a, **k: scans.append(a[1]) or original(*a, **k)
+    )
+    be32 = _backend("numpy")
+    be64 = _backend("numpy", "float64")
+    be32.asarray(np.ones((2, 2), np.float32))
+    be64.asarray(np.ones((2, 2)))
+    be64.asarray(np.ones((2, 2), np.float32))  # widening
+    be32.asarray(np.ones((2, 2)), check_range=False)
+    assert scans == []
+    be32.asarray(np.ones((2, 2)), what="x")
+    assert scans == ["x"]

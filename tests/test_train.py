@@ -305,10 +305,10 @@ def _spy_asarray(monkeypatch, width):
     shapes = []
     original = ap.Backend.asarray
 
-    def spy(self, x, dtype=None):
+    def spy(self, x, dtype=None, **kw):
         if isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == width:
             shapes.append(x.shape)
-        return original(self, x, dtype)
+        return original(self, x, dtype, **kw)
 
     monkeypatch.setattr(ap.Backend, "asarray", spy)
     return shapes

@@ -78,7 +78,7 @@ def _prepare(
             y = _data.host_array(y, f"{what}: y")
             if y.ndim:  # be.asarray casts host floats to the model's dtype: look before it does
                 _data.check_finite(y, f"{what}: y", cast_to=cast_to, nonfinite_ok=True)
-            y = be.asarray(y)
+            y = be.asarray(y, check_range=False)
         elif not on_device:
             y = be.to_host(y) if _resident(be, y) else _data.host_array(y, f"{what}: y")
     shape = tuple(x.shape)
@@ -96,7 +96,7 @@ def _prepare(
     if y is None:
         if on_device:
             _check_device(be, x, None, False, n_out, what, cast_to)
-            x = be.asarray(x, dtype=be.dtype)  # as for fit and evaluate below
+            x = be.asarray(x, dtype=be.dtype, check_range=False)  # as for fit and evaluate below
         else:
             rows = _check_rows(budget, x)
             _data.check_finite(x, f"{what}: x", block_rows=rows, cast_to=cast_to, nonfinite_ok=True)
@@ -119,8 +119,8 @@ def _prepare(
             )
     if on_device:
         _check_device(be, x, y, labels, n_out, what, cast_to)
-        x = be.asarray(x, dtype=be.dtype)
-        y = xp.astype(y, xp.int64) if labels else be.asarray(y, dtype=be.dtype)
+        x = be.asarray(x, dtype=be.dtype, check_range=False)
+        y = xp.astype(y, xp.int64) if labels else be.asarray(y, dtype=be.dtype, check_range=False)
     else:
         _data.check_finite(x, f"{what}: x", block_rows=_check_rows(budget, x), cast_to=cast_to)
         if labels:
@@ -130,8 +130,9 @@ def _prepare(
             _data.check_finite(y, f"{what}: y", block_rows=rows, cast_to=cast_to)
     row_bytes = n_in * itemsize + (8 if labels else n_out * itemsize)
     if not on_device and n * row_bytes <= budget:
-        x = be.asarray(x, dtype=be.dtype)
-        y = be.asarray(y, dtype=xp.int64 if labels else be.dtype)
+        # Checked above (check_range=False: no second scan).
+        x = be.asarray(x, dtype=be.dtype, check_range=False)
+        y = be.asarray(y, dtype=xp.int64 if labels else be.dtype, check_range=False)
         on_device = True
     return _Data(x, y, n, on_device, labels, row_bytes)
 
@@ -210,8 +211,13 @@ def _chunks(
     y_dtype = be.xp.int64 if d.labels else be.dtype
     for c in range(start, d.n, chunk_rows):
         rows = slice(c, c + chunk_rows) if order is None else order[c : c + chunk_rows]
-        xs = be.asarray(_data.gather_rows(d.x, rows), dtype=be.dtype)
-        ys = None if d.y is None else be.asarray(_data.gather_rows(d.y, rows), dtype=y_dtype)
+        # _prepare checked the whole set once before training: no range scan per chunk and epoch.
+        xs = be.asarray(_data.gather_rows(d.x, rows), dtype=be.dtype, check_range=False)
+        ys = (
+            None
+            if d.y is None
+            else be.asarray(_data.gather_rows(d.y, rows), dtype=y_dtype, check_range=False)
+        )
         yield xs, ys, None, 0, xs.shape[0]
 
 

@@ -222,14 +222,19 @@ class Backend:
     array_type: type = field(repr=False)
 
     # -- creation and transfer ---------------------------------------------------------------
-    def asarray(self, x: Any, dtype: Any = None) -> Any:
+    def asarray(
+        self, x: Any, dtype: Any = None, *, what: str = "data", check_range: bool = True
+    ) -> Any:
         """Put ``x`` on this backend's device.
 
         Host data (NumPy arrays, lists, scalars) is copied to the device; floating data takes
         ``dtype`` (default: the backend's dtype), integer and boolean data keep their kind.
         An array of this backend on this device is returned as is (cast if ``dtype`` differs).
         An array of another library or device raises :class:`BackendMismatchError`: arrays
-        never move between devices behind the user's back.
+        never move between devices behind the user's back. Host float data with finite values
+        that the cast to a narrower float dtype would make infinite (1e39 into float32) raises
+        :class:`~arrayprop.errors.NonFiniteError` naming ``what``, the value and the dtype
+        (``check_range=False``: the caller has checked, e.g. ``fit`` once before training).
         """
         xp = self.xp
         if isinstance(x, self.array_type) and (self.name != "numpy" or type(x) is np.ndarray):
@@ -238,6 +243,8 @@ class Backend:
                 raise DTypeError(f"{self}: cannot use data of dtype {x.dtype} (need numbers)")
             target = dtype if dtype is not None else (self.dtype if _is_float(xp, x) else None)
             if target is not None and x.dtype != target:
+                if self.name == "numpy" and check_range:
+                    _check_cast_range(x, target, what)
                 x = xp.astype(x, target)
             return x
         if not _is_host(x):
@@ -252,6 +259,8 @@ class Backend:
             dtype = self.dtype
         if dtype is not None and _numpy_dtype(dtype) is not None:
             # Cast on the host, so the device receives the final dtype in one copy.
+            if check_range:
+                _check_cast_range(host, _numpy_dtype(dtype), what)
             host = host.astype(_numpy_dtype(dtype), copy=False)
             dtype = None
         if not host.flags.c_contiguous:  # (np.ascontiguousarray would turn 0-d into shape (1,))
@@ -376,6 +385,27 @@ def _dtype_name(dtype: Any) -> str:
 def _numpy_dtype(dtype: Any):
     name = _dtype_name(dtype)
     return np.dtype(name) if name in ("float16", "float32", "float64", "int64", "int32") else None
+
+
+def _check_cast_range(host: np.ndarray, target: Any, what: str) -> None:
+    """Refuse finite host floats that a cast to the narrower float ``target`` makes ±inf.
+
+    Costs a pass over ``host`` only when the cast narrows (float64 data for a float32 model);
+    data already in the model's dtype is never scanned. NaN and inf pass: they are the data's
+    own, and the training entry points refuse them with their own message.
+    """
+    if host.dtype.kind != "f" or host.dtype == target:
+        return
+    name = _dtype_name(target)
+    if name not in ("float16", "float32"):
+        return
+    largest = float(np.finfo(np.dtype(name)).max)
+    if float(np.finfo(host.dtype).max) <= largest:
+        return
+    from ._data_host import check_finite
+
+    # (atleast_1d: the scan goes by rows, and a 0-d array has none.)
+    check_finite(np.atleast_1d(host), what, cast_to=(name, largest), nonfinite_ok=True)
 
 
 _IS_FLOAT: dict[Any, bool] = {}

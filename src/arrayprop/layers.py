@@ -218,7 +218,7 @@ class Dense(Layer):
         self._x = None
 
     def _exact(self, value: Any, shape: tuple[int, ...], what: str) -> Any:
-        arr = self.backend.asarray(value, dtype=self.backend.dtype)
+        arr = self.backend.asarray(value, dtype=self.backend.dtype, what=f"{self!r}: {what}")
         if tuple(arr.shape) != shape:
             raise ShapeError(f"{self!r}: {what} must have shape {shape}, got {tuple(arr.shape)}")
         # asarray may return the caller's buffer (NumPy, and torch's from_numpy); the optimizers
@@ -594,7 +594,7 @@ class Sequential(Layer):
         # A model without parameters (only activations) runs wherever its input lives.
         be = self.backend if self.backend is not None else self._backend_for(x)
         # Host float data takes the model's dtype (on NumPy a host array is also a backend array).
-        x = be.asarray(x)
+        x = be.asarray(x, what="predict: x")
         if batch_size is not None and batch_size <= 0:
             raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
         n = x.shape[0] if x.ndim else 0

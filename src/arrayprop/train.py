@@ -109,7 +109,7 @@ def train_step(
     if be is not None:
         # Moves host data and casts float data to the model's dtype (on numpy, host data counts
         # as the backend's own and would otherwise reach Dense as float64 for a float32 model).
-        x = be.asarray(x)
+        x = be.asarray(x, what="train_step: x")
     pred = model.forward(x)
     value, grad = loss.value_and_grad(pred, y)
     lr = None if keep_grads or be is None else _fused_sgd_lr(model, optimizer, be)
