@@ -390,22 +390,20 @@ def _numpy_dtype(dtype: Any):
 def _check_cast_range(host: np.ndarray, target: Any, what: str) -> None:
     """Refuse finite host floats that a cast to the narrower float ``target`` makes ±inf.
 
-    Costs a pass over ``host`` only when the cast narrows (float64 data for a float32 model);
-    data already in the model's dtype is never scanned. NaN and inf pass: they are the data's
-    own, and the training entry points refuse them with their own message.
+    The scan (:func:`~arrayprop.data.check_finite`, which decides from the two dtypes whether
+    one is needed) runs only when the cast narrows: float64 data for a float32 model. NaN and
+    inf pass: they are the data's own, and the training entry points refuse them themselves.
     """
-    if host.dtype.kind != "f" or host.dtype == target:
-        return
-    name = _dtype_name(target)
-    if name not in ("float16", "float32"):
-        return
-    largest = float(np.finfo(np.dtype(name)).max)
-    if float(np.finfo(host.dtype).max) <= largest:
+    target = np.dtype(target)
+    if host.dtype.kind != "f" or target.kind != "f" or host.dtype.itemsize <= target.itemsize:
         return
     from ._data_host import check_finite
 
     # (atleast_1d: the scan goes by rows, and a 0-d array has none.)
-    check_finite(np.atleast_1d(host), what, cast_to=(name, largest), nonfinite_ok=True)
+    check_finite(
+        np.atleast_1d(host), what, cast_to=(target.name, float(np.finfo(target).max)),
+        nonfinite_ok=True,
+    )  # fmt: skip
 
 
 _IS_FLOAT: dict[Any, bool] = {}

@@ -101,30 +101,30 @@ def add_xt_delta(w: np.ndarray, x: np.ndarray, delta: np.ndarray, alpha: float) 
         return False
     if np.may_share_memory(w, x) or np.may_share_memory(w, delta):
         return False
-    if n == 0 or k == 0 or m == 0:
-        return True
-    # Row-major C (k × m) ← α Aᵀ B + 1·C with A = x (n × k), B = delta (n × m).
+    if n and k and m:
+        _call(gemm, w, x, delta, alpha)
+    return True
+
+
+def _call(gemm, w: np.ndarray, x: np.ndarray, delta: np.ndarray, alpha: float) -> None:
+    """Row-major C (k × m) ← α Aᵀ B + 1·C with C = w, A = x (n × k), B = delta (n × m)."""
+    (n, k), m = x.shape, delta.shape[1]
     gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, k, m, n, alpha, _address(x), k, _address(delta), m, 1.0,
          _address(w), m)  # fmt: skip
-    return True
 
 
 def _self_test(funcs) -> bool:
     """One small product per dtype against numpy.matmul, with odd sizes and a non-zero C."""
-    global GEMM
     rng = np.random.default_rng(0)
-    saved, GEMM = GEMM, funcs
-    try:
-        for dtype in funcs:
-            x = rng.standard_normal((7, 5)).astype(dtype)
-            d = rng.standard_normal((7, 3)).astype(dtype)
-            w = rng.standard_normal((5, 3)).astype(dtype)
-            want = w - 0.5 * (x.T @ d)
-            if not add_xt_delta(w, x, d, -0.5) or not np.allclose(w, want, rtol=1e-5, atol=1e-5):
-                return False
-        return True
-    finally:
-        GEMM = saved
+    for dtype, gemm in funcs.items():
+        x = rng.standard_normal((7, 5)).astype(dtype)
+        d = rng.standard_normal((7, 3)).astype(dtype)
+        w = rng.standard_normal((5, 3)).astype(dtype)
+        want = w - 0.5 * (x.T @ d)
+        _call(gemm, w, x, d, -0.5)
+        if not np.allclose(w, want, rtol=1e-5, atol=1e-5):
+            return False
+    return True
 
 
 def _load() -> tuple[dict | None, str]:
@@ -144,7 +144,7 @@ def _load() -> tuple[dict | None, str]:
 
 
 #: dtype -> bound CBLAS gemm, or None when the binding is off.
-GEMM: dict | None = None
+GEMM: dict | None
 GEMM, _STATUS = _load()
 
 

@@ -114,7 +114,7 @@ def sgd_linear_update(xp, w, b, x, delta, lr: float) -> tuple[Any, Any]:
 
     x : (batch, in), delta : (batch, out), w : (in, out), b : (out,)
     """
-    return w - lr * (x.T @ delta), b - lr * xp.sum(delta, axis=0)
+    return w - lr * (x.T @ delta), b - lr * bias_grad(xp, delta)
 
 
 def adam_update(
