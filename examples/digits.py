@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 import arrayprop as ap
-from arrayprop import checkpoint, data
+from arrayprop import data
+from arrayprop.checkpoint import format as checkpoint
 
 
 def load(seed: int = 0) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:

@@ -57,7 +57,7 @@ def _data(sizes, loss, batch, seed=0):
 def arrayprop_steps(sizes, loss_name, batch):
     """(eager step, graph step, graph object) on CuPy."""
     import arrayprop as ap
-    from arrayprop.cuda_graph import CudaGraphStep
+    from arrayprop.training.cuda_graph import CudaGraphStep
 
     be = ap.get_backend("cupy", dtype="float32")
     x_h, y_h = _data(sizes, loss_name, batch)

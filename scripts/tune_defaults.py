@@ -30,7 +30,7 @@ import statistics
 import time
 
 from arrayprop import cli, data, fit, get_backend, get_optimizer, mlp
-from arrayprop.schedules import CosineAnnealingLR
+from arrayprop.optim.schedules import CosineAnnealingLR
 
 #: (optimizer, fixed hyperparameters, learning rates, weight decays). SGD's weight decay is
 #: the classical L2 term, AdamW's the decoupled one, hence the different scales.

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-from arrayprop import checkpoint, cuda_graph, precision
+from arrayprop.checkpoint import format as checkpoint
+from arrayprop.training import cuda_graph, precision
 
 #: Array libraries a user may not have (or may not want started): importing arrayprop must not
 #: import any of them; a backend imports its own library when first asked for.

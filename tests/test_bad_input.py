@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-from arrayprop import checkpoint as ckpt
+from arrayprop.checkpoint import format as ckpt
 from arrayprop.data import batches, load_idx, make_spirals, one_hot, standardize, train_val_split
 from arrayprop.errors import (
     BackendMismatchError,
@@ -544,7 +544,7 @@ CASES = [
     ),
     Case(
         "layer-from-unknown-config",
-        lambda be, _: ap.layers.layer_from_config({"type": "Conv2d"}, backend=be),
+        lambda be, _: ap.nn.layers.layer_from_config({"type": "Conv2d"}, backend=be),
         ValueError,
         r"unknown layer type 'Conv2d'; valid: Dense",
     ),

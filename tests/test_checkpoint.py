@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-from arrayprop import checkpoint as ck
+from arrayprop.checkpoint import format as ck
 from arrayprop.errors import CheckpointError
 
 SIZES = [6, 8, 7, 3]
@@ -180,7 +180,7 @@ def test_non_array_extra_must_be_json(tmp_path):
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_optimizer_state_round_trip(tmp_path, rng, name):
-    from arrayprop.optim import get_optimizer
+    from arrayprop.optim.optimizers import get_optimizer
 
     be = ap.get_backend("numpy", dtype="float64")
     kwargs = {"momentum": 0.9} if name == "sgd" else {}
@@ -216,7 +216,7 @@ def test_optimizer_state_round_trip(tmp_path, rng, name):
 
 
 def test_restore_optimizer_refuses_missing_or_foreign_state(saved, tmp_path):
-    from arrayprop.optim import get_optimizer
+    from arrayprop.optim.optimizers import get_optimizer
 
     _, path = saved
     loaded = ck.load(path)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-import arrayprop.backend as backend_mod
-from arrayprop import checkpoint as ck
+import arrayprop.backends.core as backend_mod
 from arrayprop import cli, data
+from arrayprop.checkpoint import format as ck
 
 
 def _accuracy(text: str) -> float:
@@ -131,7 +131,7 @@ def test_info_lists_versions_backends_and_blas(capsys):
     for name in ap.BACKENDS:
         assert re.search(rf"^  {name}\s", out, flags=re.M), name
     assert re.search(r"^  numpy\s+\S+\s+usable\s+cpu$", out, flags=re.M)
-    from arrayprop.kernels import numpy_blas
+    from arrayprop.backends.numpy import blas as numpy_blas
 
     fold = "plain SGD folded into the weight-gradient GEMM on numpy: "
     assert f"{fold}{numpy_blas.status()}\n" in out

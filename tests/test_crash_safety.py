@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-from arrayprop import checkpoint as ckpt
-from arrayprop.callbacks import Callback
+from arrayprop.checkpoint import format as ckpt
 from arrayprop.errors import CheckpointError
-from arrayprop.metrics import Metric
+from arrayprop.training.callbacks import Callback
+from arrayprop.training.metrics import Metric
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="needs fork, SIGKILL and pids")
 
@@ -481,7 +481,7 @@ TRAINING = """
 import sys, time
 import numpy as np
 import arrayprop as ap
-from arrayprop.callbacks import Callback
+from arrayprop import Callback
 
 
 class Slow(Callback):

@@ -16,8 +16,8 @@ import pytest
 
 import arrayprop as ap
 from arrayprop import kernels
-from arrayprop.cuda_graph import CudaGraphStep
 from arrayprop.errors import BackendUnavailableError, DTypeError, ShapeError
+from arrayprop.training.cuda_graph import CudaGraphStep
 
 
 class FakeCapture:
@@ -329,7 +329,7 @@ def host_gemm(monkeypatch):
     import sys
     import types
 
-    from arrayprop.cuda_graph import _CublasGemm
+    from arrayprop.training.cuda_graph import _CublasGemm
 
     fake = types.ModuleType("cupy")
     fake.empty = lambda shape, dtype: np.empty(shape, dtype).view(_DeviceLike)

@@ -21,9 +21,10 @@ if _DEVICES == 0:
 
 import arrayprop as ap  # noqa: E402
 from arrayprop import kernels  # noqa: E402
-from arrayprop.cuda_graph import CudaGraphStep, _CublasGemm  # noqa: E402
-from arrayprop.kernels import cupy_fast, portable  # noqa: E402
-from arrayprop.precision import MixedPrecision, tf32  # noqa: E402
+from arrayprop.backends.cupy import kernels as cupy_fast  # noqa: E402
+from arrayprop.kernels import portable  # noqa: E402
+from arrayprop.training.cuda_graph import CudaGraphStep, _CublasGemm  # noqa: E402
+from arrayprop.training.precision import MixedPrecision, tf32  # noqa: E402
 
 DTYPES = ["float64", "float32", "float16"]
 RTOL = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-3}

@@ -95,7 +95,7 @@ def _sorted_rows(x, y):
 
 
 def test_digits_split_is_a_partition_of_the_bundled_file():
-    with as_file(files("arrayprop") / "datasets" / "digits.npz") as path:
+    with as_file(files("arrayprop.data") / "bundled" / "digits.npz") as path:
         with np.load(path, allow_pickle=False) as npz:
             images, labels = npz["images"], npz["labels"]
     assert images.dtype == np.uint8 and images.shape == (1797, 64)

@@ -205,7 +205,7 @@ def test_device_data_is_checked_with_one_read_up_front(monkeypatch):
 def test_host_data_of_the_models_dtype_gets_no_range_scan(monkeypatch):
     """float32 host data for a float32 model: only the NaN/inf scan, as before the range check;
     float64 data: the range is looked for in that same scan."""
-    import arrayprop._data_host as host
+    import arrayprop.data.host as host
 
     be = _backend("torch")
     x, y = _data(0.5)
@@ -262,7 +262,7 @@ def test_asarray_keeps_values_inside_float32_and_the_datas_own_inf(name):
 
 
 def test_asarray_scans_only_when_the_cast_narrows(monkeypatch):
-    import arrayprop._data_host as host
+    import arrayprop.data.host as host
 
     scans = []
     original = host.check_finite

@@ -13,7 +13,8 @@ import pytest
 
 import arrayprop as ap
 from arrayprop import kernels
-from arrayprop.kernels import numpy_blas, numpy_fast
+from arrayprop.backends.numpy import blas as numpy_blas
+from arrayprop.backends.numpy import kernels as numpy_fast
 
 DTYPES = ["float32", "float64"]
 RTOL = {"float32": 2e-6, "float64": 1e-13}
@@ -212,7 +213,7 @@ def test_steps_that_are_not_plain_sgd_keep_their_gradients(variant, rng):
         opt = ap.SGD(params[2:], lr=0.1)  # the first Dense layer is frozen
     else:
 
-        class Scale(ap.layers.Layer):  # a user layer that knows nothing of sgd_lr
+        class Scale(ap.nn.layers.Layer):  # a user layer that knows nothing of sgd_lr
             def forward(self, x, *, inplace=False):
                 return 2.0 * x
 

@@ -28,9 +28,10 @@ import pytest
 
 import arrayprop as ap
 from arrayprop import kernels
-from arrayprop.kernels import numpy_fast, portable
+from arrayprop.backends.numpy import kernels as numpy_fast
+from arrayprop.kernels import portable
 
-CUPY_FAST = "arrayprop.kernels.cupy_fast"
+CUPY_FAST = "arrayprop.backends.cupy.kernels"
 KINDS = portable.ACTIVATIONS
 
 
@@ -140,8 +141,10 @@ def _fake_cupy() -> types.ModuleType:
 
 def _forget_cupy_fast() -> None:
     sys.modules.pop(CUPY_FAST, None)
-    if hasattr(kernels, "cupy_fast"):
-        delattr(kernels, "cupy_fast")
+    import arrayprop.backends.cupy as cupy_package
+
+    if hasattr(cupy_package, "kernels"):
+        delattr(cupy_package, "kernels")
     kernels._load.cache_clear()
 
 

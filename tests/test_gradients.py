@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-from arrayprop.gradcheck import relative_error
+from arrayprop.nn.gradcheck import relative_error
 from helpers import ACTIVATION_LAYERS, LOSSES, away_from_zero, host, torch_activation
 
 TOL = 1e-6

@@ -9,7 +9,7 @@ import pytest
 
 import arrayprop as ap
 from arrayprop.errors import DTypeError, LabelError, ShapeError
-from arrayprop.losses import check_labels
+from arrayprop.nn.losses import check_labels
 from helpers import LOSSES, assert_on_backend, host, np_softmax_rows
 
 

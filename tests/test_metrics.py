@@ -7,7 +7,7 @@ import pytest
 
 import arrayprop as ap
 from arrayprop.errors import ShapeError
-from arrayprop.metrics import MAE, MSE, Accuracy, accuracy, get_metric, mae, mse
+from arrayprop.training.metrics import MAE, MSE, Accuracy, accuracy, get_metric, mae, mse
 
 
 @pytest.fixture
@@ -101,9 +101,9 @@ def test_metrics_are_portable():
     """metrics.py computes with the Array API only (no array library imported by name)."""
     import inspect
 
-    import arrayprop.metrics as mod
+    import arrayprop.training.metrics as mod
 
     source = inspect.getsource(mod)
     for name in ("import numpy", "import torch", "import cupy", "np."):
         assert name not in source
-    assert ap.metrics is mod
+    assert ap.training.metrics is mod

@@ -12,7 +12,7 @@ import pytest
 
 import arrayprop as ap
 from arrayprop.errors import BackendUnavailableError, DTypeError
-from arrayprop.precision import MixedPrecision, enable_tf32, tf32
+from arrayprop.training.precision import MixedPrecision, enable_tf32, tf32
 
 SIZES = (8, 16, 3)
 

@@ -7,8 +7,10 @@ import re
 import pytest
 
 import arrayprop as ap
-from arrayprop import losses, metrics, optim
-from arrayprop._registry import lookup
+from arrayprop.nn import losses
+from arrayprop.optim import optimizers as optim
+from arrayprop.registry import lookup
+from arrayprop.training import metrics
 
 
 def _params():
@@ -31,7 +33,7 @@ def test_lookup_error_names_kind_name_and_every_valid_name():
 def test_lookup_names_the_type_of_a_non_string():
     with pytest.raises(ValueError, match=r"^unknown loss None \(a NoneType\); valid: "):
         ap.get_loss(None)
-    with pytest.raises(ValueError, match=r"<class 'arrayprop\.losses\.MSE'> \(a type\)"):
+    with pytest.raises(ValueError, match=r"<class 'arrayprop\.nn\.losses\.MSE'> \(a type\)"):
         ap.get_loss(ap.MSE)  # the class, not an instance
 
 

@@ -8,13 +8,11 @@ Importing arrayprop imports NumPy only: CuPy, PyTorch and JAX are imported when 
 :func:`save_checkpoint` / :func:`load_checkpoint` (also ``arrayprop.checkpoint.save`` / ``load``).
 """
 
-from .backend import BACKENDS, Backend, backend_of, get_backend
-from .callbacks import Callback, EarlyStopping, History, LambdaCallback, ModelCheckpoint
-from .checkpoint import Checkpoint, restore_optimizer
-from .checkpoint import load as load_checkpoint
-from .checkpoint import save as save_checkpoint
-from .cuda_graph import CudaGraphStep
-from .errors import (
+from arrayprop.backends import BACKENDS, Backend, backend_of, get_backend
+from arrayprop.checkpoint import Checkpoint, restore_optimizer
+from arrayprop.checkpoint import load as load_checkpoint
+from arrayprop.checkpoint import save as save_checkpoint
+from arrayprop.errors import (
     ArrayPropError,
     BackendMismatchError,
     BackendUnavailableError,
@@ -26,43 +24,65 @@ from .errors import (
     NonFiniteError,
     ShapeError,
 )
-from .gradcheck import gradcheck
-from .init import glorot_normal, glorot_uniform, he_normal, he_uniform, normal, zeros
-from .layers import (
+from arrayprop.nn import (
+    MSE,
+    RMSE,
+    BinaryCrossEntropy,
     Dense,
     Identity,
+    L2Loss,
     Layer,
     LeakyReLU,
+    Loss,
     Parameter,
     ReLU,
     Sequential,
     Sigmoid,
     Softmax,
+    SoftmaxCrossEntropy,
     Tanh,
+    get_loss,
+    glorot_normal,
+    glorot_uniform,
+    gradcheck,
+    he_normal,
+    he_uniform,
     mlp,
+    normal,
+    zeros,
 )
-from .losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, Loss, SoftmaxCrossEntropy, get_loss
-from .optim import (
+from arrayprop.optim import (
     SGD,
     Adagrad,
     Adam,
     AdamW,
-    Optimizer,
-    RMSProp,
-    clip_grad_norm,
-    get_optimizer,
-)
-from .precision import MixedPrecision, enable_tf32, tf32
-from .schedules import (
     CosineAnnealingLR,
     ExponentialLR,
     LinearWarmup,
+    Optimizer,
+    RMSProp,
     Schedule,
     SequentialLR,
     StepLR,
+    clip_grad_norm,
+    get_optimizer,
     with_warmup,
 )
-from .train import evaluate, fit, predict, train_step
+from arrayprop.training import (
+    Callback,
+    CudaGraphStep,
+    EarlyStopping,
+    History,
+    LambdaCallback,
+    MixedPrecision,
+    ModelCheckpoint,
+    enable_tf32,
+    evaluate,
+    fit,
+    predict,
+    tf32,
+    train_step,
+)
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """``python -m arrayprop``: the same command line as the ``arrayprop`` script."""
 
-from .cli import main
+from arrayprop.cli import main
 
 raise SystemExit(main())

@@ -32,8 +32,8 @@ This package imports numpy eagerly and torch / cupy / jax / matplotlib lazily.
 
 from __future__ import annotations
 
-from .cli import add_arguments, run_from_args
-from .configs import (
+from arrayprop.bench.cli import add_arguments, run_from_args
+from arrayprop.bench.configs import (
     BACKENDS,
     CONFIGS,
     IMPLS,
@@ -44,38 +44,38 @@ from .configs import (
     gemm_shapes,
     make_data,
 )
-from .environment import environment
-from .memory import measure_memory
-from .report import write_json, write_markdown, write_plot
-from .runner import run_benchmarks
-from .timing import Measurement, time_workload, time_workloads
-from .workloads import Workload, load_reference, make_workload
+from arrayprop.bench.environment import environment
+from arrayprop.bench.memory import measure_memory
+from arrayprop.bench.report import write_json, write_markdown, write_plot
+from arrayprop.bench.runner import run_benchmarks
+from arrayprop.bench.timing import Measurement, time_workload, time_workloads
+from arrayprop.bench.workloads import Workload, load_reference, make_workload
 
 # isort: split
 # Not in __all__ but importable from here as when this package was one module: tests,
 # benchmarks/conftest.py and the memory child (`from arrayprop.bench import _memory_child`).
-from .cli import main as main
-from .configs import DTYPE as DTYPE
-from .configs import SWEEP_CONFIG as SWEEP_CONFIG
-from .configs import _parse_names as _parse_names
-from .configs import get_configs as get_configs
-from .memory import _memory_child as _memory_child
-from .report import DETAIL_HEADER as DETAIL_HEADER
-from .report import MEMORY_HEADER as MEMORY_HEADER
-from .report import SUMMARY_HEADER as SUMMARY_HEADER
-from .report import detail_rows as detail_rows
-from .report import format_report as format_report
-from .report import format_table as format_table
-from .report import markdown_table as markdown_table
-from .report import memory_rows as memory_rows
-from .report import summary_rows as summary_rows
-from .report import to_markdown as to_markdown
-from .runner import SCHEMA as SCHEMA
-from .runner import summarize as summarize
-from .workloads import _arrayprop_backend as _arrayprop_backend
-from .workloads import _gemm_workload as _gemm_workload
-from .workloads import torch_device_for as torch_device_for
-from .workloads import torch_peer as torch_peer
+from arrayprop.bench.cli import main as main
+from arrayprop.bench.configs import DTYPE as DTYPE
+from arrayprop.bench.configs import SWEEP_CONFIG as SWEEP_CONFIG
+from arrayprop.bench.configs import _parse_names as _parse_names
+from arrayprop.bench.configs import get_configs as get_configs
+from arrayprop.bench.memory import _memory_child as _memory_child
+from arrayprop.bench.report import DETAIL_HEADER as DETAIL_HEADER
+from arrayprop.bench.report import MEMORY_HEADER as MEMORY_HEADER
+from arrayprop.bench.report import SUMMARY_HEADER as SUMMARY_HEADER
+from arrayprop.bench.report import detail_rows as detail_rows
+from arrayprop.bench.report import format_report as format_report
+from arrayprop.bench.report import format_table as format_table
+from arrayprop.bench.report import markdown_table as markdown_table
+from arrayprop.bench.report import memory_rows as memory_rows
+from arrayprop.bench.report import summary_rows as summary_rows
+from arrayprop.bench.report import to_markdown as to_markdown
+from arrayprop.bench.runner import SCHEMA as SCHEMA
+from arrayprop.bench.runner import summarize as summarize
+from arrayprop.bench.workloads import _arrayprop_backend as _arrayprop_backend
+from arrayprop.bench.workloads import _gemm_workload as _gemm_workload
+from arrayprop.bench.workloads import torch_device_for as torch_device_for
+from arrayprop.bench.workloads import torch_peer as torch_peer
 
 __all__ = [
     "BACKENDS",

@@ -2,6 +2,6 @@
 
 import sys
 
-from . import main
+from arrayprop.bench import main
 
 sys.exit(main())

@@ -7,9 +7,16 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
-from .configs import BACKENDS, CONFIGS, SWEEP_BATCHES, SWEEP_CONFIG, _parse_names, get_configs
-from .report import format_report, write_json, write_markdown, write_plot
-from .runner import run_benchmarks
+from arrayprop.bench.configs import (
+    BACKENDS,
+    CONFIGS,
+    SWEEP_BATCHES,
+    SWEEP_CONFIG,
+    _parse_names,
+    get_configs,
+)
+from arrayprop.bench.report import format_report, write_json, write_markdown, write_plot
+from arrayprop.bench.runner import run_benchmarks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

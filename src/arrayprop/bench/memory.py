@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .configs import BenchConfig
-from .workloads import make_workload
+from arrayprop.bench.configs import BenchConfig
+from arrayprop.bench.workloads import make_workload
 
 _MEMORY_CHILD = """
 import json, sys

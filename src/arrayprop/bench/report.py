@@ -10,8 +10,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .configs import SWEEP_CONFIG
-from .environment import _env_lines
+from arrayprop.bench.configs import SWEEP_CONFIG
+from arrayprop.bench.environment import _env_lines
 
 
 def _fmt(v, spec, suffix=""):

@@ -11,7 +11,7 @@ import importlib.util
 import os
 from collections.abc import Callable, Sequence
 
-from .configs import (
+from arrayprop.bench.configs import (
     BACKENDS,
     CONFIGS,
     DTYPE,
@@ -21,10 +21,16 @@ from .configs import (
     _parse_names,
     get_configs,
 )
-from .environment import environment
-from .memory import measure_memory
-from .timing import Measurement, time_workloads
-from .workloads import _arrayprop_backend, _pool, load_reference, make_workload, torch_device_for
+from arrayprop.bench.environment import environment
+from arrayprop.bench.memory import measure_memory
+from arrayprop.bench.timing import Measurement, time_workloads
+from arrayprop.bench.workloads import (
+    _arrayprop_backend,
+    _pool,
+    load_reference,
+    make_workload,
+    torch_device_for,
+)
 
 SCHEMA = "arrayprop-bench/1"
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .workloads import Workload
+from arrayprop.bench.workloads import Workload
 
 
 @dataclasses.dataclass

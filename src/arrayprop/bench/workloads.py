@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .configs import (
+from arrayprop.bench.configs import (
     BACKENDS,
     DTYPE,
     IMPLS,

@@ -21,8 +21,8 @@ import os
 from contextlib import contextmanager
 from types import ModuleType
 
-from . import portable
-from .portable import ACTIVATIONS
+from arrayprop.kernels import portable
+from arrayprop.kernels.portable import ACTIVATIONS
 
 __all__ = [
     "ACTIVATIONS",
@@ -48,14 +48,17 @@ __all__ = [
 _state = {"portable": os.environ.get("ARRAYPROP_KERNELS", "").lower() == "portable"}
 
 #: Backend name -> module of this package with its fast paths.
-_FAST_MODULES = {"numpy": "numpy_fast", "cupy": "cupy_fast"}
+_FAST_MODULES = {
+    "numpy": "arrayprop.backends.numpy.kernels",
+    "cupy": "arrayprop.backends.cupy.kernels",
+}
 
 
 @functools.cache
 def _load(module: str) -> ModuleType | None:
     """Import a fast-path module once; None when its array library is missing."""
     try:
-        return importlib.import_module(f"{__name__}.{module}")
+        return importlib.import_module(module)
     except ImportError:
         return None
 
@@ -172,10 +175,10 @@ def fused_sgd_status() -> str:
     """One line for ``arrayprop info`` and benchmark reports: is the NumPy fold on, and why not."""
     if _state["portable"]:
         return "off (portable kernels)"
-    fast = _load("numpy_fast")
+    fast = _load(_FAST_MODULES["numpy"])
     if fast is None:
         return "off (NumPy fast paths unavailable)"
-    from . import numpy_blas
+    from arrayprop.backends.numpy import blas as numpy_blas
 
     return numpy_blas.status()
 

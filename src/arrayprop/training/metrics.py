@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._registry import resolve
-from .backend import backend_of
-from .errors import ShapeError
+from arrayprop.backends.core import backend_of
+from arrayprop.errors import ShapeError
+from arrayprop.registry import resolve
 
 __all__ = ["MAE", "MSE", "Accuracy", "Metric", "accuracy", "get_metric", "mae", "mse"]
 

@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from . import numpy_blas, portable
+from arrayprop.backends.numpy import blas as numpy_blas
+from arrayprop.kernels import portable
 
 #: Whether :func:`sgd_linear_update` folds the update into one GEMM (else it is unfused).
 FUSED_SGD = numpy_blas.GEMM is not None

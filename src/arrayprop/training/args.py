@@ -9,12 +9,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .backend import Backend
-from .callbacks import EpochLog, ProgressBar
-from .layers import Layer
-from .losses import MSE, RMSE, L2Loss, Loss
-from .metrics import Accuracy, Metric, get_metric
-from .optim import Optimizer, get_optimizer
+from arrayprop.backends.core import Backend
+from arrayprop.nn.layers import Layer
+from arrayprop.nn.losses import MSE, RMSE, L2Loss, Loss
+from arrayprop.optim.optimizers import Optimizer, get_optimizer
+from arrayprop.training.callbacks import EpochLog, ProgressBar
+from arrayprop.training.metrics import Accuracy, Metric, get_metric
 
 _DEFAULT_METRICS = ("accuracy",)
 _REGRESSION_LOSSES = (MSE, RMSE, L2Loss)

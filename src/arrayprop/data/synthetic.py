@@ -10,7 +10,7 @@ import operator
 
 import numpy as np
 
-from arrayprop._data_helpers import Seed
+from arrayprop.data.transforms import Seed
 
 # ---------------------------------------------------------------------------
 # Synthetic data sets

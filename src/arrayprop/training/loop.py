@@ -15,15 +15,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ._train_args import _dense_layers, _widths
-from ._train_feed import _acc_dtype, _chunk_rows, _chunks, _Data, _eval_sums
-from .callbacks import Callback, EpochLog, History
-from .errors import DivergenceError
-from .layers import Layer
-from .losses import Loss
-from .metrics import Metric
-from .optim import Optimizer
-from .schedules import Schedule
+from arrayprop.errors import DivergenceError
+from arrayprop.nn.layers import Layer
+from arrayprop.nn.losses import Loss
+from arrayprop.optim.optimizers import Optimizer
+from arrayprop.optim.schedules import Schedule
+from arrayprop.training.args import _dense_layers, _widths
+from arrayprop.training.callbacks import Callback, EpochLog, History
+from arrayprop.training.feed import _acc_dtype, _chunk_rows, _chunks, _Data, _eval_sums
+from arrayprop.training.metrics import Metric
 
 
 class _Stop:

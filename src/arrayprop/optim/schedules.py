@@ -21,8 +21,8 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .errors import CheckpointError
-from .optim import Optimizer
+from arrayprop.errors import CheckpointError
+from arrayprop.optim.optimizers import Optimizer
 
 __all__ = [
     "CosineAnnealingLR",

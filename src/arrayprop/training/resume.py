@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import data as _data
-from ._fit_loop import _Run
-from .callbacks import History
-from .errors import CheckpointError
+from arrayprop import data as _data
+from arrayprop.errors import CheckpointError
+from arrayprop.training.callbacks import History
+from arrayprop.training.loop import _Run
 
 
 def save(run: _Run) -> None:
     """Write ``run``'s checkpoint, if it has one (atomically: :func:`arrayprop.checkpoint.save`)."""
     if run.checkpoint is None:
         return
-    from . import checkpoint as ckpt
+    from arrayprop.checkpoint import format as ckpt
 
     state = {
         "format": 1,
@@ -46,7 +46,7 @@ def save(run: _Run) -> None:
 
 def restore(run: _Run, path: Any) -> None:
     """Make ``run`` continue from the checkpoint at ``path`` (written by :func:`save`)."""
-    from . import checkpoint as ckpt
+    from arrayprop.checkpoint import format as ckpt
 
     loaded = ckpt.load(path, backend=run.be)
     extra = loaded.extra

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BackendMismatchError, BackendUnavailableError, DTypeError
+from arrayprop.errors import BackendMismatchError, BackendUnavailableError, DTypeError
 
 __all__ = [
     "BACKENDS",
@@ -397,7 +397,7 @@ def _check_cast_range(host: np.ndarray, target: Any, what: str) -> None:
     target = np.dtype(target)
     if host.dtype.kind != "f" or target.kind != "f" or host.dtype.itemsize <= target.itemsize:
         return
-    from ._data_host import check_finite
+    from arrayprop.data.host import check_finite
 
     # (atleast_1d: the scan goes by rows, and a 0-d array has none.)
     check_finite(

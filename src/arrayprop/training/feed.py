@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import data as _data
-from ._train_args import _REGRESSION_LOSSES, _widths
-from .backend import Backend
-from .errors import DataError, LabelError, NonFiniteError, ShapeError
-from .layers import Layer
-from .losses import BinaryCrossEntropy, Loss
-from .metrics import Metric
+from arrayprop import data as _data
+from arrayprop.backends.core import Backend
+from arrayprop.errors import DataError, LabelError, NonFiniteError, ShapeError
+from arrayprop.nn.layers import Layer
+from arrayprop.nn.losses import BinaryCrossEntropy, Loss
+from arrayprop.training.args import _REGRESSION_LOSSES, _widths
+from arrayprop.training.metrics import Metric
 
 
 def _acc_dtype(be: Backend) -> Any:

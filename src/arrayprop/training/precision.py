@@ -29,12 +29,12 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from . import kernels
-from .backend import Backend
-from .errors import BackendUnavailableError, DTypeError
-from .layers import Layer
-from .losses import Loss
-from .optim import Optimizer
+from arrayprop import kernels
+from arrayprop.backends.core import Backend
+from arrayprop.errors import BackendUnavailableError, DTypeError
+from arrayprop.nn.layers import Layer
+from arrayprop.nn.losses import Loss
+from arrayprop.optim.optimizers import Optimizer
 
 __all__ = ["MixedPrecision", "enable_tf32", "tf32"]
 

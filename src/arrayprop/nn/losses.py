@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import kernels
-from ._registry import resolve
-from .backend import Backend, backend_of
-from .errors import DataError, DTypeError, LabelError, ShapeError
+from arrayprop import kernels
+from arrayprop.backends.core import Backend, backend_of
+from arrayprop.errors import DataError, DTypeError, LabelError, ShapeError
+from arrayprop.registry import resolve
 
 __all__ = [
     "MSE",
@@ -162,7 +162,7 @@ class BinaryCrossEntropy(Loss):
         return {"type": "BinaryCrossEntropy", "from_logits": self.from_logits}
 
     def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
-        from .kernels import portable
+        from arrayprop.kernels import portable
 
         be = self._backend(pred)
         xp = be.xp

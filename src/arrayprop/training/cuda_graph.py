@@ -40,11 +40,11 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .errors import BackendUnavailableError, DTypeError, ShapeError
-from .layers import Layer
-from .losses import Loss
-from .optim import SGD, Optimizer
-from .train import train_step
+from arrayprop.errors import BackendUnavailableError, DTypeError, ShapeError
+from arrayprop.nn.layers import Layer
+from arrayprop.nn.losses import Loss
+from arrayprop.optim.optimizers import SGD, Optimizer
+from arrayprop.training.api import train_step
 
 __all__ = ["CudaGraphStep"]
 
@@ -205,7 +205,7 @@ class _CupyCapture:
         """Run the block on the capture stream, pool and GEMM, ordered after and before the
         caller's current stream."""
         cupy = self._cupy
-        from .kernels import cupy_fast
+        from arrayprop.backends.cupy import kernels as cupy_fast
 
         with self.device:
             current = cupy.cuda.get_current_stream()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from arrayprop._data_helpers import Seed, _fmt_index
+from arrayprop.data.transforms import Seed, _fmt_index
 from arrayprop.errors import BackendMismatchError, LabelError, NonFiniteError
 
 #: Rows per block when scanning host data for NaN / infinity (bounds the temporary memory).
@@ -25,7 +25,7 @@ def host_array(x: object, what: str) -> np.ndarray:
     arrayprop.errors.BackendMismatchError
         If ``x`` is an array of a device library (torch, cupy, jax, array-api-strict).
     """
-    from arrayprop.backend import _is_host
+    from arrayprop.backends.core import _is_host
 
     if not _is_host(x):
         mod = type(x).__module__.split(".")[0]

@@ -30,7 +30,7 @@ from typing import Any
 
 import cupy
 
-from .portable import ACTIVATIONS
+from arrayprop.kernels.portable import ACTIVATIONS
 
 # acc_t: the type the arithmetic runs in; float16 data is widened to float.
 _PREAMBLE = r"""

@@ -38,9 +38,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from .backend import Backend, get_backend
-from .errors import CheckpointError
-from .layers import Layer, layer_from_config, sequential_from_config
+from arrayprop.backends.core import Backend, get_backend
+from arrayprop.errors import CheckpointError
+from arrayprop.nn.layers import Layer, layer_from_config, sequential_from_config
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Checkpoint", "load", "restore_optimizer", "save"]
 
@@ -155,7 +155,7 @@ def save(
 
 
 def _version() -> str:
-    from . import __version__
+    from arrayprop import __version__
 
     return __version__
 

@@ -26,17 +26,8 @@ The code lives in private modules, one concept each: ``_data_files`` (real data)
 ``_data_synthetic``, ``_data_helpers`` and ``_data_host``; import from here.
 """
 
-from arrayprop._data_files import load_digits, load_idx, load_mnist
-from arrayprop._data_helpers import (
-    ONE_HOT_INFERRED_MAX_BYTES,
-    Seed,
-    Split,
-    batches,
-    one_hot,
-    standardize,
-    train_val_split,
-)
-from arrayprop._data_host import (
+from arrayprop.data.datasets import load_digits, load_idx, load_mnist
+from arrayprop.data.host import (
     CHECK_BLOCK_ROWS,
     check_class_labels,
     check_finite,
@@ -46,11 +37,20 @@ from arrayprop._data_host import (
     rng_state,
     shuffler,
 )
-from arrayprop._data_synthetic import (
+from arrayprop.data.synthetic import (
     make_linear_regression,
     make_logistic_regression,
     make_spirals,
     make_xor,
+)
+from arrayprop.data.transforms import (
+    ONE_HOT_INFERRED_MAX_BYTES,
+    Seed,
+    Split,
+    batches,
+    one_hot,
+    standardize,
+    train_val_split,
 )
 
 __all__ = [

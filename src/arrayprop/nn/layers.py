@@ -19,10 +19,10 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from . import kernels
-from .backend import Backend, backend_of, get_backend
-from .errors import BackendMismatchError, DTypeError, ShapeError
-from .init import get_initializer, make_rng
+from arrayprop import kernels
+from arrayprop.backends.core import Backend, backend_of, get_backend
+from arrayprop.errors import BackendMismatchError, DTypeError, ShapeError
+from arrayprop.nn.init import get_initializer, make_rng
 
 __all__ = [
     "Dense",

@@ -22,15 +22,15 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import __version__, data, kernels
-from . import checkpoint as ckpt
-from .backend import BACKENDS, describe_backends, get_backend
-from .errors import ArrayPropError
-from .layers import ACTIVATIONS, mlp
-from .losses import BinaryCrossEntropy, get_loss
-from .optim import OPTIMIZERS, get_optimizer
-from .schedules import CosineAnnealingLR
-from .train import evaluate, fit
+from arrayprop import __version__, data, kernels
+from arrayprop.backends.core import BACKENDS, describe_backends, get_backend
+from arrayprop.checkpoint import format as ckpt
+from arrayprop.errors import ArrayPropError
+from arrayprop.nn.layers import ACTIVATIONS, mlp
+from arrayprop.nn.losses import BinaryCrossEntropy, get_loss
+from arrayprop.optim.optimizers import OPTIMIZERS, get_optimizer
+from arrayprop.optim.schedules import CosineAnnealingLR
+from arrayprop.training.api import evaluate, fit
 
 __all__ = ["build_parser", "main"]
 
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train-step throughput per backend, with GEMM ceiling and PyTorch peer",
         description="Time training steps per backend and configuration (see docs/benchmarks.md).",
     )
-    from . import bench as _bench
+    from arrayprop import bench as _bench
 
     _bench.add_arguments(bench)
     bench.set_defaults(run=_bench.run_from_args)
@@ -503,8 +503,8 @@ def gradcheck_cases(be: Any) -> list[tuple[str, Any, Any, Any, Any]]:
     ``be`` is a float64 backend; inputs are drawn from a fixed seed and kept away from the
     kinks of ReLU / LeakyReLU (|z| > 0.05), where a central difference is not a derivative.
     """
-    from . import layers as L
-    from . import losses
+    from arrayprop.nn import layers as L
+    from arrayprop.nn import losses
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 4))
@@ -539,7 +539,7 @@ def gradcheck_cases(be: Any) -> list[tuple[str, Any, Any, Any, Any]]:
 
 def run_gradchecks(backend: Any = None, device: Any = None) -> list[tuple[str, float]]:
     """Worst relative error of each :func:`gradcheck_cases` case on a float64 backend."""
-    from .gradcheck import gradcheck
+    from arrayprop.nn.gradcheck import gradcheck
 
     be = get_backend(backend, device=device, dtype="float64")
     results = []

@@ -20,11 +20,11 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from . import kernels
-from ._registry import lookup
-from .backend import backend_of
-from .errors import CheckpointError
-from .layers import Parameter
+from arrayprop import kernels
+from arrayprop.backends.core import backend_of
+from arrayprop.errors import CheckpointError
+from arrayprop.nn.layers import Parameter
+from arrayprop.registry import lookup
 
 __all__ = [
     "OPTIMIZERS",

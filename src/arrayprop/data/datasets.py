@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from arrayprop._data_helpers import Seed, Split, _check_fraction, _split_count, _split_indices
+from arrayprop.data.transforms import Seed, Split, _check_fraction, _split_count, _split_indices
 from arrayprop.errors import DataError
 
 # ---------------------------------------------------------------------------
@@ -24,7 +24,7 @@ from arrayprop.errors import DataError
 
 
 def _read_bundled_digits() -> tuple[np.ndarray, np.ndarray]:
-    resource = files("arrayprop").joinpath("datasets", "digits.npz")
+    resource = files("arrayprop.data").joinpath("bundled", "digits.npz")
     try:
         with resource.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
             images = np.asarray(npz["images"])

@@ -38,10 +38,15 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import _fit_checkpoint, kernels
-from . import data as _data
-from ._fit_loop import _defer_sigint, _Run
-from ._train_args import (
+from arrayprop import data as _data
+from arrayprop import kernels
+from arrayprop.backends.core import Backend
+from arrayprop.nn.layers import Layer
+from arrayprop.nn.losses import Loss, get_loss
+from arrayprop.optim.optimizers import Optimizer
+from arrayprop.optim.schedules import Schedule
+from arrayprop.training import resume as _fit_checkpoint
+from arrayprop.training.args import (
     _DEFAULT_METRICS,
     _display,
     _get_metrics,
@@ -49,14 +54,10 @@ from ._train_args import (
     _model_backend,
     _positive_int,
 )
-from ._train_feed import _chunk_rows, _chunks, _eval_sums, _forward_all, _prepare
-from .backend import Backend
-from .callbacks import Callback, History
-from .layers import Layer
-from .losses import Loss, get_loss
-from .metrics import Metric
-from .optim import Optimizer
-from .schedules import Schedule
+from arrayprop.training.callbacks import Callback, History
+from arrayprop.training.feed import _chunk_rows, _chunks, _eval_sums, _forward_all, _prepare
+from arrayprop.training.loop import _defer_sigint, _Run
+from arrayprop.training.metrics import Metric
 
 __all__ = [
     "DEFAULT_MAX_DEVICE_BYTES",

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .backend import Backend, backend_of, get_backend
-from .init import make_rng
-from .layers import Layer
-from .losses import Loss
+from arrayprop.backends.core import Backend, backend_of, get_backend
+from arrayprop.nn.init import make_rng
+from arrayprop.nn.layers import Layer
+from arrayprop.nn.losses import Loss
 
 __all__ = ["gradcheck", "relative_error"]
 

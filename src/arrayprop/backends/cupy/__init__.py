@@ -1,0 +1,1 @@
+"""The CuPy backend and everything CUDA."""

@@ -1,0 +1,1 @@
+"""The NumPy backend and its fast kernels."""
