@@ -13,7 +13,7 @@ import pytest
 import arrayprop as ap
 from arrayprop import cli
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "tune_defaults.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tune_defaults.py"
 
 
 @pytest.fixture(scope="module")
