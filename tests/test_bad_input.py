@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-from arrayprop.checkpoint import format as ckpt
+from arrayprop import checkpoint as ckpt
+from arrayprop.checkpoint.format import canonical_json, checksum
 from arrayprop.data import batches, load_idx, make_spirals, one_hot, standardize, train_val_split
 from arrayprop.errors import (
     BackendMismatchError,
@@ -159,8 +160,8 @@ def _newer_version(tmp):
         arrays = {k: npz[k] for k in npz.files}
     header = json.loads(arrays.pop("header").tobytes())
     header["version"] = ckpt.FORMAT_VERSION + 1
-    header["checksum"] = ckpt._checksum(header, arrays)  # a valid file of a future version
-    arrays["header"] = np.frombuffer(ckpt._canonical(header), dtype=np.uint8)
+    header["checksum"] = checksum(header, arrays)  # a valid file of a future version
+    arrays["header"] = np.frombuffer(canonical_json(header), dtype=np.uint8)
     np.savez(path, **arrays)
     return ckpt.load(path)
 
@@ -544,7 +545,7 @@ CASES = [
     ),
     Case(
         "layer-from-unknown-config",
-        lambda be, _: ap.nn.layers.layer_from_config({"type": "Conv2d"}, backend=be),
+        lambda be, _: ap.nn.layer_from_config({"type": "Conv2d"}, backend=be),
         ValueError,
         r"unknown layer type 'Conv2d'; valid: Dense",
     ),

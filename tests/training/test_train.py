@@ -589,7 +589,7 @@ def test_divergence_granularity_is_one_refresh(digits, monkeypatch):
 
 
 def test_divergence_leaves_the_last_checkpoint_intact(digits, tmp_path):
-    from arrayprop.checkpoint import format as checkpoint
+    from arrayprop import checkpoint
 
     x, y = digits[0][:128], digits[1][:128]
     m = ap.mlp([64, 16, 10], seed=0, dtype="float64", backend="numpy")
@@ -625,7 +625,7 @@ def test_divergence_leaves_the_last_checkpoint_intact(digits, tmp_path):
 
 
 def test_keyboard_interrupt_from_a_callback_returns_history(backend, small, tmp_path):
-    from arrayprop.checkpoint import format as checkpoint
+    from arrayprop import checkpoint
 
     x, y = small
 
@@ -783,7 +783,7 @@ def test_resume_with_adam(digits, tmp_path):
 
 
 def test_checkpoint_every_and_resume_without_a_file(small, tmp_path):
-    from arrayprop.checkpoint import format as checkpoint
+    from arrayprop import checkpoint
 
     x, y = small
     path = tmp_path / "ck.npz"

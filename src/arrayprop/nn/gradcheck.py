@@ -13,7 +13,7 @@ from typing import Any
 
 from arrayprop.backends.core import Backend, backend_of, get_backend
 from arrayprop.nn.init import make_rng
-from arrayprop.nn.layers import Layer
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
 
 __all__ = ["gradcheck", "relative_error"]

@@ -41,9 +41,9 @@ from typing import Any
 from arrayprop import data as _data
 from arrayprop import kernels
 from arrayprop.backends.core import Backend
-from arrayprop.nn.layers import Layer
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss, get_loss
-from arrayprop.optim.optimizers import Optimizer
+from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
 from arrayprop.training import resume as _fit_checkpoint
 from arrayprop.training.args import (

@@ -277,7 +277,7 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool | None:
         if epoch % self.every:
             return None
-        from arrayprop.checkpoint import format as checkpoint
+        from arrayprop import checkpoint
 
         fields = {k: v for k, v in logs.items() if not isinstance(v, list)}
         path = str(self.path).format(epoch=epoch, **fields)

@@ -17,7 +17,7 @@ from typing import Any
 from arrayprop import data as _data
 from arrayprop.backends.core import Backend
 from arrayprop.errors import DataError, LabelError, NonFiniteError, ShapeError
-from arrayprop.nn.layers import Layer
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import BinaryCrossEntropy, Loss
 from arrayprop.training.args import _REGRESSION_LOSSES, _widths
 from arrayprop.training.metrics import Metric

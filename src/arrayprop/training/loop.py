@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from arrayprop.errors import DivergenceError
-from arrayprop.nn.layers import Layer
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
-from arrayprop.optim.optimizers import Optimizer
+from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
 from arrayprop.training.args import _dense_layers, _widths
 from arrayprop.training.callbacks import Callback, EpochLog, History

@@ -19,7 +19,7 @@ def save(run: _Run) -> None:
     """Write ``run``'s checkpoint, if it has one (atomically: :func:`arrayprop.checkpoint.save`)."""
     if run.checkpoint is None:
         return
-    from arrayprop.checkpoint import format as ckpt
+    from arrayprop import checkpoint as ckpt
 
     state = {
         "format": 1,
@@ -46,7 +46,7 @@ def save(run: _Run) -> None:
 
 def restore(run: _Run, path: Any) -> None:
     """Make ``run`` continue from the checkpoint at ``path`` (written by :func:`save`)."""
-    from arrayprop.checkpoint import format as ckpt
+    from arrayprop import checkpoint as ckpt
 
     loaded = ckpt.load(path, backend=run.be)
     extra = loaded.extra
