@@ -39,8 +39,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from arrayprop import data as _data
-from arrayprop import kernels
-from arrayprop.backends.core import Backend
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss, get_loss
 from arrayprop.optim.optimizer import Optimizer
@@ -79,26 +77,23 @@ WINDOW_STEPS = 1024
 def train_step(
     model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, *, keep_grads: bool = False
 ) -> Any:
-    """One gradient-descent step on the mini-batch (x, y).
+    """One gradient-descent step on the mini-batch (x, y), in training mode.
 
     Runs the forward pass, the loss and its gradient, the backward pass (which skips ∂C/∂x, not
-    needed to train) and ``optimizer.step()``.
-
-    With plain :class:`~arrayprop.optim.SGD` (no momentum, no weight decay) on a backend whose
-    kernels fold the update into the weight-gradient GEMM (NumPy with its OpenBLAS,
-    :func:`arrayprop.kernels.fused_sgd`), each Dense layer applies W ← W − η Xᵀδ during the
-    backward pass as one BLAS call and the weight gradient is never stored (eq. 7a of
-    docs/math.md): the weights are the same, but ``.grad`` is None afterwards.
-    ``keep_grads=True`` keeps the separate ``optimizer.step()`` and the gradients.
+    needed to train, where the model takes that hint) and ``optimizer.step()``. Afterwards
+    every parameter's ``.grad`` holds this step's gradient (a Dense weight gradient is formed
+    when first read: plain :class:`~arrayprop.SGD` on NumPy folds it into its update instead,
+    eq. 7a of docs/math.md).
 
     Parameters
     ----------
-    x : array, shape (batch, in_features)
+    x : array, shape (batch, ...)
         On the model's backend (host data is copied there first).
     y : array
         Targets in the form the loss takes, e.g. integer labels (batch,).
     keep_grads : bool
-        Never fold the update into the backward pass, so every ``Parameter.grad`` is set.
+        Form every gradient before the update, so that no optimizer folds it (the update then
+        reads the stored gradients, as with every other optimizer).
 
     Returns
     -------
@@ -111,25 +106,19 @@ def train_step(
         # Moves host data and casts float data to the model's dtype (on numpy, host data counts
         # as the backend's own and would otherwise reach Dense as float64 for a float32 model).
         x = be.asarray(x, what="train_step: x")
+    if not model.training:
+        model.train()
     pred = model.forward(x)
     value, grad = loss.value_and_grad(pred, y)
-    lr = None if keep_grads or be is None else _fused_sgd_lr(model, optimizer, be)
-    if lr is None:
+    if model.speed_hints:
         model.backward(grad, inplace=True, input_grad=False)
     else:
-        model.backward(grad, inplace=True, input_grad=False, sgd_lr=lr)
-    optimizer.step()  # counts the step; with sgd_lr no gradient is left to apply
+        model.backward(grad)
+    if keep_grads:
+        for p in model.parameters():
+            _ = p.grad  # formed now: the update reads it rather than folding it
+    optimizer.step()
     return value
-
-
-def _fused_sgd_lr(model: Layer, optimizer: Optimizer, be: Backend) -> float | None:
-    """η when this step may fold plain SGD into the backward pass: the optimizer is plain SGD
-    over every parameter of the model, every layer takes ``sgd_lr``, and the backend's kernel
-    does it as one in-place GEMM (elsewhere folding would gain nothing)."""
-    lr = optimizer.plain_sgd_lr()
-    if lr is None or not model.fuses_sgd or not kernels.fused_sgd(be):
-        return None
-    return lr if optimizer.owns(model.parameters()) else None
 
 
 def _budget(max_device_bytes: int | None) -> int:
