@@ -13,9 +13,11 @@ from arrayprop import kernels
 from arrayprop.backends.core import Backend
 from arrayprop.errors import ShapeError
 from arrayprop.nn.layer import Layer, check_2d, check_grad
+from arrayprop.validation import UNIT_OPEN, check
 
 __all__ = [
     "ACTIVATIONS",
+    "LEAKY_ALPHA",
     "Activation",
     "Identity",
     "LeakyReLU",
@@ -24,6 +26,9 @@ __all__ = [
     "Softmax",
     "Tanh",
 ]
+
+#: What LeakyReLU's slope for z < 0 may be.
+LEAKY_ALPHA = UNIT_OPEN
 
 
 class Activation(Layer):
@@ -112,10 +117,8 @@ class LeakyReLU(Activation):
     kind = "leaky_relu"
 
     def __init__(self, alpha: float = 0.01) -> None:
-        if not 0 < float(alpha) < 1:
-            raise ValueError(f"LeakyReLU: alpha must be in (0, 1), got {alpha!r}")
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = check("LeakyReLU", "alpha", alpha, LEAKY_ALPHA)
 
     @property
     def _alpha(self) -> float:

@@ -15,8 +15,12 @@ from arrayprop.errors import DTypeError, ShapeError
 from arrayprop.nn.init import get_initializer, make_rng
 from arrayprop.nn.layer import Layer, check_2d, check_grad
 from arrayprop.nn.parameter import Parameter
+from arrayprop.validation import POSITIVE_INT, check
 
-__all__ = ["Dense"]
+__all__ = ["WIDTH", "Dense"]
+
+#: What ``in_features`` and ``out_features`` may be.
+WIDTH = POSITIVE_INT
 
 
 class Dense(Layer):
@@ -61,11 +65,8 @@ class Dense(Layer):
         backend: str | Backend | None = None,
         dtype: Any = None,
     ) -> None:
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"Dense: {name} must be a positive int, got {value!r}")
-        self.in_features = in_features
-        self.out_features = out_features
+        self.in_features = check("Dense", "in_features", in_features, WIDTH)
+        self.out_features = check("Dense", "out_features", out_features, WIDTH)
         self.backend = be = get_backend(backend, dtype=dtype)
         self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
         if weight is None:

@@ -14,10 +14,13 @@ from arrayprop.backends.core import Backend, backend_of
 from arrayprop.errors import DataError, DTypeError, LabelError, ShapeError
 from arrayprop.kernels import portable
 from arrayprop.registry import resolve
+from arrayprop.validation import Interval, Options, check
 
 __all__ = [
+    "BCE_EPS",
     "LOSSES",
     "MSE",
+    "REDUCTIONS",
     "RMSE",
     "BinaryCrossEntropy",
     "L2Loss",
@@ -26,6 +29,12 @@ __all__ = [
     "check_labels",
     "get_loss",
 ]
+
+#: How :class:`L2Loss` reduces over the batch.
+REDUCTIONS = Options(("sum", "mean"))
+#: The clip of :class:`BinaryCrossEntropy` on probabilities, p in [eps, 1 − eps]: below 1/2,
+#: or the interval is empty.
+BCE_EPS = Interval(float, 0, 0.5, closed="neither")
 
 
 class Loss:
@@ -97,9 +106,7 @@ class L2Loss(Loss):
 
     def __init__(self, reduction: str = "sum") -> None:
         super().__init__()
-        if reduction not in ("sum", "mean"):
-            raise ValueError(f"L2Loss: reduction must be 'sum' or 'mean', got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = check("L2Loss", "reduction", reduction, REDUCTIONS)
 
     def __repr__(self) -> str:
         return f"L2Loss(reduction={self.reduction!r})"
@@ -156,7 +163,7 @@ class BinaryCrossEntropy(Loss):
     def __init__(self, from_logits: bool = False, eps: float | None = None) -> None:
         super().__init__()
         self.from_logits = bool(from_logits)
-        self.eps = eps
+        self.eps = None if eps is None else check("BinaryCrossEntropy", "eps", eps, BCE_EPS)
 
     def __repr__(self) -> str:
         return f"BinaryCrossEntropy(from_logits={self.from_logits})"
