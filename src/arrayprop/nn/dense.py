@@ -106,7 +106,7 @@ class Dense(Layer):
                 "data with backend.asarray (integer data must be cast to float explicitly)"
             )
         self._x = x
-        return kernels.linear(be, x, self.weight.data, self.bias.data)
+        return kernels.linear(be, x, self.weight.data, self.bias.data)  # eq. 1
 
     def backward(
         self,
@@ -130,16 +130,16 @@ class Dense(Layer):
         self._x = None
         if sgd_lr is not None:
             # δ Wᵀ needs the weights before the update, so it goes first (eq. 7a).
-            g_in = kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None
-            w, b = kernels.sgd_linear_update(
+            g_in = kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None  # eq. 4
+            w, b = kernels.sgd_linear_update(  # eq. 7a
                 be, self.weight.data, self.bias.data, x, grad_out, sgd_lr
             )
             self.weight.data, self.bias.data = w, b
             self.weight.grad = self.bias.grad = None
             return g_in
-        self.weight.grad = kernels.matmul(be, x.T, grad_out)
-        self.bias.grad = kernels.bias_grad(be, grad_out)
-        return kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None
+        self.weight.grad = kernels.matmul(be, x.T, grad_out)  # eq. 5
+        self.bias.grad = kernels.bias_grad(be, grad_out)  # eq. 6
+        return kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None  # eq. 4
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]

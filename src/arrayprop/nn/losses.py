@@ -121,8 +121,8 @@ class L2Loss(Loss):
         value = 0.5 * be.xp.sum(diff * diff)
         if self.reduction == "mean":
             n = pred.shape[0]
-            return _scalar(be, value / n), diff / n
-        return _scalar(be, value), diff
+            return _scalar(be, value / n), diff / n  # eq. 11
+        return _scalar(be, value), diff  # eq. 11
 
 
 class MSE(Loss):
@@ -133,7 +133,7 @@ class MSE(Loss):
         t = self._float_target(be, pred, target)
         diff = pred - t
         m = _size(pred)
-        return _scalar(be, be.xp.sum(diff * diff) / m), diff * (2.0 / m)
+        return _scalar(be, be.xp.sum(diff * diff) / m), diff * (2.0 / m)  # eq. 12
 
 
 class RMSE(Loss):
@@ -148,7 +148,7 @@ class RMSE(Loss):
         value = xp.sqrt(xp.sum(diff * diff) / m)
         # Guard C = 0 without a host sync: divide by max(C, tiny) and the numerator is 0 there.
         denom = xp.maximum(value, xp.finfo(pred.dtype).smallest_normal) * m
-        return _scalar(be, value), diff / denom
+        return _scalar(be, value), diff / denom  # eq. 13
 
 
 class BinaryCrossEntropy(Loss):
@@ -184,12 +184,12 @@ class BinaryCrossEntropy(Loss):
         m = _size(pred)
         if self.from_logits:
             z = pred
-            value = xp.sum(xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))) / m
-            return _scalar(be, value), (portable.sigmoid(xp, z) - t) / m
+            value = xp.sum(xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))) / m  # eq. 15
+            return _scalar(be, value), (portable.sigmoid(xp, z) - t) / m  # eq. 15
         eps = self.eps if self.eps is not None else float(xp.finfo(pred.dtype).eps)
         p = xp.clip(pred, eps, 1.0 - eps)
-        value = -xp.sum(t * xp.log(p) + (1.0 - t) * xp.log1p(-p)) / m
-        return _scalar(be, value), (p - t) / (p * (1.0 - p) * m)
+        value = -xp.sum(t * xp.log(p) + (1.0 - t) * xp.log1p(-p)) / m  # eq. 14
+        return _scalar(be, value), (p - t) / (p * (1.0 - p) * m)  # eq. 14
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -211,10 +211,10 @@ class SoftmaxCrossEntropy(Loss):
         n, k = logits.shape
         labels = self.labels(be, target, n, k)
         if labels is not None:
-            value, grad = kernels.softmax_cross_entropy_labels(be, logits, labels)
+            value, grad = kernels.softmax_cross_entropy_labels(be, logits, labels)  # eq. 8
         else:
             y = self.targets(be, target, n, k, logits.dtype)
-            value, grad = kernels.softmax_cross_entropy(be, logits, y)
+            value, grad = kernels.softmax_cross_entropy(be, logits, y)  # eq. 8
         return _scalar(be, value), grad
 
     @staticmethod

@@ -79,4 +79,4 @@ class Adagrad(Optimizer):
         G = G + g * g
         state["sum"] = G
         lr_t = self.lr / (1 + (t - 1) * self.lr_decay)
-        return kernels.sgd_update(self.backend, w, g / (xp.sqrt(G) + self.eps), lr_t)
+        return kernels.sgd_update(self.backend, w, g / (xp.sqrt(G) + self.eps), lr_t)  # eq. 7

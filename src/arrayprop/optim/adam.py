@@ -85,7 +85,7 @@ class Adam(Optimizer):
             v = v if v_max is None else xp.maximum(v_max, v)
             state["max_exp_avg_sq"] = v
         denom = xp.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
-        return kernels.sgd_update(self.backend, w, m / denom, self.lr / (1 - beta1**t))
+        return kernels.sgd_update(self.backend, w, m / denom, self.lr / (1 - beta1**t))  # eq. 7
 
 
 class AdamW(Adam):

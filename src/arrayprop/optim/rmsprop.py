@@ -88,4 +88,4 @@ class RMSProp(Optimizer):
             b = state.get("momentum_buffer")
             u = u if b is None else self.momentum * b + u
             state["momentum_buffer"] = u
-        return kernels.sgd_update(self.backend, w, u, self.lr)
+        return kernels.sgd_update(self.backend, w, u, self.lr)  # eq. 7

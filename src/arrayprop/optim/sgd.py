@@ -63,12 +63,15 @@ class SGD(Optimizer):
 
     def _update(self, i: int, w: Any, g: Any) -> Any:
         if self.weight_decay:
-            g = g + self.weight_decay * w
+            g = g + self.weight_decay * w  # eq. 16
         if self.momentum:
             state = self.state[i]
             v = state.get("velocity")
-            # A copy on the first step: the velocity must not alias the caller's gradient.
-            v = self.backend.xp.asarray(g, copy=True) if v is None else self.momentum * v + g
+            if v is None:
+                # v₁ = g, copied: the velocity must not alias the caller's gradient.
+                v = self.backend.xp.asarray(g, copy=True)  # eq. 16
+            else:
+                v = self.momentum * v + g  # eq. 16
             state["velocity"] = v
-            g = g + self.momentum * v if self.nesterov else v
-        return kernels.sgd_update(self.backend, w, g, self.lr)
+            g = g + self.momentum * v if self.nesterov else v  # eq. 16
+        return kernels.sgd_update(self.backend, w, g, self.lr)  # eq. 7
