@@ -270,19 +270,6 @@ def test_cycle_finder_finds_a_cycle():
 #: test_no_import_cycles is an expected failure and test_no_new_import_cycles keeps any other
 #: cycle out. Remove an entry once its cycle is gone.
 KNOWN_CYCLES = [
-    {  # closed by checkpoint/format.py's `from arrayprop import __version__`
-        "arrayprop",
-        "arrayprop.checkpoint",
-        "arrayprop.checkpoint.format",
-        "arrayprop.training",
-        "arrayprop.training.api",
-        "arrayprop.training.args",
-        "arrayprop.training.callbacks",
-        "arrayprop.training.cuda_graph",
-        "arrayprop.training.feed",
-        "arrayprop.training.loop",
-        "arrayprop.training.resume",
-    },
     # closed by backends/core.py's local import of data.host.check_finite
     {"arrayprop.backends.core", "arrayprop.data.host"},
     # closed by bench/cli.py's local `from arrayprop import bench`

@@ -2,8 +2,8 @@
 
 Drawing on the host in float64 and only then moving to the device (with one cast) is what makes
 one seed give bit-identical initial weights on every backend. The generator comes from
-:func:`arrayprop.backend.host_rng`; each initialiser is ``f(shape, rng) -> host array`` and only
-calls the generator's methods.
+:func:`arrayprop.backends.core.host_rng`; each initialiser is ``f(shape, rng) -> host array``
+and only calls the generator's methods.
 """
 
 from __future__ import annotations
