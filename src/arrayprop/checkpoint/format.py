@@ -38,7 +38,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from arrayprop.backends.core import Backend, get_backend
+from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import CheckpointError
 from arrayprop.nn.layers import Layer, layer_from_config, sequential_from_config
 

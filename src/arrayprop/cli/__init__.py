@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from arrayprop import __version__, data, kernels
-from arrayprop.backends.core import BACKENDS, describe_backends, get_backend
+from arrayprop.backends import BACKENDS, describe_backends, get_backend
 from arrayprop.checkpoint import format as ckpt
 from arrayprop.errors import ArrayPropError
 from arrayprop.nn.layers import ACTIVATIONS, mlp

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from arrayprop import kernels
-from arrayprop.backends.core import Backend, backend_of, get_backend
+from arrayprop.backends import Backend, backend_of, get_backend
 from arrayprop.errors import BackendMismatchError, DTypeError, ShapeError
 from arrayprop.nn.init import get_initializer, make_rng
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from arrayprop import kernels
-from arrayprop.backends.core import backend_of
+from arrayprop.backends import backend_of
 from arrayprop.errors import CheckpointError
 from arrayprop.nn.layers import Parameter
 from arrayprop.registry import lookup

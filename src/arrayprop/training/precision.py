@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from arrayprop import kernels
-from arrayprop.backends.core import Backend
+from arrayprop.backends import Backend
 from arrayprop.errors import BackendUnavailableError, DTypeError
 from arrayprop.nn.layers import Layer
 from arrayprop.nn.losses import Loss
