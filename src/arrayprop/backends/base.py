@@ -15,6 +15,7 @@ where its library differs. No array library but NumPy is imported here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class Backend:
     install_hint: ClassVar[str] = ""
     #: Top-level module names of the library's array types (how :func:`backend_of` finds it).
     array_modules: ClassVar[tuple[str, ...]] = ()
+    #: The module of this backend's fast kernels (see :mod:`arrayprop.kernels`), if any.
+    fast_module: ClassVar[str | None] = None
 
     xp: Any
     device: Any
@@ -322,6 +325,11 @@ class Backend:
         """
         return self.errstate(over="ignore", invalid="ignore", divide="ignore")
 
+    def expect_overflow(self) -> AbstractContextManager[Any]:
+        """A context in which inf and NaN are expected results (loss scaling probes for
+        overflow), so no overflow / invalid-value warning is raised."""
+        return self.errstate(over="ignore", invalid="ignore")
+
     @property
     def on_host(self) -> bool:
         """True when arrays live in host memory, so reading a value back costs no device sync."""
@@ -331,6 +339,20 @@ class Backend:
     def dtype_name(self) -> str:
         """The default dtype's name: ``"float32"``, ``"bfloat16"``, ..."""
         return dtype_name_of(self.dtype)
+
+    @functools.cached_property
+    def fast(self) -> ModuleType | None:
+        """This backend's fast-kernel module, or None (no such module, or it does not import).
+
+        :mod:`arrayprop.kernels` dispatches to it unless portable kernels are selected. It is
+        imported on first use: NumPy's binds OpenBLAS, CuPy's imports CuPy.
+        """
+        if self.fast_module is None:
+            return None
+        try:
+            return importlib.import_module(self.fast_module)
+        except ImportError:  # its library is missing: the portable kernels take over
+            return None
 
     # -- display ------------------------------------------------------------------------------
     def __str__(self) -> str:

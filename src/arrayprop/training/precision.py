@@ -29,7 +29,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from arrayprop import kernels
 from arrayprop.backends import Backend
 from arrayprop.errors import BackendUnavailableError, DTypeError
 from arrayprop.nn.layers import Layer
@@ -232,7 +231,7 @@ class MixedPrecision:
 
     def _overflow_expected(self):
         # A scaled loss may overflow float16 on purpose; that is what the scaling detects.
-        return kernels.expect_overflow(self.backend) if self.scaled else contextlib.nullcontext()
+        return self.backend.expect_overflow() if self.scaled else contextlib.nullcontext()
 
     def _value_and_grads(self, x: Any, y: Any) -> tuple[Any, list[Any]]:
         be, xp = self.backend, self.backend.xp

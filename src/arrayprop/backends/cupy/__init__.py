@@ -25,6 +25,7 @@ class CupyBackend(Backend):
     namespace_module = "array_api_compat.cupy"
     install_hint = 'pip install "arrayprop[cuda12]"  (or arrayprop[cuda13] for CUDA 13)'
     array_modules = ("cupy",)
+    fast_module = "arrayprop.backends.cupy.kernels"
 
     @classmethod
     def resolve_device(cls, xp: ModuleType, device: Any) -> Any:

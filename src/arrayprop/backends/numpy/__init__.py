@@ -25,6 +25,7 @@ class NumpyBackend(Backend):
     library = "numpy"
     namespace_module = "array_api_compat.numpy"
     install_hint = "pip install numpy"
+    fast_module = "arrayprop.backends.numpy.kernels"
 
     @classmethod
     def resolve_device(cls, xp: ModuleType, device: Any) -> Any:
