@@ -354,6 +354,14 @@ class Backend:
         except ImportError:  # its library is missing: the portable kernels take over
             return None
 
+    def graph_capture(self) -> Any:
+        """The stream-capture mechanism behind :class:`~arrayprop.CudaGraphStep`.
+
+        Raises :class:`~arrayprop.errors.BackendUnavailableError` on a backend without CUDA
+        graphs (all but ``cupy``).
+        """
+        raise BackendUnavailableError(f"CUDA graphs need the 'cupy' backend, not {self}")
+
     # -- display ------------------------------------------------------------------------------
     def __str__(self) -> str:
         return f"Backend({self.name}, device={self.device!s}, dtype={self.dtype_name})"

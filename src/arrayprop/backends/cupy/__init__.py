@@ -1,7 +1,9 @@
 """The CuPy backend and everything CUDA (see docs/backends.md and docs/gpu.md).
 
 - this module: the adapter; CuPy is imported when a backend is first asked for;
-- :mod:`.kernels`: fused elementwise kernels around cuBLAS GEMMs (the fast paths).
+- :mod:`.kernels`: fused elementwise kernels around cuBLAS GEMMs (the fast paths);
+- :mod:`.cublas`: a cuBLAS GEMM through ctypes that stays legal under stream capture;
+- :mod:`.capture`: the stream capture behind :class:`~arrayprop.CudaGraphStep`.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ class CupyBackend(Backend):
         import cupy
 
         cupy.cuda.get_current_stream().synchronize()
+
+    def graph_capture(self) -> Any:
+        # Imported on use: the capture module allocates a stream, a pool and a cuBLAS handle.
+        from arrayprop.backends.cupy.capture import CupyCapture
+
+        return CupyCapture(self)
 
 
 def _cuda_index(device: Any) -> int:
