@@ -84,6 +84,8 @@ class Backend:
     array_modules: ClassVar[tuple[str, ...]] = ()
     #: The module of this backend's fast kernels (see :mod:`arrayprop.kernels`), if any.
     fast_module: ClassVar[str | None] = None
+    #: Whether float32 GEMMs can be switched to TF32 tensor cores (:meth:`set_tf32`).
+    supports_tf32: ClassVar[bool] = False
 
     xp: Any
     device: Any
@@ -361,6 +363,28 @@ class Backend:
         graphs (all but ``cupy``).
         """
         raise BackendUnavailableError(f"CUDA graphs need the 'cupy' backend, not {self}")
+
+    # -- TF32 (process-wide library switches, so class-level) ---------------------------------
+    @classmethod
+    def tf32_setting(cls) -> Any:
+        """The library's raw TF32 setting, which :meth:`restore_tf32` puts back exactly."""
+        raise cls._no_tf32()
+
+    @classmethod
+    def set_tf32(cls, enabled: bool) -> bool:
+        """Allow (or forbid) TF32 tensor cores for float32 GEMMs; returns whether it was on."""
+        raise cls._no_tf32()
+
+    @classmethod
+    def restore_tf32(cls, setting: Any) -> None:
+        """Put back a setting read with :meth:`tf32_setting`."""
+        raise cls._no_tf32()
+
+    @classmethod
+    def _no_tf32(cls) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"backend {cls.name!r} has no TF32 mode (a CUDA tensor-core mode for float32 GEMMs)"
+        )
 
     # -- display ------------------------------------------------------------------------------
     def __str__(self) -> str:

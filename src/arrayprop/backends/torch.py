@@ -1,6 +1,7 @@
 """The PyTorch backend: tensors on the CPU or a CUDA device (see docs/backends.md).
 
 PyTorch is imported when the backend is first asked for (through ``array_api_compat.torch``).
+Its TF32 switch is ``torch.backends.cuda.matmul.fp32_precision`` (``allow_tf32`` before 2.9).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class TorchBackend(Backend):
     namespace_module = "array_api_compat.torch"
     install_hint = 'pip install "arrayprop[torch]"'
     array_modules = ("torch",)
+    supports_tf32 = True
 
     @classmethod
     def resolve_device(cls, xp: ModuleType, device: Any) -> Any:
@@ -86,3 +88,39 @@ class TorchBackend(Backend):
     @property
     def on_host(self) -> bool:
         return self.device.type == "cpu"
+
+    # The setting is the switch's raw value ("tf32" / "ieee" or, before PyTorch 2.9, a bool).
+    @classmethod
+    def tf32_setting(cls) -> Any:
+        matmul = _matmul_switches()
+        return matmul.fp32_precision if hasattr(matmul, "fp32_precision") else matmul.allow_tf32
+
+    @classmethod
+    def set_tf32(cls, enabled: bool) -> bool:
+        previous = cls.tf32_setting()
+        if isinstance(previous, str):
+            cls.restore_tf32("tf32" if enabled else "ieee")
+        else:
+            cls.restore_tf32(bool(enabled))
+        return _on(previous)
+
+    @classmethod
+    def restore_tf32(cls, setting: Any) -> None:
+        matmul = _matmul_switches()
+        # PyTorch >= 2.9 raises when its legacy and new switches are mixed: use only one.
+        if hasattr(matmul, "fp32_precision"):
+            matmul.fp32_precision = setting
+        else:
+            matmul.allow_tf32 = setting
+
+
+def _matmul_switches() -> Any:
+    import torch
+
+    return torch.backends.cuda.matmul
+
+
+def _on(setting: Any) -> bool:
+    return setting in ("tf32", True) or (
+        isinstance(setting, str) and setting not in ("", "0", "ieee", "none")
+    )

@@ -2,18 +2,21 @@
 
 - this module: the adapter; CuPy is imported when a backend is first asked for;
 - :mod:`.kernels`: fused elementwise kernels around cuBLAS GEMMs (the fast paths);
-- :mod:`.cublas`: a cuBLAS GEMM through ctypes that stays legal under stream capture;
+- :mod:`.cublas`: a cuBLAS GEMM through ctypes that stays legal under stream capture, and
+  CuPy's float32 GEMM mode (TF32);
 - :mod:`.capture`: the stream capture behind :class:`~arrayprop.CudaGraphStep`.
 """
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from arrayprop.backends.base import Backend
+from arrayprop.backends.cupy import cublas
 from arrayprop.errors import BackendUnavailableError
 
 __all__ = ["CupyBackend"]
@@ -28,6 +31,7 @@ class CupyBackend(Backend):
     install_hint = 'pip install "arrayprop[cuda12]"  (or arrayprop[cuda13] for CUDA 13)'
     array_modules = ("cupy",)
     fast_module = "arrayprop.backends.cupy.kernels"
+    supports_tf32 = True
 
     @classmethod
     def resolve_device(cls, xp: ModuleType, device: Any) -> Any:
@@ -86,6 +90,30 @@ class CupyBackend(Backend):
         from arrayprop.backends.cupy.capture import CupyCapture
 
         return CupyCapture(self)
+
+    # CuPy reads CUPY_TF32 at its first float32 GEMM and caches it; the variable is the setting
+    # (None: unset), and the cached mode is updated alongside (best effort, private CuPy API).
+    @classmethod
+    def tf32_setting(cls) -> str | None:
+        return os.environ.get("CUPY_TF32")
+
+    @classmethod
+    def set_tf32(cls, enabled: bool) -> bool:
+        previous = cls.tf32_setting()
+        cls.restore_tf32("1" if enabled else "0")
+        return _on(previous)
+
+    @classmethod
+    def restore_tf32(cls, setting: str | None) -> None:
+        if setting is None:
+            os.environ.pop("CUPY_TF32", None)
+        else:
+            os.environ["CUPY_TF32"] = setting
+        cublas.set_cupy_tf32(_on(setting))
+
+
+def _on(setting: str | None) -> bool:
+    return setting is not None and setting not in ("", "0", "ieee", "none")
 
 
 def _cuda_index(device: Any) -> int:

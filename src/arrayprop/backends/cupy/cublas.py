@@ -3,8 +3,8 @@
 CuPy refuses cuBLAS calls on a capturing stream (cupy/cupy#6290), so while
 :class:`~arrayprop.CudaGraphStep` warms up and captures a step its GEMMs go to the libcublas
 CuPy itself loaded, called directly on a handle bound to the capture stream with a workspace of
-its own (:class:`CublasGemm`). The module also reads CuPy's float32 GEMM mode (TF32), so that
-the capture GEMM computes what ``cupy.matmul`` would.
+its own (:class:`CublasGemm`). The module also reads and sets CuPy's float32 GEMM mode (TF32),
+so that the capture GEMM computes what ``cupy.matmul`` would.
 
 CuPy is imported inside the functions, so this module imports without CuPy (and the tests can
 stand a NumPy-backed module in for it).
@@ -25,6 +25,7 @@ __all__ = [
     "check_status",
     "cupy_uses_tf32",
     "load_cublas",
+    "set_cupy_tf32",
 ]
 
 # cuBLAS / CUDA enum values (cublas_api.h, library_types.h).
@@ -76,6 +77,19 @@ def cupy_uses_tf32() -> bool:
         return linalg.get_compute_type(numpy.float32) == linalg.COMPUTE_TYPE_TF32
     except (ImportError, AttributeError):
         return os.environ.get("CUPY_TF32", "0") not in ("", "0")
+
+
+def set_cupy_tf32(enabled: bool) -> None:
+    """Update CuPy's cached float32 GEMM mode, which it reads from CUPY_TF32 only once."""
+    import numpy
+
+    try:
+        from cupy._core import _routines_linalg as linalg  # private: best effort
+
+        mode = linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT
+        linalg.set_compute_type(numpy.float32, mode)
+    except (ImportError, AttributeError):  # no CuPy (yet): the variable takes effect on import
+        pass
 
 
 class CublasGemm:
