@@ -40,7 +40,7 @@ from typing import Any
 
 from arrayprop import data as _data
 from arrayprop import kernels
-from arrayprop.backends.core import Backend
+from arrayprop.backends import Backend
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss, get_loss
 from arrayprop.optim.optimizer import Optimizer
