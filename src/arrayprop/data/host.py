@@ -25,9 +25,9 @@ def host_array(x: object, what: str) -> np.ndarray:
     arrayprop.errors.BackendMismatchError
         If ``x`` is an array of a device library (torch, cupy, jax, array-api-strict).
     """
-    from arrayprop.backends.core import _is_host
+    from arrayprop.backends import is_host
 
-    if not _is_host(x):
+    if not is_host(x):
         mod = type(x).__module__.split(".")[0]
         raise BackendMismatchError(
             f"{what}: got a {mod}.{type(x).__name__}, which is neither host (NumPy) data nor an "

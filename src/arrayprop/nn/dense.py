@@ -10,14 +10,18 @@ from collections.abc import Callable
 from typing import Any
 
 from arrayprop import kernels
-from arrayprop.backends.core import Backend, get_backend
+from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
 from arrayprop.nn.init import INITIALIZERS, get_initializer, make_rng
 from arrayprop.nn.layer import Layer, check_grad, check_last_axis
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
+from arrayprop.validation import POSITIVE_INT, check
 
-__all__ = ["Dense"]
+__all__ = ["WIDTH", "Dense"]
+
+#: What ``in_features`` and ``out_features`` may be.
+WIDTH = POSITIVE_INT
 
 
 @register_layer
@@ -63,11 +67,8 @@ class Dense(Layer):
         backend: str | Backend | None = None,
         dtype: Any = None,
     ) -> None:
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"Dense: {name} must be a positive int, got {value!r}")
-        self.in_features = in_features
-        self.out_features = out_features
+        self.in_features = check("Dense", "in_features", in_features, WIDTH)
+        self.out_features = check("Dense", "out_features", out_features, WIDTH)
         self.backend = be = get_backend(backend, dtype=dtype)
         self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
         if weight is None:

@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from arrayprop.backends.core import Backend, backend_of, get_backend
+from arrayprop.backends import Backend, backend_of, get_backend
 from arrayprop.errors import CheckpointError, DTypeError, ShapeError
 from arrayprop.nn.parameter import Buffer, Parameter
 

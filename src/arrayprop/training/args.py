@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from arrayprop.backends.core import Backend
+from arrayprop.backends import Backend
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import MSE, RMSE, L2Loss, Loss
 from arrayprop.optim.optimizer import Optimizer

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arrayprop import data as _data
-from arrayprop.backends.core import Backend
+from arrayprop.backends import Backend
 from arrayprop.errors import DataError, LabelError, NonFiniteError, ShapeError
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import BinaryCrossEntropy, Loss
