@@ -55,8 +55,7 @@ class Sequential(Layer):
         if self.backend is not None:
             for _, layer in self.named_layers():
                 layer.backend = self.backend
-        for _ in self.named_parameters():  # names every parameter ("0.weight")
-            pass
+        self.assign_names()
 
     def named_children(self):
         for i, layer in enumerate(self.layers):

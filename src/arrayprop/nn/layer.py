@@ -94,12 +94,11 @@ class Layer:
             for attr, value in vars(layer).items():
                 if isinstance(value, kind) and id(value) not in seen:
                     seen.add(id(value))
-                    value.name = _join(path, attr)
-                    yield value.name, value
+                    yield _join(path, attr), value
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """Every parameter of this layer and the layers inside it, by dotted attribute path
-        (``"0.weight"``, ``"2.gamma"``); also sets each :attr:`Parameter.name`."""
+        (``"0.weight"``, ``"2.gamma"``)."""
         return self._named_state(Parameter, prefix)
 
     def parameters(self) -> list[Parameter]:
@@ -112,6 +111,12 @@ class Layer:
 
     def buffers(self) -> list[Buffer]:
         return [b for _, b in self.named_buffers()]
+
+    def assign_names(self) -> None:
+        """Set each parameter's and buffer's ``.name`` to its dotted path from this layer (what
+        error messages show); containers do it when built."""
+        for name, item in [*self.named_parameters(), *self.named_buffers()]:
+            item.name = name
 
     # -- mode ------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Layer:
