@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from arrayprop.errors import BackendMismatchError, BackendUnavailableError, DTypeError
+from arrayprop.validation import check_finite
 
 __all__ = [
     "BACKENDS",
@@ -27,7 +28,6 @@ __all__ = [
     "backend_of",
     "describe_backends",
     "get_backend",
-    "host_rng",
     "host_zeros",
 ]
 
@@ -390,15 +390,13 @@ def _numpy_dtype(dtype: Any):
 def _check_cast_range(host: np.ndarray, target: Any, what: str) -> None:
     """Refuse finite host floats that a cast to the narrower float ``target`` makes ±inf.
 
-    The scan (:func:`~arrayprop.data.check_finite`, which decides from the two dtypes whether
+    The scan (:func:`~arrayprop.validation.check_finite`, which decides from the two dtypes whether
     one is needed) runs only when the cast narrows: float64 data for a float32 model. NaN and
     inf pass: they are the data's own, and the training entry points refuse them themselves.
     """
     target = np.dtype(target)
     if host.dtype.kind != "f" or target.kind != "f" or host.dtype.itemsize <= target.itemsize:
         return
-    from arrayprop.data.host import check_finite
-
     # (atleast_1d: the scan goes by rows, and a 0-d array has none.)
     check_finite(
         np.atleast_1d(host), what, cast_to=(target.name, float(np.finfo(target).max)),
@@ -457,17 +455,6 @@ def _same_device(backend: Backend, x: Any) -> bool:
         except Exception:
             return True
     return x.device == backend.device
-
-
-def host_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    """The host NumPy Generator all randomness is drawn from (a Generator is used as is).
-
-    Weights, shuffles and test data are drawn here, on the host, and only then moved to a
-    device, so one seed gives the same numbers on every backend.
-    """
-    if isinstance(seed, np.random.Generator):
-        return seed
-    return np.random.default_rng(seed)
 
 
 def host_zeros(shape: tuple[int, ...]) -> np.ndarray:

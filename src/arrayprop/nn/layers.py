@@ -22,7 +22,8 @@ from typing import Any
 from arrayprop import kernels
 from arrayprop.backends.core import Backend, backend_of, get_backend
 from arrayprop.errors import BackendMismatchError, DTypeError, ShapeError
-from arrayprop.nn.init import get_initializer, make_rng
+from arrayprop.nn.init import get_initializer
+from arrayprop.random import host_rng
 
 __all__ = [
     "Dense",
@@ -204,7 +205,7 @@ class Dense(Layer):
         self.backend = be = get_backend(backend, dtype=dtype)
         self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
         if weight is None:
-            host_w = get_initializer(init)((in_features, out_features), make_rng(seed))
+            host_w = get_initializer(init)((in_features, out_features), host_rng(seed))
             w = be.asarray(host_w, dtype=be.dtype)
         else:
             w = self._exact(weight, (in_features, out_features), "weight")
@@ -632,7 +633,7 @@ def mlp(
     if init is None:
         init = "he" if activation in ("relu", "leaky_relu") else "glorot"
     be = get_backend(backend, dtype=dtype)
-    rng = make_rng(seed)
+    rng = host_rng(seed)
     layers: list[Layer] = []
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(Dense(n_in, n_out, init=init, seed=rng, backend=be))
