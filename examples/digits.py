@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 import arrayprop as ap
-from arrayprop import data
-from arrayprop.checkpoint import format as checkpoint
+from arrayprop import checkpoint, data
 
 
 def load(seed: int = 0) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-from arrayprop.checkpoint import format as checkpoint
+from arrayprop import checkpoint
 from arrayprop.training import cuda_graph, precision
 
 #: Array libraries a user may not have (or may not want started): importing arrayprop must not

@@ -8,7 +8,7 @@ import pytest
 
 import arrayprop as ap
 from arrayprop.nn import losses
-from arrayprop.optim import optimizers as optim
+from arrayprop.optim import registry as optim
 from arrayprop.registry import lookup
 from arrayprop.training import metrics
 

@@ -83,8 +83,7 @@ from arrayprop.training import (
     tf32,
     train_step,
 )
-
-__version__ = "0.1.0"
+from arrayprop.version import __version__
 
 __all__ = [
     "BACKENDS",

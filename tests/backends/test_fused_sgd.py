@@ -213,7 +213,7 @@ def test_steps_that_are_not_plain_sgd_keep_their_gradients(variant, rng):
         opt = ap.SGD(params[2:], lr=0.1)  # the first Dense layer is frozen
     else:
 
-        class Scale(ap.nn.layers.Layer):  # a user layer that knows nothing of sgd_lr
+        class Scale(ap.nn.Layer):  # a user layer that knows nothing of sgd_lr
             def forward(self, x, *, inplace=False):
                 return 2.0 * x
 

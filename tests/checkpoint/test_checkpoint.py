@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-from arrayprop.checkpoint import format as ck
+from arrayprop import checkpoint as ck
+from arrayprop.checkpoint import write as ck_write
 from arrayprop.errors import CheckpointError
 
 SIZES = [6, 8, 7, 3]
@@ -180,7 +181,7 @@ def test_non_array_extra_must_be_json(tmp_path):
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_optimizer_state_round_trip(tmp_path, rng, name):
-    from arrayprop.optim.optimizers import get_optimizer
+    from arrayprop.optim.registry import get_optimizer
 
     be = ap.get_backend("numpy", dtype="float64")
     kwargs = {"momentum": 0.9} if name == "sgd" else {}
@@ -216,7 +217,7 @@ def test_optimizer_state_round_trip(tmp_path, rng, name):
 
 
 def test_restore_optimizer_refuses_missing_or_foreign_state(saved, tmp_path):
-    from arrayprop.optim.optimizers import get_optimizer
+    from arrayprop.optim.registry import get_optimizer
 
     _, path = saved
     loaded = ck.load(path)
@@ -235,7 +236,7 @@ def test_restore_optimizer_refuses_missing_or_foreign_state(saved, tmp_path):
 
 
 def _crash_after_first_member(monkeypatch):
-    real = ck._write_member
+    real = ck_write._write_member
     calls = []
 
     def flaky(zf, name, arr):
@@ -244,7 +245,7 @@ def _crash_after_first_member(monkeypatch):
         calls.append(name)
         real(zf, name, arr)
 
-    monkeypatch.setattr(ck, "_write_member", flaky)
+    monkeypatch.setattr(ck_write, "_write_member", flaky)
 
 
 def test_crash_while_writing_keeps_the_old_checkpoint(saved, monkeypatch, x):

@@ -14,8 +14,8 @@ import pytest
 
 import arrayprop as ap
 import arrayprop.backends.core as backend_mod
+from arrayprop import checkpoint as ck
 from arrayprop import cli, data
-from arrayprop.checkpoint import format as ck
 
 
 def _accuracy(text: str) -> float:

@@ -28,8 +28,8 @@ def tune():
 def test_defaults_are_what_the_cli_builds(tune):
     args = cli.build_parser().parse_args(["train"])
     ds = cli.load_dataset(args.dataset)
-    model = ap.mlp(cli._sizes(args, ds), args.activation, seed=0)
-    opt = cli._optimizer(args, model.parameters())
+    model = ap.mlp(cli.model_sizes(args, ds), args.activation, seed=0)
+    opt = cli.build_optimizer(args, model.parameters())
     expected = tune.defaults()
     assert (opt.name, opt.lr, opt.weight_decay) == (
         expected.optimizer,

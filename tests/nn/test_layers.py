@@ -340,7 +340,7 @@ def test_predict_and_train_step_move_host_data_of_any_float_dtype(backend32, rng
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "tanh", "identity"])
 def test_mlp_structure(backend, activation):
     model = ap.mlp([4, 8, 5, 3], activation=activation, seed=0, backend=backend)
-    act = ap.nn.layers.ACTIVATIONS[activation]
+    act = ap.nn.ACTIVATIONS[activation]
     kinds = [type(layer) for layer in model]
     assert kinds == [ap.Dense, act, ap.Dense, act, ap.Dense]  # logits out: no final activation
     shapes = [p.shape for p in model.parameters()]

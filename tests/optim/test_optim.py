@@ -15,8 +15,8 @@ import pytest
 import arrayprop as ap
 from arrayprop import kernels
 from arrayprop.errors import CheckpointError
-from arrayprop.nn.layers import Parameter
-from arrayprop.optim.optimizers import (
+from arrayprop.nn.parameter import Parameter
+from arrayprop.optim import (
     OPTIMIZERS,
     SGD,
     Adam,

@@ -10,8 +10,8 @@ import pytest
 
 import arrayprop as ap
 from arrayprop.errors import CheckpointError
-from arrayprop.nn.layers import Parameter
-from arrayprop.optim.optimizers import SGD, get_optimizer, optimizer_from_config
+from arrayprop.nn.parameter import Parameter
+from arrayprop.optim import SGD, get_optimizer, optimizer_from_config
 from arrayprop.optim.schedules import (
     CosineAnnealingLR,
     ExponentialLR,

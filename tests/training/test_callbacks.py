@@ -202,7 +202,7 @@ def test_callbacks_must_be_callbacks():
 
 
 def test_model_checkpoint_every_n_epochs(tmp_path):
-    from arrayprop.checkpoint import format as checkpoint
+    from arrayprop import checkpoint
 
     x, y, _, _ = _data(64)
     m = ap.mlp([64, 8, 10], seed=0, dtype="float64", backend="numpy")

@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-from arrayprop.checkpoint import format as ckpt
+from arrayprop import checkpoint as ckpt
+from arrayprop.checkpoint.format import canonical_json, checksum
 from arrayprop.errors import CheckpointError
 from arrayprop.training.callbacks import Callback
 from arrayprop.training.metrics import Metric
@@ -225,7 +226,7 @@ def test_every_truncation_is_refused(saved, tmp_path):
     lengths = sorted({*range(0, 64), *range(len(raw) - 64, len(raw)), *range(0, len(raw), 97)})
     for n in lengths:
         cut.write_bytes(raw[:n])
-        with pytest.raises(ckpt.CheckpointError, match=r"cut\.npz: "):
+        with pytest.raises(CheckpointError, match=r"cut\.npz: "):
             ckpt.load(cut)
     assert len(lengths) > 150
 
@@ -245,7 +246,7 @@ def test_bit_flips_are_refused_or_change_nothing_that_is_loaded(saved, tmp_path)
         flipped.write_bytes(bytes(data))
         try:
             loaded = ckpt.load(flipped)
-        except ckpt.CheckpointError:
+        except CheckpointError:
             refused += 1
             continue
         # Loaded: the flip hit zip bookkeeping numpy never reads (a timestamp, the
@@ -275,7 +276,7 @@ def test_a_flip_in_any_stored_value_is_refused(saved, tmp_path):
                 data = bytearray(raw)
                 data[int(pos)] ^= 1 << int(rng.integers(8))
                 flipped.write_bytes(bytes(data))
-                with pytest.raises(ckpt.CheckpointError, match=r"flipped\.npz: "):
+                with pytest.raises(CheckpointError, match=r"flipped\.npz: "):
                     ckpt.load(flipped)
                 tried += 1
     assert tried > 40
@@ -347,7 +348,7 @@ def test_foreign_and_hostile_files_are_refused_and_never_unpickled(saved, tmp_pa
     marker = tmp_path / "pwned"
     files = _foreign_files(tmp_path, raw, marker)
     for name, path in files.items():
-        with pytest.raises(ckpt.CheckpointError, match=rf"{name}: ") as info:
+        with pytest.raises(CheckpointError, match=rf"{name}: ") as info:
             ckpt.load(path)
         assert not marker.exists(), f"loading {name} ran the pickle payload"
         assert "not an arrayprop checkpoint" in str(info.value) or "corrupted" in str(info.value), (
@@ -547,8 +548,8 @@ def test_a_crafted_header_cannot_make_load_allocate_a_huge_model(saved, tmp_path
         arrays = {k: npz[k] for k in npz.files}
     header = json.loads(arrays.pop("header").tobytes())
     header["architecture"]["layers"][0].update(in_features=100_000, out_features=100_000)
-    header["checksum"] = ckpt._checksum(header, arrays)
-    arrays["header"] = np.frombuffer(ckpt._canonical(header), dtype=np.uint8)
+    header["checksum"] = checksum(header, arrays)
+    arrays["header"] = np.frombuffer(canonical_json(header), dtype=np.uint8)
     np.savez(path, **arrays)
-    with pytest.raises(ckpt.CheckpointError, match=r"parameter 0 has shape \(5, 6\), its "):
+    with pytest.raises(CheckpointError, match=r"parameter 0 has shape \(5, 6\), its "):
         ckpt.load(path)

@@ -1,8 +1,25 @@
 """Layers, losses and initialisers: the model side of the math (docs/math.md).
 
+One concept per module: :mod:`.parameter`, :mod:`.layer` (the protocol), :mod:`.dense`,
+:mod:`.activations`, :mod:`.containers` (Sequential, mlp), :mod:`.config` (rebuilding models
+from their config), :mod:`.losses`, :mod:`.init` and :mod:`.gradcheck`.
+
 Array API only, through ``backend.xp``; see docs/architecture.md for what nn/ may import.
 """
 
+from arrayprop.nn.activations import (
+    ACTIVATIONS,
+    Activation,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from arrayprop.nn.config import LAYER_TYPES, layer_from_config, sequential_from_config
+from arrayprop.nn.containers import Sequential, mlp
+from arrayprop.nn.dense import Dense
 from arrayprop.nn.gradcheck import gradcheck, relative_error
 from arrayprop.nn.init import (
     glorot_normal,
@@ -12,20 +29,9 @@ from arrayprop.nn.init import (
     normal,
     zeros,
 )
-from arrayprop.nn.layers import (
-    Dense,
-    Identity,
-    Layer,
-    LeakyReLU,
-    Parameter,
-    ReLU,
-    Sequential,
-    Sigmoid,
-    Softmax,
-    Tanh,
-    mlp,
-)
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import (
+    LOSSES,
     MSE,
     RMSE,
     BinaryCrossEntropy,
@@ -34,10 +40,15 @@ from arrayprop.nn.losses import (
     SoftmaxCrossEntropy,
     get_loss,
 )
+from arrayprop.nn.parameter import Parameter
 
 __all__ = [
+    "ACTIVATIONS",
+    "LAYER_TYPES",
+    "LOSSES",
     "MSE",
     "RMSE",
+    "Activation",
     "BinaryCrossEntropy",
     "Dense",
     "Identity",
@@ -58,8 +69,10 @@ __all__ = [
     "gradcheck",
     "he_normal",
     "he_uniform",
+    "layer_from_config",
     "mlp",
     "normal",
     "relative_error",
+    "sequential_from_config",
     "zeros",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from arrayprop.backends.core import Backend, backend_of, get_backend
-from arrayprop.nn.layers import Layer
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
 from arrayprop.random import host_rng
 

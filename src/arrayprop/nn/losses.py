@@ -12,10 +12,12 @@ from typing import Any
 from arrayprop import kernels
 from arrayprop.backends.core import Backend, backend_of
 from arrayprop.errors import DataError, DTypeError, LabelError, ShapeError
+from arrayprop.kernels import portable
 from arrayprop.registry import resolve
 from arrayprop.validation import check_class_labels, class_labels_ok
 
 __all__ = [
+    "LOSSES",
     "MSE",
     "RMSE",
     "BinaryCrossEntropy",
@@ -163,8 +165,6 @@ class BinaryCrossEntropy(Loss):
         return {"type": "BinaryCrossEntropy", "from_logits": self.from_logits}
 
     def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
-        from arrayprop.kernels import portable
-
         be = self._backend(pred)
         xp = be.xp
         t = self._float_target(be, pred, target)

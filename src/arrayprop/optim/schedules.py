@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from arrayprop.errors import CheckpointError
-from arrayprop.optim.optimizers import Optimizer
+from arrayprop.optim.optimizer import Optimizer
 
 __all__ = [
     "CosineAnnealingLR",

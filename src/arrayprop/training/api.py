@@ -42,9 +42,9 @@ from typing import Any
 from arrayprop import kernels
 from arrayprop.backends.core import Backend
 from arrayprop.data.adapter import prepare
-from arrayprop.nn.layers import Layer
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss, get_loss
-from arrayprop.optim.optimizers import Optimizer
+from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
 from arrayprop.random import host_rng
 from arrayprop.training.args import (

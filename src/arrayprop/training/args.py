@@ -12,9 +12,10 @@ from typing import Any
 
 from arrayprop.backends.core import Backend
 from arrayprop.data.adapter import Expect
-from arrayprop.nn.layers import Layer
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, Loss
-from arrayprop.optim.optimizers import Optimizer, get_optimizer
+from arrayprop.optim.optimizer import Optimizer
+from arrayprop.optim.registry import get_optimizer
 from arrayprop.training.callbacks import EpochLog, ProgressBar
 from arrayprop.training.metrics import Accuracy, Metric, get_metric
 from arrayprop.validation import POSITIVE_INT, Options, check

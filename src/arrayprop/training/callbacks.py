@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from arrayprop.checkpoint import format as checkpoint
+from arrayprop import checkpoint
 from arrayprop.validation import NON_NEGATIVE, POSITIVE_INT, Interval, Options, check
 
 __all__ = [

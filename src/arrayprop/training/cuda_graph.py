@@ -41,9 +41,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from arrayprop.errors import BackendUnavailableError, DTypeError, ShapeError
-from arrayprop.nn.layers import Layer
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
-from arrayprop.optim.optimizers import SGD, Optimizer
+from arrayprop.optim.optimizer import Optimizer
+from arrayprop.optim.sgd import SGD
 from arrayprop.training.api import train_step
 
 __all__ = ["CudaGraphStep"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from arrayprop.backends.core import Backend
 from arrayprop.data.adapter import DeviceData
-from arrayprop.nn.layers import Layer
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
 from arrayprop.training.metrics import Metric
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from arrayprop.data.adapter import DeviceData
 from arrayprop.errors import DivergenceError
-from arrayprop.nn.layers import Layer
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
-from arrayprop.optim.optimizers import Optimizer
+from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
 from arrayprop.training.args import dense_layers
 from arrayprop.training.callbacks import Callback, EpochLog, History

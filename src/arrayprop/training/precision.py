@@ -32,9 +32,9 @@ from typing import Any
 from arrayprop import kernels
 from arrayprop.backends.core import Backend
 from arrayprop.errors import BackendUnavailableError, DTypeError
-from arrayprop.nn.layers import Layer
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
-from arrayprop.optim.optimizers import Optimizer
+from arrayprop.optim.optimizer import Optimizer
 
 __all__ = ["MixedPrecision", "enable_tf32", "tf32"]
 

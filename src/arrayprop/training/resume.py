@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from arrayprop.checkpoint import format as ckpt
+from arrayprop import checkpoint as ckpt
 from arrayprop.data.adapter import host_array
 from arrayprop.errors import CheckpointError
 from arrayprop.random import rng_from_state, rng_state

@@ -1,0 +1,222 @@
+"""Saving a checkpoint: collect the arrays, build the header and write the file atomically.
+
+A temporary file in the target's directory is written, flushed, fsynced and renamed onto the
+target, so a crash leaves the previous checkpoint intact; the temporary a killed writer leaves
+behind is removed by the next save to that path. The layout is described in
+:mod:`arrayprop.checkpoint.format`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arrayprop.checkpoint.format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    HEADER,
+    canonical_json,
+    checksum,
+)
+from arrayprop.errors import CheckpointError
+from arrayprop.nn.layer import Layer
+from arrayprop.version import __version__
+
+__all__ = ["save"]
+
+
+def save(
+    model: Layer,
+    path: str | os.PathLike[str],
+    optimizer: Any = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (and optionally its optimizer's state and ``extra``) to ``path``, atomically.
+
+    Parameters
+    ----------
+    model : Layer
+        A model with parameters, usually a Sequential; its ``config()`` must be JSON-able.
+    path : str or os.PathLike
+        The target file (conventionally ``*.npz``). Its directory must exist. An existing file is
+        replaced only once the new one is completely on disk.
+    optimizer : Optimizer, optional
+        Saved through ``optimizer.state_dict()``: type, hyperparameters, step count and every
+        per-parameter state array (momentum buffers, Adam moments, ...).
+    extra : dict, optional
+        Anything else to keep (epoch, history, data statistics...). Values must be JSON-able,
+        except top-level NumPy arrays, which are stored as arrays (never pickled).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    CheckpointError
+        If the model has no parameters or ``extra`` holds something that cannot be stored.
+    OSError
+        If the file cannot be written; the previous file at ``path`` is then left untouched.
+    """
+    path = Path(path)
+    params = model.parameters()
+    if not params or model.backend is None:
+        raise CheckpointError(f"cannot checkpoint {model!r} to {path}: it has no parameters")
+    be = model.backend
+    arrays: dict[str, np.ndarray] = {}
+    param_info = []
+    for i, p in enumerate(params):
+        host = np.asarray(be.to_host(p.data))
+        arrays[f"param.{i}"] = host
+        param_info.append({"name": p.name, "shape": list(host.shape)})
+
+    header: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "arrayprop_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "architecture": model.config(),
+        "dtype": be.dtype_name,
+        "backend": be.name,
+        "device": str(be.device),
+        "parameters": param_info,
+        "optimizer": None if optimizer is None else _optimizer_header(optimizer, params, arrays),
+    }
+    header["extra"], header["extra_arrays"] = _split_extra(extra, arrays, path)
+    header["arrays"] = sorted(arrays)
+    # A JSON round trip first, so the checksum is over exactly what a reader will re-serialise.
+    try:
+        header = json.loads(canonical_json(header))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot checkpoint to {path}: header is not JSON-able ({exc})"
+        ) from exc
+    header["checksum"] = checksum(header, arrays)
+    arrays[HEADER] = np.frombuffer(canonical_json(header), dtype=np.uint8)
+    _write_atomic(path, arrays)
+    return path
+
+
+def _optimizer_header(
+    optimizer: Any, params: list[Any], arrays: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """Put the optimizer's state arrays into ``arrays``; return the JSON part."""
+    state = dict(optimizer.state_dict())
+    per_param = state.pop("state", [])
+    if len(per_param) != len(params):
+        raise CheckpointError(
+            f"optimizer {type(optimizer).__name__} holds state for {len(per_param)} parameters "
+            f"but the model has {len(params)}; was it built for this model?"
+        )
+    names: list[list[str]] = []
+    for i, entry in enumerate(per_param):
+        for name, value in entry.items():
+            arrays[f"optim.{i}.{name}"] = _host_array(value, f"optimizer state {i}.{name}")
+        names.append(sorted(entry))
+    # Everything else (type, hyperparameters, lr, steps, ...) is JSON and kept as given.
+    return {**state, "state": names}
+
+
+def _split_extra(
+    extra: dict[str, Any] | None, arrays: dict[str, np.ndarray], path: Path
+) -> tuple[dict[str, Any], list[str]]:
+    """Move ``extra``'s top-level NumPy arrays into ``arrays``; return the JSON rest."""
+    if extra is None:
+        return {}, []
+    if not isinstance(extra, dict):
+        raise CheckpointError(f"cannot checkpoint to {path}: extra must be a dict, got {extra!r}")
+    plain: dict[str, Any] = {}
+    names: list[str] = []
+    for key, value in extra.items():
+        if isinstance(value, np.ndarray):
+            arrays[f"extra.{key}"] = _host_array(value, f"extra[{key!r}]")
+            names.append(str(key))
+        else:
+            plain[key] = value
+    return plain, sorted(names)
+
+
+def _host_array(value: Any, what: str) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise CheckpointError(f"{what}: only numeric arrays can be stored, got dtype {arr.dtype}")
+    return arr
+
+
+def _write_member(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
+    with zf.open(name + ".npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array(f, arr, allow_pickle=False)
+
+
+def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    _remove_stale_temporaries(directory, path.name)
+    # Closed by the with below and removed on any failure. The writer's pid in the name lets a
+    # later save tell a temporary left by a killed process from one still being written.
+    tmp = tempfile.NamedTemporaryFile(
+        dir=directory, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", delete=False
+    )
+    try:
+        with tmp:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+                for name in sorted(arrays):
+                    _write_member(zf, name, arrays[name])
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp.name)
+        raise
+    _fsync_directory(directory)
+
+
+def _remove_stale_temporaries(directory: Path, name: str) -> None:
+    """Delete the temporaries of earlier saves to ``name`` whose writer process is gone.
+
+    A process killed mid-save (SIGKILL, power loss) leaves its ``.{name}.{pid}.*.tmp`` behind;
+    :func:`load` never reads it, and the next save removes it here. Temporaries of live
+    processes are left alone. POSIX only: elsewhere there is no safe liveness probe.
+    """
+    if os.name != "posix":
+        return
+    prefix = f".{name}."
+    for entry in directory.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = entry.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to another user, or cannot be asked: keep its file
+        return True
+    return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

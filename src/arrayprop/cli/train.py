@@ -1,0 +1,298 @@
+"""``arrayprop train``: train an MLP on a data set and report the test loss and accuracy.
+
+With no arguments it trains a 64-256-10 ReLU network on the bundled 8x8 digits with AdamW and a
+cosine learning-rate schedule; every choice is a flag (``arrayprop train --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arrayprop import checkpoint, data
+from arrayprop.backends.core import BACKENDS, get_backend
+from arrayprop.cli.args import (
+    DTYPES,
+    UsageError,
+    dataset_spec,
+    model_spec,
+    non_negative_float,
+    positive,
+)
+from arrayprop.cli.datasets import Dataset, load_dataset
+from arrayprop.nn.activations import ACTIVATIONS
+from arrayprop.nn.containers import mlp
+from arrayprop.nn.losses import BinaryCrossEntropy, Loss, get_loss
+from arrayprop.optim.optimizer import Optimizer
+from arrayprop.optim.registry import OPTIMIZERS, get_optimizer
+from arrayprop.optim.schedules import CosineAnnealingLR
+from arrayprop.training.api import evaluate, fit
+
+__all__ = [
+    "DEFAULT_ADAMW_DECAY",
+    "DEFAULT_BATCH",
+    "DEFAULT_EPOCHS",
+    "DEFAULT_HIDDEN",
+    "DEFAULT_LR",
+    "DEFAULT_OPTIMIZER",
+    "VALIDATION_FRACTION",
+    "add_parser",
+    "build_optimizer",
+    "model_sizes",
+    "plot_history",
+    "run",
+]
+
+#: Defaults of ``arrayprop train``, confirmed on validation accuracy alone by
+#: scripts/tune_defaults.py (table and decision in docs/training.md); then, evaluated once:
+#: 97.21 % test accuracy on the digits with --seed 0, in about a second on one CPU core.
+DEFAULT_HIDDEN = (256,)
+DEFAULT_OPTIMIZER = "adamw"
+DEFAULT_LR = 2e-3
+#: AdamW's decoupled decay for the CLI default (the class default 0.01 overfits the digits more).
+DEFAULT_ADAMW_DECAY = 0.1
+DEFAULT_EPOCHS = 40
+DEFAULT_BATCH = 32
+#: Share of the training set held out for the per-epoch validation metrics.
+VALIDATION_FRACTION = 0.1
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``train`` sub-command to ``sub`` (the result of ``add_subparsers``)."""
+    train = sub.add_parser(
+        "train",
+        help="train an MLP and report test metrics",
+        description="Train an MLP on a data set and report the test loss and accuracy. The "
+        "defaults train on the bundled 8x8 digits and reach about 97-98% test accuracy.",
+    )
+    D = " (default: %(default)s)"
+    train.add_argument(
+        "--dataset",
+        type=dataset_spec,
+        default="digits",
+        metavar="{digits,spirals,xor,mnist:DIR}",
+        help="bundled digits, synthetic spirals / xor, or MNIST IDX files in DIR" + D,
+    )
+    train.add_argument(
+        "--model",
+        type=model_spec,
+        default=None,
+        metavar="SIZES",
+        help="layer widths, e.g. 64-128-10; the first must be the data's features and the last "
+        f"its classes (default: features-{'-'.join(map(str, DEFAULT_HIDDEN))}-classes)",
+    )
+    train.add_argument(
+        "--activation", choices=sorted(ACTIVATIONS), default="relu", help="hidden activation" + D
+    )
+    train.add_argument(
+        "--loss",
+        choices=["softmax-ce", "mse", "rmse", "l2", "bce"],
+        default="softmax-ce",
+        help="softmax-ce on integer labels; the others on one-hot targets (bce on logits)" + D,
+    )
+    train.add_argument(
+        "--optimizer", choices=sorted(OPTIMIZERS), default=DEFAULT_OPTIMIZER, help="optimizer" + D
+    )
+    train.add_argument("--lr", type=positive(float), default=DEFAULT_LR, help="learning rate" + D)
+    train.add_argument(
+        "--schedule",
+        choices=["cosine", "none"],
+        default="cosine",
+        help="learning-rate schedule over the epochs (cosine: anneal to 0)" + D,
+    )
+    train.add_argument(
+        "--momentum", type=non_negative_float, default=None, help="sgd / rmsprop momentum"
+    )
+    train.add_argument(
+        "--weight-decay",
+        type=non_negative_float,
+        default=None,
+        help=f"weight decay (default: {DEFAULT_ADAMW_DECAY:g} for adamw, else the optimizer's)",
+    )
+    train.add_argument("--epochs", type=positive(int), default=DEFAULT_EPOCHS, help="epochs" + D)
+    train.add_argument(
+        "--batch-size", type=positive(int), default=DEFAULT_BATCH, help="samples per step" + D
+    )
+    train.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="array library (default: $ARRAYPROP_BACKEND, else numpy)",
+    )
+    train.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1")
+    train.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype" + D)
+    train.add_argument("--seed", type=int, default=0, help="seed of weights and shuffling" + D)
+    train.add_argument("--save", metavar="PATH", default=None, help="write the trained model")
+    train.add_argument(
+        "--checkpoint", metavar="PATH", default=None, help="checkpoint every epoch to PATH"
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue from --checkpoint if it exists"
+    )
+    train.add_argument("--plot", metavar="PNG", default=None, help="plot loss/accuracy curves")
+    train.add_argument("--no-progress", action="store_true", help="print only the results")
+    train.set_defaults(run=run)
+    return train
+
+
+def model_sizes(args: argparse.Namespace, ds: Dataset) -> list[int]:
+    """The layer widths: ``--model``, checked against the data, or the default hidden layers."""
+    features = ds.x_train.shape[1]
+    if args.model is None:
+        return [features, *DEFAULT_HIDDEN, ds.classes]
+    sizes = list(args.model)
+    if sizes[0] != features or sizes[-1] != ds.classes:
+        hidden = "-".join(map(str, sizes[1:-1])) or "..."
+        raise UsageError(
+            f"--model {'-'.join(map(str, sizes))}: {ds.name} has {features} input features "
+            f"and {ds.classes} classes, so the model must read {features}-{hidden}-{ds.classes}"
+        )
+    return sizes
+
+
+def _loss_and_targets(name: str, ds: Dataset) -> tuple[Loss, np.ndarray, np.ndarray]:
+    """The loss object and the targets it takes (labels, or one-hot rows)."""
+    if name == "softmax-ce":
+        return get_loss(name), ds.y_train, ds.y_test
+    # The network's last layer is linear, so binary cross-entropy reads its outputs as logits.
+    loss = BinaryCrossEntropy(from_logits=True) if name == "bce" else get_loss(name)
+    return (
+        loss,
+        data.one_hot(ds.y_train, ds.classes),
+        data.one_hot(ds.y_test, ds.classes),
+    )
+
+
+def build_optimizer(args: argparse.Namespace, params: list[Any]) -> Optimizer:
+    """The optimizer the flags ask for (AdamW with the CLI's default decay unless given)."""
+    kwargs: dict[str, Any] = {"lr": args.lr}
+    if args.optimizer == "adamw" and args.weight_decay is None:
+        kwargs["weight_decay"] = DEFAULT_ADAMW_DECAY
+    for flag, key in (("momentum", "momentum"), ("weight_decay", "weight_decay")):
+        value = getattr(args, flag)
+        if value is not None:
+            kwargs[key] = value
+    return get_optimizer(args.optimizer, params, **kwargs)
+
+
+def _check_plot_available(path: str | None) -> None:
+    if path is not None and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib: pip install 'arrayprop[plot]'")
+
+
+def _check_output(flag: str, path: str | None) -> None:
+    """Fail before training, not after, when an output file cannot be created."""
+    if path is None:
+        return
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: directory {str(parent)!r} does not exist")
+    if Path(path).is_dir():
+        raise UsageError(f"{flag} {path}: is a directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``arrayprop train`` with parsed ``args``; returns the exit status."""
+    _check_plot_available(args.plot)
+    for flag in ("save", "checkpoint", "plot"):
+        _check_output(f"--{flag}", getattr(args, flag))
+    if args.resume and args.checkpoint is None:
+        raise UsageError("--resume needs --checkpoint PATH")
+    be = get_backend(args.backend, device=args.device, dtype=args.dtype)
+    ds = load_dataset(args.dataset)
+    sizes = model_sizes(args, ds)
+    loss, y_train, y_test = _loss_and_targets(args.loss, ds)
+    # The per-epoch validation numbers come from 10% of the training set; the test set is
+    # touched once, after training, so the reported test accuracy was never looked at before.
+    (x_fit, y_fit), validation = data.train_val_split(
+        ds.x_train, y_train, VALIDATION_FRACTION, seed=args.seed, stratify=y_train.ndim == 1
+    )
+    model = mlp(sizes, args.activation, seed=args.seed, backend=be)
+    optimizer = build_optimizer(args, model.parameters())
+    schedule = CosineAnnealingLR(optimizer, args.epochs) if args.schedule == "cosine" else None
+    say = print if not args.no_progress else _quiet
+    say(
+        f"{ds.name}: {len(y_fit)} train / {len(validation[1])} validation / "
+        f"{len(ds.y_test)} test samples, "
+        f"{ds.x_train.shape[1]} features, {ds.classes} classes"
+    )
+    say(f"model {'-'.join(map(str, sizes))} {args.activation} on {be}; {optimizer!r}")
+    start = time.perf_counter()
+    history = fit(
+        model,
+        x_fit,
+        y_fit,
+        loss=loss,
+        optimizer=optimizer,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        validation_data=validation,
+        metrics=("accuracy",),
+        progress=None if args.no_progress else True,
+        checkpoint=args.checkpoint,
+        resume=args.resume,
+        schedule=schedule,
+    )
+    seconds = time.perf_counter() - start
+    result = evaluate(model, ds.x_test, y_test, loss=loss, metrics=("accuracy",))
+    print(
+        f"test loss {result['loss']:.4f}  test accuracy {100 * result['accuracy']:.2f}%  "
+        f"({len(history)} epochs in {seconds:.1f} s)"
+    )
+    if history.interrupted:
+        print("training was interrupted; the results are those of the last completed step")
+    if args.save:
+        extra = {
+            "dataset": args.dataset,
+            "input_mean": ds.mean,
+            "input_scale": ds.scale,
+            "classes": ds.classes,
+            "loss": args.loss,
+            "history": history.as_dict(),
+            "test": result,
+        }
+        checkpoint.save(model, args.save, optimizer=optimizer, extra=extra)
+        print(f"saved {args.save}")
+    if args.plot:
+        plot_history(history, args.plot, title=f"{ds.name} {'-'.join(map(str, sizes))}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _quiet(*_: Any, **__: Any) -> None:
+    """A print that prints nothing (``--no-progress``)."""
+
+
+def plot_history(history: Any, path: str | os.PathLike[str], title: str = "") -> None:
+    """Write a PNG with the loss and accuracy curves (training and validation) of a History."""
+    # matplotlib is optional (the ``plot`` extra): imported only when a plot is asked for.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    epochs = history.epochs
+    for ax, key, label in zip(
+        fig.subplots(1, 2), ("loss", "accuracy"), ("loss", "accuracy"), strict=True
+    ):
+        for prefix, name in (("", "train"), ("val_", "test")):
+            values = history.history.get(prefix + key)
+            if values is not None:
+                ax.plot(epochs, [math.nan if v is None else v for v in values], label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if key == "loss":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100)

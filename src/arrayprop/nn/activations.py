@@ -1,0 +1,192 @@
+"""Activation layers: elementwise A = f(Z) (ReLU, LeakyReLU, Sigmoid, Tanh, Identity) and the
+row-wise :class:`Softmax`.
+
+Each keeps its output A for the backward pass, whose derivative f'(Z) is read off A (eq. 3 of
+docs/math.md). Array API only, through ``backend.xp`` and :mod:`arrayprop.kernels`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arrayprop import kernels
+from arrayprop.backends.core import Backend
+from arrayprop.errors import ShapeError
+from arrayprop.nn.layer import Layer, check_2d, check_grad
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "Identity",
+    "LeakyReLU",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+]
+
+
+class Activation(Layer):
+    """An elementwise A = f(Z) whose derivative is computed from the cached output A.
+
+    Subclasses set ``kind``, the name of f in :mod:`arrayprop.kernels`.
+    """
+
+    kind = "identity"
+    caches_output = True
+    fuses_sgd = True
+
+    def __init__(self) -> None:
+        self._a = None
+
+    def clear_cache(self) -> None:
+        self._a = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    @property
+    def _alpha(self) -> float:
+        return 0.0
+
+    def forward(self, x: Any, *, inplace: bool = False) -> Any:
+        be = self._backend_for(x)
+        check_2d(self, x, None, "input")
+        a = kernels.activation(be, self.kind, x, self._alpha, inplace=inplace)
+        self._a = a
+        return a
+
+    def backward(
+        self,
+        grad_out: Any,
+        *,
+        inplace: bool = False,
+        input_grad: bool = True,
+        sgd_lr: float | None = None,
+    ) -> Any:
+        a = self._a
+        if a is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        check_grad(self, grad_out, a)
+        if tuple(grad_out.shape) != tuple(a.shape):
+            raise ShapeError(
+                f"{self!r}: gradient of shape {tuple(grad_out.shape)} does not match the output "
+                f"shape {tuple(a.shape)}"
+            )
+        self._a = None
+        if not input_grad:
+            return None
+        return kernels.activation_grad(
+            self.backend, self.kind, a, grad_out, self._alpha, inplace=inplace
+        )
+
+
+class Identity(Activation):
+    """f(z) = z, f'(z) = 1."""
+
+    kind = "identity"
+    caches_output = False
+
+
+class ReLU(Activation):
+    """f(z) = max(z, 0), f'(z) = [z > 0]  (read off the output: [a > 0])."""
+
+    kind = "relu"
+
+
+class Sigmoid(Activation):
+    """f(z) = 1 / (1 + e^{−z}), f'(z) = a (1 − a). Stable for any |z| (no overflow)."""
+
+    kind = "sigmoid"
+
+
+class Tanh(Activation):
+    """f(z) = tanh z, f'(z) = 1 − a²."""
+
+    kind = "tanh"
+
+
+class LeakyReLU(Activation):
+    """f(z) = z for z > 0, else alpha·z; f'(z) = 1 or alpha (alpha > 0)."""
+
+    kind = "leaky_relu"
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        if not 0 < float(alpha) < 1:
+            raise ValueError(f"LeakyReLU: alpha must be in (0, 1), got {alpha!r}")
+        super().__init__()
+        self.alpha = float(alpha)
+
+    @property
+    def _alpha(self) -> float:
+        return self.alpha
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(alpha={self.alpha})"
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "LeakyReLU", "alpha": self.alpha}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], backend: Backend | None = None) -> LeakyReLU:
+        layer = cls(alpha=config["alpha"])
+        layer.backend = backend
+        return layer
+
+
+class Softmax(Layer):
+    """Row-wise softmax, a_i = e^{z_i} / Σ_j e^{z_j} (max-shifted: no overflow).
+
+    Backward: ∂C/∂z = a ⊙ (g − Σ_j g_j a_j) (eq. 10). With a cross-entropy loss prefer
+    :class:`~arrayprop.nn.SoftmaxCrossEntropy` on the logits, which fuses both.
+    """
+
+    caches_output = True
+    fuses_sgd = True
+
+    def __init__(self) -> None:
+        self._a = None
+
+    def __repr__(self) -> str:
+        return "Softmax()"
+
+    def clear_cache(self) -> None:
+        self._a = None
+
+    def forward(self, x: Any, *, inplace: bool = False) -> Any:
+        be = self._backend_for(x)
+        check_2d(self, x, None, "input")
+        self._a = kernels.softmax(be, x)
+        return self._a
+
+    def backward(
+        self,
+        grad_out: Any,
+        *,
+        inplace: bool = False,
+        input_grad: bool = True,
+        sgd_lr: float | None = None,
+    ) -> Any:
+        a = self._a
+        if a is None:
+            raise RuntimeError("Softmax(): backward called before forward")
+        check_grad(self, grad_out, a)
+        if tuple(grad_out.shape) != tuple(a.shape):
+            raise ShapeError(
+                f"Softmax(): gradient of shape {tuple(grad_out.shape)} does not match the output "
+                f"shape {tuple(a.shape)}"
+            )
+        self._a = None
+        xp = self.backend.xp
+        return a * (grad_out - xp.sum(grad_out * a, axis=1, keepdims=True))
+
+
+#: Activation names accepted by :func:`~arrayprop.nn.mlp` and the CLI.
+ACTIVATIONS: dict[str, type[Layer]] = {
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "identity": Identity,
+    "softmax": Softmax,
+}

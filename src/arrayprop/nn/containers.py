@@ -1,0 +1,188 @@
+"""``Sequential``, a stack of layers run forward in order and backward in reverse, and
+:func:`mlp`, which builds the usual one.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from arrayprop.backends.core import Backend, get_backend
+from arrayprop.errors import BackendMismatchError
+from arrayprop.nn.activations import ACTIVATIONS
+from arrayprop.nn.dense import Dense
+from arrayprop.nn.layer import Layer
+from arrayprop.nn.parameter import Parameter
+from arrayprop.random import host_rng
+
+__all__ = ["Sequential", "mlp"]
+
+
+class Sequential(Layer):
+    """A stack of layers applied in order; backward runs them in reverse.
+
+    All layers with parameters must share one backend (library, device and dtype); parameter-free
+    layers adopt it.
+    """
+
+    # The output may be an inner layer's cached output, so an outer model must not overwrite it.
+    caches_output = True
+
+    @property
+    def fuses_sgd(self) -> bool:  # type: ignore[override]
+        return all(layer.fuses_sgd for layer in self.layers)
+
+    def __init__(self, *layers: Layer) -> None:
+        if len(layers) == 1 and isinstance(layers[0], list | tuple):
+            layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Layer")
+        # Compared by value: equal backends reached by different get_backend calls are one.
+        backends = {str(layer.backend): layer.backend for layer in layers if layer.parameters()}
+        if len(backends) > 1:
+            names = ", ".join(backends)
+            raise BackendMismatchError(f"Sequential: layers live on different backends: {names}")
+        self.layers = list(layers)
+        self.backend = next(iter(backends.values()), None)
+        if self.backend is not None:
+            for layer in self.layers:
+                layer.backend = self.backend
+        self._name_parameters()
+
+    def _name_parameters(self) -> None:
+        for i, layer in enumerate(self.layers):
+            for attr in ("weight", "bias"):
+                p = getattr(layer, attr, None)
+                if isinstance(p, Parameter):
+                    p.name = f"{i}.{attr}"
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential({inner})"
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, i: int) -> Layer:
+        return self.layers[i]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    @property
+    def dtype(self) -> Any:
+        return None if self.backend is None else self.backend.dtype
+
+    def forward(self, x: Any, *, inplace: bool = False) -> Any:
+        """Apply every layer in order.  x : (batch, in_features) -> (batch, out_features)."""
+        owned = inplace
+        for layer in self.layers:
+            out = layer.forward(x, inplace=owned)
+            # The next layer may overwrite this output unless the layer keeps it for backward
+            # or passed its input through (Identity: then the buffer is still the caller's).
+            owned = not layer.caches_output and out is not x
+            x = out
+        return x
+
+    def backward(
+        self,
+        grad_out: Any,
+        *,
+        inplace: bool = False,
+        input_grad: bool = True,
+        sgd_lr: float | None = None,
+    ) -> Any:
+        """Backpropagate ∂C/∂output through the layers in reverse (eq. 3–6).
+
+        With ``input_grad=False`` the first layer skips ∂C/∂input (not needed to train) and
+        None is returned. ``sgd_lr`` is passed to every layer (see :class:`Layer`).
+        """
+        g = grad_out
+        owned = inplace
+        fused = {} if sgd_lr is None else {"sgd_lr": sgd_lr}
+        for i in range(len(self.layers) - 1, -1, -1):
+            g_in = self.layers[i].backward(
+                g, inplace=owned, input_grad=input_grad or i > 0, **fused
+            )
+            # A new array is ours to overwrite; one passed through (Identity) may be the caller's.
+            owned = owned or g_in is not g
+            g = g_in
+        return g
+
+    def parameters(self) -> list[Parameter]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def clear_cache(self) -> None:
+        for layer in self.layers:
+            layer.clear_cache()
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Sequential", "layers": [layer.config() for layer in self.layers]}
+
+    def to(self, backend: str | Backend, device: Any = None, dtype: Any = None) -> Sequential:
+        """A copy of the model on another backend / device / dtype; this model is unchanged.
+
+        A backend given by name keeps the model's dtype unless ``dtype`` is given.
+        """
+        if dtype is None and self.backend is not None and not isinstance(backend, Backend):
+            dtype = self.backend.dtype_name
+        target = get_backend(backend, device=device, dtype=dtype)
+        return Sequential(*(layer.to(target) for layer in self.layers))
+
+    def predict(self, x: Any, batch_size: int | None = None) -> Any:
+        """The model's output for ``x`` (host or backend array), in batches; no gradient state.
+
+        x : (n, in_features) -> array of shape (n, out_features) on the model's backend.
+        """
+        # A model without parameters (only activations) runs wherever its input lives.
+        be = self.backend if self.backend is not None else self._backend_for(x)
+        # Host float data takes the model's dtype (on NumPy a host array is also a backend array).
+        x = be.asarray(x, what="predict: x")
+        if batch_size is not None and batch_size <= 0:
+            raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
+        n = x.shape[0] if x.ndim else 0
+        step = n if batch_size is None or batch_size >= n else batch_size
+        # Explicit trailing axes and an in-range stop: the standard specifies nothing else.
+        outs = [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)] if n else []
+        self.clear_cache()
+        if not outs:
+            return self.forward(x)
+        return outs[0] if len(outs) == 1 else be.xp.concat(outs, axis=0)
+
+
+def mlp(
+    sizes: Sequence[int],
+    activation: str = "relu",
+    *,
+    output_activation: str | None = None,
+    init: str | Callable | None = None,
+    seed: Any = None,
+    backend: str | Backend | None = None,
+    dtype: Any = None,
+) -> Sequential:
+    """A multi-layer perceptron: Dense layers of the given sizes with ``activation`` between them.
+
+    ``mlp([784, 128, 10])`` is Dense(784, 128), ReLU, Dense(128, 10): the last layer is linear
+    (logits) unless ``output_activation`` names one. ``init`` defaults to He for the ReLU family
+    and Glorot for sigmoid / tanh. One ``seed`` seeds the host generator all layers draw from.
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"mlp: need at least an input and an output size, got {sizes}")
+    for name in (activation, output_activation):
+        if name is not None and name not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+    if init is None:
+        init = "he" if activation in ("relu", "leaky_relu") else "glorot"
+    be = get_backend(backend, dtype=dtype)
+    rng = host_rng(seed)
+    layers: list[Layer] = []
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(Dense(n_in, n_out, init=init, seed=rng, backend=be))
+        is_last = i == len(sizes) - 2
+        name = output_activation if is_last else activation
+        if name is not None:
+            layers.append(ACTIVATIONS[name]())
+    return Sequential(*layers)

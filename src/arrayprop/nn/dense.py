@@ -1,0 +1,171 @@
+"""``Dense``: the fully connected layer, Z = X W + b, and its matrix-form backward pass.
+
+Array API only, through ``backend.xp``; backend-specific speed lives behind
+:mod:`arrayprop.kernels`. Equation numbers refer to docs/math.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from arrayprop import kernels
+from arrayprop.backends.core import Backend, get_backend
+from arrayprop.errors import DTypeError, ShapeError
+from arrayprop.nn.init import get_initializer
+from arrayprop.nn.layer import Layer, check_2d, check_grad
+from arrayprop.nn.parameter import Parameter
+from arrayprop.random import host_rng
+
+__all__ = ["Dense"]
+
+
+class Dense(Layer):
+    """Fully connected layer, Z = X W + b.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Widths of the input and the output.
+    weight : array-like, shape (in_features, out_features), optional
+        Exact initial weights (any array-like; copied onto the backend). Default: drawn by
+        ``init``.
+    bias : array-like, shape (out_features,), optional
+        Exact initial bias. Default: zeros.
+    init : str or callable
+        ``"he"`` (default), ``"he_uniform"``, ``"glorot"``, ``"glorot_uniform"``, ``"normal"``,
+        ``"zeros"``, or ``f(shape, rng) -> ndarray``.
+    seed : int or numpy.random.Generator, optional
+        Seed of the host generator the weights are drawn from.
+    backend : str or Backend, optional
+        Where the parameters live (default: :func:`~arrayprop.get_backend`).
+    dtype : str, optional
+        Overrides the backend's float dtype.
+
+    Attributes
+    ----------
+    weight : Parameter, shape (in_features, out_features)
+    bias : Parameter, shape (out_features,)
+    """
+
+    fuses_sgd = True
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        weight: Any = None,
+        bias: Any = None,
+        init: str | Callable = "he",
+        seed: Any = None,
+        backend: str | Backend | None = None,
+        dtype: Any = None,
+    ) -> None:
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Dense: {name} must be a positive int, got {value!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.backend = be = get_backend(backend, dtype=dtype)
+        self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
+        if weight is None:
+            host_w = get_initializer(init)((in_features, out_features), host_rng(seed))
+            w = be.asarray(host_w, dtype=be.dtype)
+        else:
+            w = self._exact(weight, (in_features, out_features), "weight")
+        b = (
+            be.zeros((out_features,))
+            if bias is None
+            else self._exact(bias, (out_features,), "bias")
+        )
+        self.weight = Parameter(w, "weight")
+        self.bias = Parameter(b, "bias")
+        self._x = None
+
+    def _exact(self, value: Any, shape: tuple[int, ...], what: str) -> Any:
+        arr = self.backend.asarray(value, dtype=self.backend.dtype, what=f"{self!r}: {what}")
+        if tuple(arr.shape) != shape:
+            raise ShapeError(f"{self!r}: {what} must have shape {shape}, got {tuple(arr.shape)}")
+        # asarray may return the caller's buffer (NumPy, and torch's from_numpy); the optimizers
+        # update parameters in place, so the layer must own its copy.
+        return self.backend.xp.asarray(arr, copy=True)
+
+    def __repr__(self) -> str:
+        return f"Dense({self.in_features}, {self.out_features})"
+
+    def forward(self, x: Any, *, inplace: bool = False) -> Any:
+        """Z = X W + b.  x : (batch, in_features) -> (batch, out_features)."""
+        be = self.backend
+        if not be.owns(x):
+            be.check(x, f"{self!r} input")
+        check_2d(self, x, self.in_features, "input")
+        if x.dtype != self.weight.data.dtype:
+            raise DTypeError(
+                f"{self!r}: expected input of dtype {be.dtype_name}, got {x.dtype}; convert the "
+                "data with backend.asarray (integer data must be cast to float explicitly)"
+            )
+        self._x = x
+        return kernels.linear(be, x, self.weight.data, self.bias.data)
+
+    def backward(
+        self,
+        grad_out: Any,
+        *,
+        inplace: bool = False,
+        input_grad: bool = True,
+        sgd_lr: float | None = None,
+    ) -> Any:
+        """Given δ = ∂C/∂Z (batch, out_features): ∂C/∂W = Xᵀ δ, ∂C/∂b = Σ_rows δ; returns δ Wᵀ."""
+        x = self._x
+        if x is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        check_grad(self, grad_out, x)
+        check_2d(self, grad_out, self.out_features, "gradient")
+        if grad_out.shape[0] != x.shape[0]:
+            raise ShapeError(
+                f"{self!r}: gradient has {grad_out.shape[0]} rows but the input had {x.shape[0]}"
+            )
+        be = self.backend
+        self._x = None
+        if sgd_lr is not None:
+            # δ Wᵀ needs the weights before the update, so it goes first (eq. 7a).
+            g_in = kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None
+            w, b = kernels.sgd_linear_update(
+                be, self.weight.data, self.bias.data, x, grad_out, sgd_lr
+            )
+            self.weight.data, self.bias.data = w, b
+            self.weight.grad = self.bias.grad = None
+            return g_in
+        self.weight.grad = kernels.matmul(be, x.T, grad_out)
+        self.bias.grad = kernels.bias_grad(be, grad_out)
+        return kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None
+
+    def parameters(self) -> list[Parameter]:
+        return [self.weight, self.bias]
+
+    def clear_cache(self) -> None:
+        self._x = None
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": "Dense",
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "init": self.init,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], backend: Backend | None = None) -> Dense:
+        """A Dense of the configured widths with freshly initialised weights (default init)."""
+        return cls(config["in_features"], config["out_features"], backend=backend)
+
+    def to(self, backend: Backend) -> Dense:
+        src = self.backend
+        return Dense(
+            self.in_features,
+            self.out_features,
+            weight=src.to_host(self.weight.data),
+            bias=src.to_host(self.bias.data),
+            backend=backend,
+        )

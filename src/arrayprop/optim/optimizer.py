@@ -1,0 +1,219 @@
+"""The :class:`Optimizer` base class: parameters, learning rate, per-parameter state and
+checkpoint state dicts; and the hyperparameter checks the optimizers share.
+
+Every rule computes a direction ``u`` with fresh arrays, and the last line W ← W − η u (eq. 7 of
+docs/math.md) goes through :func:`arrayprop.kernels.sgd_update`, which updates ``W`` in place
+where the backend allows it. Gradients are never modified: they may be read after
+:meth:`Optimizer.step`. The rules are written out in docs/optimizers.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from arrayprop.backends.core import backend_of
+from arrayprop.errors import CheckpointError
+from arrayprop.nn.parameter import Parameter
+
+__all__ = ["Optimizer", "check_decay_rate", "check_hyper"]
+
+
+def check_hyper(owner: str, name: str, value: float, *, positive: bool = False) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        need = "positive" if positive else "non-negative"
+        raise ValueError(f"{owner}: {name} must be a finite, {need} number, got {value!r}")
+    return value
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_decay_rate(owner: str, name: str, value: float) -> float:
+    """A moving-average coefficient (β, α): must lie in [0, 1)."""
+    value = float(value)
+    if not 0 <= value < 1:
+        raise ValueError(f"{owner}: {name} must lie in [0, 1), got {value!r}")
+    return value
+
+
+class Optimizer:
+    """Base class: the parameters, the learning rate and a state dict per parameter.
+
+    Subclasses set ``name`` (their key in :data:`OPTIMIZERS`), validate their hyperparameters
+    in ``__init__``, list them in :meth:`hyperparameters` and implement
+    ``_update(i, w, g) -> new w`` for parameter ``i``.
+
+    Attributes
+    ----------
+    params : list of Parameter
+    lr : float
+        The current learning rate η (schedules change it between steps).
+    initial_lr : float
+        The learning rate given at construction, which schedules scale.
+    state : list of dict
+        Per parameter, the optimizer's running arrays (same shape, dtype and device as the
+        parameter) and counters (``"step"``, a Python int); empty until the first step.
+    steps : int
+        Calls of :meth:`step` so far.
+    backend : Backend
+        The backend of the first parameter (library, device, dtype).
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, params: Iterable[Parameter], lr: float) -> None:
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        for p in self.params:
+            if not isinstance(p, Parameter):
+                raise TypeError(
+                    f"{type(self).__name__}: expected Parameters, got {type(p).__name__}"
+                )
+        self.lr = check_hyper(type(self).__name__, "lr", lr, positive=True)
+        self.initial_lr = self.lr
+        first = self.params[0].data
+        self.backend = backend_of(first, dtype=first.dtype)
+        self.state: list[dict[str, Any]] = [{} for _ in self.params]
+        self.steps = 0
+        self._param_ids = frozenset(id(p) for p in self.params)
+
+    def owns(self, params: Iterable[Parameter]) -> bool:
+        """Whether every one of ``params`` is among the parameters this optimizer updates."""
+        return self._param_ids.issuperset(map(id, params))
+
+    def plain_sgd_lr(self) -> float | None:
+        """η when :meth:`step` is exactly W ← W − η ∂C/∂W for every parameter (no state, no
+        decay), so the update may be folded into the backward pass; else None."""
+        return None
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """Apply one update to every parameter that has a gradient."""
+        self.steps += 1
+        for i, p in enumerate(self.params):
+            if p.grad is not None:
+                p.data = self._update(i, p.data, p.grad)
+
+    def _update(self, i: int, w: Any, g: Any) -> Any:
+        raise NotImplementedError
+
+    def _count(self, i: int) -> int:
+        """Advance and return parameter ``i``'s step counter t (1 on its first update)."""
+        t = self.state[i].get("step", 0) + 1
+        self.state[i]["step"] = t
+        return t
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor arguments other than the parameters, JSON-able (for checkpoints).
+
+        ``"lr"`` is the learning rate given at construction (``initial_lr``), not the current
+        one, so that ``type(self)(params, **hyperparameters())`` rebuilds this optimizer.
+        """
+        return {"lr": self.initial_lr}
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """A host-side snapshot of the optimizer, for checkpoints.
+
+        Returns
+        -------
+        dict
+            ``"type"`` (the :data:`OPTIMIZERS` key), ``"hyperparameters"`` (JSON-able
+            constructor arguments), ``"lr"`` (float, the current learning rate, which a
+            schedule may have moved from ``hyperparameters["lr"]``), ``"steps"`` (int) and
+            ``"state"``: per parameter, a dict from name to a host NumPy array (counters become
+            0-d int64 arrays). The arrays are copies.
+        """
+        to_host = self.backend.to_host
+        return {
+            "type": self.name,
+            "hyperparameters": self.hyperparameters(),
+            "lr": self.lr,
+            "steps": self.steps,
+            "state": [{k: to_host(v).copy() for k, v in s.items()} for s in self.state],
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` onto this optimizer's parameters and backend.
+
+        Restores ``initial_lr`` (``hyperparameters["lr"]``), the current ``lr``, ``steps`` and
+        the state; every other hyperparameter must equal this optimizer's. Arrays take each
+        parameter's dtype.
+
+        Raises
+        ------
+        CheckpointError
+            For another optimizer type, other hyperparameters, another number of parameters or
+            a state array whose shape differs from its parameter's.
+        """
+        owner = type(self).__name__
+        try:
+            kind, hyper = state_dict["type"], dict(state_dict["hyperparameters"])
+            steps, states = state_dict["steps"], list(state_dict["state"])
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(
+                f"{owner}: not an optimizer state dict (need type, hyperparameters, steps, "
+                f"state): {exc!r}"
+            ) from exc
+        if kind != self.name:
+            raise CheckpointError(f"{owner}: expected a state dict of {self.name!r}, got {kind!r}")
+        ours = self.hyperparameters()
+        initial_lr = hyper.pop("lr", None)
+        ours.pop("lr")
+        if hyper != ours:
+            raise CheckpointError(f"{owner}: checkpoint hyperparameters {hyper} differ from {ours}")
+        lr = state_dict.get("lr", initial_lr)
+        # The constructor's lr is positive; a schedule may bring the current one down to 0.
+        if not _finite_number(initial_lr) or initial_lr <= 0:
+            raise CheckpointError(
+                f"{owner}: checkpoint hyperparameters['lr'] must be a finite number > 0, "
+                f"got {initial_lr!r}"
+            )
+        if not _finite_number(lr) or lr < 0:
+            raise CheckpointError(
+                f"{owner}: checkpoint lr must be a finite number >= 0, got {lr!r}"
+            )
+        if not isinstance(steps, int) or steps < 0:
+            raise CheckpointError(f"{owner}: steps must be an int >= 0, got {steps!r}")
+        if len(states) != len(self.params):
+            raise CheckpointError(
+                f"{owner}: checkpoint has state for {len(states)} parameters, the optimizer has "
+                f"{len(self.params)}"
+            )
+        restored = [
+            {key: self._restore(i, key, value) for key, value in saved.items()}
+            for i, saved in enumerate(states)
+        ]
+        self.initial_lr, self.lr = float(initial_lr), float(lr)
+        self.steps, self.state = steps, restored
+
+    def _restore(self, i: int, key: str, value: Any) -> Any:
+        """One saved state entry of parameter ``i``, back on the backend (counters as int)."""
+        if isinstance(value, int) or (
+            getattr(value, "shape", None) == () and value.dtype.kind in "iu"
+        ):
+            return int(value)
+        p = self.params[i]
+        if not hasattr(value, "dtype") or tuple(value.shape) != p.shape:
+            got = tuple(value.shape) if hasattr(value, "dtype") else type(value).__name__
+            raise CheckpointError(
+                f"{type(self).__name__}: state {key!r} of parameter {i} ({p.name or '?'}) should "
+                f"be a host array of shape {p.shape}, got {got}"
+            )
+        # A copy, so that this optimizer never shares memory with the dict.
+        return self.backend.asarray(value.copy(), dtype=p.data.dtype)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"

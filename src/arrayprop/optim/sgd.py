@@ -1,0 +1,67 @@
+"""SGD with momentum, Nesterov momentum and weight decay (as PyTorch's ``optim.SGD``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from arrayprop import kernels
+from arrayprop.nn.parameter import Parameter
+from arrayprop.optim.optimizer import Optimizer, check_hyper
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
+
+    With weight decay λ, momentum μ and velocity v (the conventions of PyTorch's ``optim.SGD``
+    with zero dampening; v starts as the first gradient; eq. 16 of docs/math.md)::
+
+        g ← g + λ W
+        v ← μ v + g
+        u ← g + μ v  (Nesterov)  or  u ← v
+        W ← W − η u
+    """
+
+    name = "sgd"
+
+    def __init__(
+        self,
+        params: Iterable[Parameter],
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr)
+        self.momentum = check_hyper("SGD", "momentum", momentum)
+        self.weight_decay = check_hyper("SGD", "weight_decay", weight_decay)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("SGD: nesterov=True needs a positive momentum")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "lr": self.initial_lr,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "weight_decay": self.weight_decay,
+        }
+
+    def plain_sgd_lr(self) -> float | None:
+        if type(self) is not SGD or self.momentum or self.weight_decay:
+            return None
+        return self.lr
+
+    def _update(self, i: int, w: Any, g: Any) -> Any:
+        if self.weight_decay:
+            g = g + self.weight_decay * w
+        if self.momentum:
+            state = self.state[i]
+            v = state.get("velocity")
+            # A copy on the first step: the velocity must not alias the caller's gradient.
+            v = self.backend.xp.asarray(g, copy=True) if v is None else self.momentum * v + g
+            state["velocity"] = v
+            g = g + self.momentum * v if self.nesterov else v
+        return kernels.sgd_update(self.backend, w, g, self.lr)
