@@ -213,12 +213,10 @@ def prepare(be: Backend, x: Any, y: Any, expect: Expect, *, what: str, budget: i
     row_bytes = expect.features * itemsize
     if y is not None:
         row_bytes += 8 if labels else expect.outputs * itemsize
-        if on_device:
-            y = (
-                xp.astype(y, xp.int64)
-                if labels
-                else be.asarray(y, dtype=be.dtype, check_range=False)
-            )
+        if on_device and labels:
+            y = xp.astype(y, xp.int64)
+        elif on_device:
+            y = be.asarray(y, dtype=be.dtype, check_range=False)
         elif n * row_bytes <= budget:
             # Checked above (check_range=False: no second scan).
             x = be.asarray(x, dtype=be.dtype, check_range=False)
