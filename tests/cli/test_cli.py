@@ -300,3 +300,21 @@ def test_python_m_arrayprop_runs(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert 0.5 <= _accuracy(done.stdout) <= 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lr", "0"], "argument --lr: must be a finite number > 0, got 0"),
+        (["--lr", "nan"], "argument --lr: must be a finite number > 0, got nan"),
+        (["--lr", "abc"], "argument --lr: must be a finite number > 0, got 'abc'"),
+        (["--epochs", "1.5"], "argument --epochs: must be an int >= 1, got '1.5'"),
+        (["--batch-size", "-5"], "argument --batch-size: must be an int >= 1, got -5"),
+        (["--momentum", "-1"], "argument --momentum: must be a finite number >= 0, got -1"),
+    ],
+)
+def test_number_flags_name_the_allowed_range(argv, message, capsys):
+    # The allowed range is the API's constraint, described in the same words.
+    with pytest.raises(SystemExit):
+        cli.main(["train", *argv])
+    assert f"arrayprop train: error: {message} (see" in capsys.readouterr().err

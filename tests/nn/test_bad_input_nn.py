@@ -245,19 +245,19 @@ CASES = [
         "dense-zero-width",
         lambda be, _: ap.Dense(0, 2, backend=be),
         ValueError,
-        r"Dense: in_features must be a positive int, got 0",
+        r"Dense: in_features must be an int >= 1, got 0",
     ),
     Case(
         "dense-negative-width",
         lambda be, _: ap.Dense(3, -2, backend=be),
         ValueError,
-        r"Dense: out_features must be a positive int, got -2",
+        r"Dense: out_features must be an int >= 1, got -2",
     ),
     Case(
         "dense-float-width",
         lambda be, _: ap.Dense(3.0, 2, backend=be),
         ValueError,
-        r"Dense: in_features must be a positive int, got 3.0",
+        r"Dense: in_features must be an int >= 1, got 3.0",
     ),
     Case(
         "dense-unknown-initializer",
@@ -300,7 +300,7 @@ CASES = [
         "leaky-relu-alpha",
         lambda be, _: ap.LeakyReLU(alpha=2.0),
         ValueError,
-        r"LeakyReLU: alpha must be in \(0, 1\), got 2.0",
+        r"LeakyReLU: alpha must be a finite number in \(0, 1\), got 2.0",
     ),
     Case(
         "sequential-forward-wrong-width",
@@ -360,13 +360,13 @@ CASES = [
         "predict-zero-batch-size",
         lambda be, _: small_mlp(be).predict(np.ones((5, 3)), batch_size=0),
         ValueError,
-        r"predict: batch_size must be positive, got 0",
+        r"predict: batch_size must be an int >= 1, got 0",
     ),
     Case(
         "predict-negative-batch-size",
         lambda be, _: small_mlp(be).predict(np.ones((5, 3)), batch_size=-4),
         ValueError,
-        r"predict: batch_size must be positive, got -4",
+        r"predict: batch_size must be an int >= 1, got -4",
     ),
     Case(
         "predict-foreign-library",
@@ -408,7 +408,7 @@ CASES = [
         "mlp-zero-width",
         lambda be, _: ap.mlp([3, 0, 2], backend=be),
         ValueError,
-        r"Dense: out_features must be a positive int, got 0",
+        r"mlp: sizes\[1\] must be an int >= 1, got 0",
     ),
     Case(
         "layer-from-unknown-config",
@@ -496,7 +496,7 @@ CASES = [
         "l2-unknown-reduction",
         lambda be, _: ap.L2Loss(reduction="max"),
         ValueError,
-        r"L2Loss: reduction must be 'sum' or 'mean', got 'max'",
+        r"L2Loss: reduction must be one of 'sum', 'mean', got 'max'",
         host_only=True,
     ),
     # gradcheck

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -177,13 +179,24 @@ def test_constructor_arguments_are_checked(backend):
         ap.Dense(3, 2, weight=np.ones((2, 3)), backend=backend)
     with pytest.raises(ShapeError, match=r"bias must have shape \(2,\), got \(3,\)"):
         ap.Dense(3, 2, bias=np.ones(3), backend=backend)
-    for bad in (0, -1, 2.0, True):
-        with pytest.raises(ValueError, match="in_features must be a positive int"):
+    for bad in (0, -1, 2.0, True, "3"):
+        with pytest.raises(
+            ValueError,
+            match=rf"^Dense: in_features must be an int >= 1, got {re.escape(repr(bad))}$",
+        ):
             ap.Dense(bad, 2, backend=backend)
+    # Any integer type is a width, and the layer keeps a plain int (its config is JSON).
+    assert ap.Dense(np.int64(3), 2, backend=backend).config()["in_features"] == 3
+    with pytest.raises(ValueError, match=r"^mlp: sizes\[1\] must be an int >= 1, got 0$"):
+        ap.mlp([3, 0, 2], backend=backend)
     with pytest.raises(ValueError, match="unknown initializer 'uniformish'"):
         ap.Dense(3, 2, init="uniformish", backend=backend)
-    for alpha in (0.0, 1.0, -0.1):
-        with pytest.raises(ValueError, match="alpha must be in"):
+    for alpha in (0.0, 1.0, -0.1, float("nan"), "0.1"):
+        with pytest.raises(
+            ValueError,
+            match=r"^LeakyReLU: alpha must be a finite number in \(0, 1\), got "
+            + re.escape(repr(alpha)),
+        ):
             ap.LeakyReLU(alpha)
     with pytest.raises(TypeError, match="item 1 is builtin_function_or_method, not a Layer"):
         ap.Sequential(ap.ReLU(), abs)
@@ -319,8 +332,11 @@ def test_predict_in_batches_equals_one_batch_and_keeps_no_state(backend, rng):
         )
     with pytest.raises(RuntimeError, match="backward called before forward"):
         model.backward(backend.asarray(np.ones((10, 3))))
-    with pytest.raises(ValueError, match="batch_size must be positive"):
-        model.predict(x, batch_size=0)
+    for bad in (0, -4, 2.5):
+        with pytest.raises(
+            ValueError, match=rf"^predict: batch_size must be an int >= 1, got {bad}$"
+        ):
+            model.predict(x, batch_size=bad)
 
 
 def test_predict_and_train_step_move_host_data_of_any_float_dtype(backend32, rng):

@@ -237,8 +237,16 @@ def test_get_loss_and_constructor_checks():
     assert loss.config() == {"type": "L2Loss", "reduction": "mean"}
     with pytest.raises(ValueError, match="unknown loss 'hinge'; valid: softmax-ce"):
         ap.get_loss("hinge")
-    with pytest.raises(ValueError, match="reduction must be 'sum' or 'mean', got 'max'"):
+    with pytest.raises(
+        ValueError, match=r"^L2Loss: reduction must be one of 'sum', 'mean', got 'max'$"
+    ):
         ap.L2Loss("max")
+    for eps in (0.0, 0.5, -1e-7, float("nan")):
+        with pytest.raises(
+            ValueError,
+            match=rf"^BinaryCrossEntropy: eps must be a finite number in \(0, 0\.5\), got {eps}$",
+        ):
+            ap.BinaryCrossEntropy(eps=eps)
 
 
 def test_rmse_value_and_gradient(backend, rng):

@@ -6,6 +6,8 @@ The harness (``Case``, ``check``) is tests/badinput.py.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import arrayprop as ap
@@ -24,24 +26,24 @@ CASES = [
             rf"SGD: lr must be a {need}, got {re_value}",
         )
         for label, lr, need, re_value in [
-            ("zero", 0.0, "finite, positive number", "0.0"),
-            ("negative", -0.1, "finite, positive number", "-0.1"),
-            ("nan", float("nan"), "finite, positive number", "nan"),
-            ("inf", float("inf"), "finite, positive number", "inf"),
-            ("string", "0.1x", "number", "'0.1x'"),
+            ("zero", 0.0, "finite number > 0", "0.0"),
+            ("negative", -0.1, "finite number > 0", "-0.1"),
+            ("nan", float("nan"), "finite number > 0", "nan"),
+            ("inf", float("inf"), "finite number > 0", "inf"),
+            ("string", "0.1x", "finite number > 0", "'0.1x'"),
         ]
     ],
     Case(
         "sgd-negative-momentum",
         lambda be, _: ap.SGD(small_mlp(be).parameters(), lr=0.1, momentum=-0.9),
         ValueError,
-        r"SGD: momentum must be a finite, non-negative number, got -0.9",
+        r"SGD: momentum must be a finite number >= 0, got -0.9",
     ),
     Case(
         "sgd-negative-weight-decay",
         lambda be, _: ap.SGD(small_mlp(be).parameters(), lr=0.1, weight_decay=-1),
         ValueError,
-        r"SGD: weight_decay must be a finite, non-negative number, got -1.0",
+        r"SGD: weight_decay must be a finite number >= 0, got -1$",
     ),
     Case(
         "sgd-nesterov-without-momentum",
@@ -66,7 +68,7 @@ CASES = [
             f"{name}-lr-zero",
             lambda be, _, name=name: ap.get_optimizer(name, small_mlp(be).parameters(), lr=0.0),
             ValueError,
-            rf"{cls}: lr must be a finite, positive number, got 0.0",
+            rf"{cls}: lr must be a finite number > 0, got 0.0",
         )
         for name, cls in [
             ("adam", "Adam"),
@@ -85,19 +87,19 @@ CASES = [
         "adam-beta-one",
         lambda be, _: ap.Adam(small_mlp(be).parameters(), betas=(1.0, 0.999)),
         ValueError,
-        r"Adam: betas\[0\] must lie in \[0, 1\), got 1.0",
+        r"Adam: betas\[0\] must be a finite number in \[0, 1\), got 1.0",
     ),
     Case(
         "adam-zero-eps",
         lambda be, _: ap.Adam(small_mlp(be).parameters(), eps=0.0),
         ValueError,
-        r"Adam: eps must be a finite, positive number, got 0.0",
+        r"Adam: eps must be a finite number > 0, got 0.0",
     ),
     Case(
         "rmsprop-alpha-one",
         lambda be, _: ap.RMSProp(small_mlp(be).parameters(), alpha=1.0),
         ValueError,
-        r"RMSProp: alpha must lie in \[0, 1\), got 1.0",
+        r"RMSProp: alpha must be a finite number in \[0, 1\), got 1.0",
     ),
     Case(
         "optimizer-unknown-name",
@@ -115,13 +117,13 @@ CASES = [
         "clip-negative-norm",
         lambda be, _: ap.clip_grad_norm(small_mlp(be).parameters(), -1.0),
         ValueError,
-        r"clip_grad_norm: max_norm must be a finite, positive number, got -1.0",
+        r"clip_grad_norm: max_norm must be a finite number > 0, got -1.0",
     ),
     Case(
         "step-lr-zero-step",
         lambda be, _: ap.StepLR(ap.SGD(small_mlp(be).parameters()), step_size=0),
         ValueError,
-        r"StepLR: step_size must be a positive int, got 0",
+        r"StepLR: step_size must be an int >= 1, got 0",
     ),
 ]
 
@@ -138,5 +140,7 @@ def test_bad_input_raises_a_named_arrayprop_error(backend, case, tmp_path):
 def test_a_non_numeric_learning_rate_is_named(backend, value):
     # float("fast") raised "could not convert string to float", naming neither SGD nor lr.
     model = ap.mlp([2, 1], seed=0, backend=backend)
-    with pytest.raises(ValueError, match="SGD: lr must be a number"):
+    with pytest.raises(
+        ValueError, match=r"SGD: lr must be a finite number > 0, got " + re.escape(repr(value))
+    ):
         ap.SGD(model.parameters(), lr=value)

@@ -226,22 +226,52 @@ def test_load_state_dict_rejects_mismatches(backend: ap.Backend, edit, match: st
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [
-        ("sgd", {"lr": 0.0}, "lr must be a finite, positive"),
-        ("sgd", {"lr": -1.0}, "lr must be a finite, positive"),
-        ("sgd", {"momentum": -0.1}, "momentum must be"),
+        ("sgd", {"lr": 0.0}, r"^SGD: lr must be a finite number > 0, got 0\.0$"),
+        ("sgd", {"lr": -1.0}, r"^SGD: lr must be a finite number > 0, got -1\.0$"),
+        ("sgd", {"lr": "0.1"}, r"^SGD: lr must be a finite number > 0, got '0\.1'$"),
+        ("sgd", {"lr": True}, r"^SGD: lr must be a finite number > 0, got True$"),
+        ("sgd", {"momentum": -0.1}, r"^SGD: momentum must be a finite number >= 0, got -0\.1$"),
         ("sgd", {"nesterov": True}, "nesterov=True needs a positive momentum"),
-        ("adam", {"betas": (1.0, 0.999)}, r"betas\[0\] must lie in \[0, 1\)"),
-        ("adam", {"betas": (0.9, -0.1)}, r"betas\[1\] must lie in \[0, 1\)"),
+        (
+            "adam",
+            {"betas": (1.0, 0.999)},
+            r"^Adam: betas\[0\] must be a finite number in \[0, 1\), got 1\.0$",
+        ),
+        (
+            "adam",
+            {"betas": (0.9, -0.1)},
+            r"^Adam: betas\[1\] must be a finite number in \[0, 1\), got -0\.1$",
+        ),
         ("adam", {"betas": (0.9,)}, "betas must be a pair"),
-        ("adam", {"eps": 0.0}, "eps must be a finite, positive"),
-        ("adamw", {"weight_decay": -1e-2}, "weight_decay must be"),
-        ("adamw", {"lr": float("inf")}, "lr must be a finite"),
-        ("rmsprop", {"alpha": 1.5}, r"alpha must lie in \[0, 1\)"),
-        ("rmsprop", {"momentum": -1.0}, "momentum must be"),
-        ("rmsprop", {"eps": -1e-8}, "eps must be"),
-        ("adagrad", {"lr_decay": -0.1}, "lr_decay must be"),
-        ("adagrad", {"initial_accumulator_value": -1.0}, "initial_accumulator_value must be"),
-        ("adagrad", {"eps": 0.0}, "eps must be a finite, positive"),
+        ("adam", {"eps": 0.0}, r"^Adam: eps must be a finite number > 0, got 0\.0$"),
+        (
+            "adamw",
+            {"weight_decay": -1e-2},
+            r"^AdamW: weight_decay must be a finite number >= 0, got -0\.01$",
+        ),
+        ("adamw", {"lr": float("inf")}, r"^AdamW: lr must be a finite number > 0, got inf$"),
+        (
+            "rmsprop",
+            {"alpha": 1.5},
+            r"^RMSProp: alpha must be a finite number in \[0, 1\), got 1\.5$",
+        ),
+        (
+            "rmsprop",
+            {"momentum": -1.0},
+            r"^RMSProp: momentum must be a finite number >= 0, got -1\.0$",
+        ),
+        ("rmsprop", {"eps": -1e-8}, r"^RMSProp: eps must be a finite number > 0, got -1e-08$"),
+        (
+            "adagrad",
+            {"lr_decay": -0.1},
+            r"^Adagrad: lr_decay must be a finite number >= 0, got -0\.1$",
+        ),
+        (
+            "adagrad",
+            {"initial_accumulator_value": -1.0},
+            r"^Adagrad: initial_accumulator_value must be a finite number >= 0, got -1\.0$",
+        ),
+        ("adagrad", {"eps": 0.0}, r"^Adagrad: eps must be a finite number > 0, got 0\.0$"),
     ],
 )
 def test_hyperparameter_validation(name: str, kwargs: dict, match: str) -> None:
@@ -353,7 +383,9 @@ def test_global_grad_norm_is_the_norm_of_the_concatenation(backend: ap.Backend) 
 
 def test_clip_grad_norm_validates_max_norm() -> None:
     params = _params(ap.get_backend("numpy", dtype="float64"), [np.zeros(3)])
-    with pytest.raises(ValueError, match="max_norm must be a finite, positive"):
+    with pytest.raises(
+        ValueError, match=r"^clip_grad_norm: max_norm must be a finite number > 0, got 0\.0$"
+    ):
         clip_grad_norm(params, 0.0)
     with pytest.raises(ValueError, match="empty parameter list"):
         global_grad_norm([])

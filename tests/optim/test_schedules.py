@@ -210,13 +210,32 @@ def test_load_state_dict_rejects_mismatches() -> None:
 @pytest.mark.parametrize(
     ("build", "match"),
     [
-        (lambda o: StepLR(o, step_size=0), "step_size must be a positive int"),
-        (lambda o: StepLR(o, step_size=2.5), "step_size must be a positive int"),
-        (lambda o: ExponentialLR(o, gamma=-0.5), "gamma must lie in"),
-        (lambda o: CosineAnnealingLR(o, T_max=0), "T_max must be a positive int"),
-        (lambda o: CosineAnnealingLR(o, T_max=5, eta_min=-1.0), "eta_min must lie in"),
-        (lambda o: LinearWarmup(o, warmup_steps=0), "warmup_steps must be a positive int"),
-        (lambda o: LinearWarmup(o, 5, start_factor=1.5), "start_factor must lie in"),
+        (lambda o: StepLR(o, step_size=0), r"^StepLR: step_size must be an int >= 1, got 0$"),
+        (lambda o: StepLR(o, step_size=2.5), r"^StepLR: step_size must be an int >= 1, got 2\.5$"),
+        (
+            lambda o: ExponentialLR(o, gamma=-0.5),
+            r"^ExponentialLR: gamma must be a finite number >= 0, got -0\.5$",
+        ),
+        (
+            lambda o: CosineAnnealingLR(o, T_max=0),
+            r"^CosineAnnealingLR: T_max must be an int >= 1, got 0$",
+        ),
+        (
+            lambda o: CosineAnnealingLR(o, T_max=5, eta_min=-1.0),
+            r"^CosineAnnealingLR: eta_min must be a finite number >= 0, got -1\.0$",
+        ),
+        (
+            lambda o: LinearWarmup(o, warmup_steps=0),
+            r"^LinearWarmup: warmup_steps must be an int >= 1, got 0$",
+        ),
+        (
+            lambda o: LinearWarmup(o, 5, start_factor=1.5),
+            r"^LinearWarmup: start_factor must be a finite number in \[0, 1\], got 1\.5$",
+        ),
+        (
+            lambda o: SequentialLR(o, [StepLR(o, 2), StepLR(o, 2)], [0]),
+            r"^SequentialLR: milestone must be an int >= 1, got 0$",
+        ),
         (lambda o: SequentialLR(o, [StepLR(o, 2)], [3]), "1 schedules need 0 milestones"),
         (lambda o: SequentialLR(o, [], []), "at least one schedule"),
         (lambda o: SequentialLR(o, [StepLR(_optimizer(), 2)], []), "not a Schedule of this"),

@@ -31,14 +31,15 @@ class Checkpoint:
     Attributes
     ----------
     model : Layer
-        The rebuilt model (usually a :class:`~arrayprop.layers.Sequential`) on the requested
+        The rebuilt model (usually a :class:`~arrayprop.nn.Sequential`) on the requested
         backend, with the saved weights.
     optimizer_state : dict or None
         The saved ``optimizer.state_dict()``: ``type``, ``hyperparameters``, ``lr``, ``steps``
         and ``state``, a list (one entry per model parameter) of ``{name: host ndarray}``; pass
         it to :func:`restore_optimizer`.
     extra : dict
-        The ``extra`` given to :func:`save`; its arrays come back as host NumPy arrays.
+        The ``extra`` given to :func:`~arrayprop.checkpoint.save`; its arrays come back as
+        host NumPy arrays.
     info : dict
         File facts: ``path``, ``version``, ``arrayprop_version``, ``backend``, ``device`` and
         ``dtype`` the model was saved from, ``created`` (ISO 8601 UTC) and ``architecture``.
@@ -56,7 +57,7 @@ def load(
     device: Any = None,
     dtype: Any = None,
 ) -> Checkpoint:
-    """Read a checkpoint written by :func:`save` and rebuild its model on any backend.
+    """Read a checkpoint written by :func:`~arrayprop.checkpoint.save`; rebuild its model anywhere.
 
     Parameters
     ----------

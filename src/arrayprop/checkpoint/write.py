@@ -185,8 +185,9 @@ def _remove_stale_temporaries(directory: Path, name: str) -> None:
     """Delete the temporaries of earlier saves to ``name`` whose writer process is gone.
 
     A process killed mid-save (SIGKILL, power loss) leaves its ``.{name}.{pid}.*.tmp`` behind;
-    :func:`load` never reads it, and the next save removes it here. Temporaries of live
-    processes are left alone. POSIX only: elsewhere there is no safe liveness probe.
+    :func:`~arrayprop.checkpoint.load` never reads it, and the next save removes it here.
+    Temporaries of live processes are left alone. POSIX only: elsewhere there is no safe
+    liveness probe.
     """
     if os.name != "posix":
         return

@@ -7,18 +7,22 @@ An argument type turns one command-line string into a value or raises
 from __future__ import annotations
 
 import argparse
-import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from arrayprop.validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Interval, check
 
 __all__ = [
     "DATASETS",
     "DTYPES",
     "UsageError",
+    "constrained",
     "dataset_spec",
     "model_spec",
     "non_negative_float",
-    "positive",
+    "positive_float",
+    "positive_int",
 ]
 
 #: What ``--dataset`` accepts.
@@ -31,32 +35,38 @@ class UsageError(Exception):
     """A bad command line found after parsing (reported like an argparse error)."""
 
 
-def positive(kind: type) -> Any:
-    """An argument type for a finite ``kind`` (int or float) > 0."""
+def constrained(constraint: Interval) -> Callable[[str], Any]:
+    """An argument type: the text as ``constraint.kind``, refused unless the constraint holds.
+
+    The refusal reads ``must be <allowed>, got <text>`` (argparse puts ``argument --flag:`` in
+    front), with the allowed range from ``constraint.describe()``, so the command line and the
+    API describe a range in the same words.
+    """
 
     def parse(text: str) -> Any:
         try:
-            value = kind(text)
+            value = constraint.kind(text)
         except ValueError:
-            what = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
+            # Not even a number: quote it, so that an empty or odd string is visible.
+            raise argparse.ArgumentTypeError(
+                f"must be {constraint.describe()}, got {text!r}"
+            ) from None
+        try:
+            return check("", "value", value, constraint)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {constraint.describe()}, got {text}"
+            ) from None
 
-    parse.__name__ = f"positive {kind.__name__}"
     return parse
 
 
-def non_negative_float(text: str) -> float:
-    """An argument type for a finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
+#: ``--epochs``, ``--batch-size``: an int >= 1.
+positive_int = constrained(POSITIVE_INT)
+#: ``--lr``: a finite number > 0.
+positive_float = constrained(POSITIVE)
+#: ``--momentum``, ``--weight-decay``: a finite number >= 0.
+non_negative_float = constrained(NON_NEGATIVE)
 
 
 def model_spec(text: str) -> list[int]:

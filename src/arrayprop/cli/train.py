@@ -24,7 +24,8 @@ from arrayprop.cli.args import (
     dataset_spec,
     model_spec,
     non_negative_float,
-    positive,
+    positive_float,
+    positive_int,
 )
 from arrayprop.cli.datasets import Dataset, load_dataset
 from arrayprop.nn.activations import ACTIVATIONS
@@ -100,7 +101,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     train.add_argument(
         "--optimizer", choices=sorted(OPTIMIZERS), default=DEFAULT_OPTIMIZER, help="optimizer" + D
     )
-    train.add_argument("--lr", type=positive(float), default=DEFAULT_LR, help="learning rate" + D)
+    train.add_argument("--lr", type=positive_float, default=DEFAULT_LR, help="learning rate" + D)
     train.add_argument(
         "--schedule",
         choices=["cosine", "none"],
@@ -116,9 +117,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default=None,
         help=f"weight decay (default: {DEFAULT_ADAMW_DECAY:g} for adamw, else the optimizer's)",
     )
-    train.add_argument("--epochs", type=positive(int), default=DEFAULT_EPOCHS, help="epochs" + D)
+    train.add_argument("--epochs", type=positive_int, default=DEFAULT_EPOCHS, help="epochs" + D)
     train.add_argument(
-        "--batch-size", type=positive(int), default=DEFAULT_BATCH, help="samples per step" + D
+        "--batch-size", type=positive_int, default=DEFAULT_BATCH, help="samples per step" + D
     )
     train.add_argument(
         "--backend",

@@ -17,7 +17,7 @@ def linear(xp, x, w, b) -> Any:
 
     x : shape (batch, in), w : shape (in, out), b : shape (out,) -> shape (batch, out)
     """
-    return x @ w + b
+    return x @ w + b  # eq. 1
 
 
 def matmul(xp, a, b) -> Any:
@@ -34,21 +34,21 @@ def sigmoid(xp, z) -> Any:
 def activation(xp, kind: str, z, alpha: float = 0.0) -> Any:
     """A = f(Z) elementwise (eq. 2)."""
     if kind == "relu":
-        return xp.maximum(z, 0.0)
+        return xp.maximum(z, 0.0)  # eq. 2
     if kind == "leaky_relu":
-        return xp.where(z > 0, z, alpha * z)
+        return xp.where(z > 0, z, alpha * z)  # eq. 2
     if kind == "sigmoid":
-        return sigmoid(xp, z)
+        return sigmoid(xp, z)  # eq. 2
     if kind == "tanh":
-        return xp.tanh(z)
+        return xp.tanh(z)  # eq. 2
     if kind == "identity":
         return z
     raise ValueError(f"unknown activation {kind!r}; valid: {', '.join(ACTIVATIONS)}")
 
 
 def bias_activation(xp, kind: str, z, b, alpha: float = 0.0) -> Any:
-    """A = f(Z + b) (eq. 1–2 after the GEMM): z (batch, out), b (out,) broadcast over the rows."""
-    return activation(xp, kind, z + b, alpha)
+    """A = f(Z + b) (eqs. 1–2 after the GEMM): z (batch, out), b (out,) broadcast over the rows."""
+    return activation(xp, kind, z + b, alpha)  # eq. 1, eq. 2
 
 
 def activation_grad(xp, kind: str, a, grad_a, alpha: float = 0.0) -> Any:
@@ -58,13 +58,13 @@ def activation_grad(xp, kind: str, a, grad_a, alpha: float = 0.0) -> Any:
     sigmoid: f' = a (1 - a); tanh: f' = 1 - a².
     """
     if kind == "relu":
-        return xp.where(a > 0, grad_a, 0.0)
+        return xp.where(a > 0, grad_a, 0.0)  # eq. 9
     if kind == "leaky_relu":
-        return xp.where(a > 0, grad_a, alpha * grad_a)
+        return xp.where(a > 0, grad_a, alpha * grad_a)  # eq. 9
     if kind == "sigmoid":
-        return grad_a * a * (1.0 - a)
+        return grad_a * a * (1.0 - a)  # eq. 9
     if kind == "tanh":
-        return grad_a * (1.0 - a * a)
+        return grad_a * (1.0 - a * a)  # eq. 9
     if kind == "identity":
         return grad_a
     raise ValueError(f"unknown activation {kind!r}; valid: {', '.join(ACTIVATIONS)}")
@@ -78,7 +78,7 @@ def softmax(xp, z) -> Any:
 
 def bias_grad(xp, delta) -> Any:
     """∂C/∂b = Σ_rows δ  (eq. 6). delta : (batch, out) -> (out,)."""
-    return xp.sum(delta, axis=0)
+    return xp.sum(delta, axis=0)  # eq. 6
 
 
 def softmax_cross_entropy(xp, z, y) -> tuple[Any, Any]:
@@ -93,7 +93,7 @@ def softmax_cross_entropy(xp, z, y) -> tuple[Any, Any]:
     e = xp.exp(shifted)
     s = xp.sum(e, axis=1, keepdims=True)
     value = -xp.sum(y * (shifted - xp.log(s))) / n
-    return value, (e / s - y) / n
+    return value, (e / s - y) / n  # eq. 8
 
 
 def softmax_cross_entropy_labels(xp, z, labels) -> tuple[Any, Any]:
@@ -105,16 +105,16 @@ def softmax_cross_entropy_labels(xp, z, labels) -> tuple[Any, Any]:
 
 def sgd_update(xp, w, g, lr: float) -> Any:
     """W ← W − η ∂C/∂W  (eq. 7). Returns the new weights."""
-    return w - lr * g
+    return w - lr * g  # eq. 7
 
 
 def sgd_linear_update(xp, w, b, x, delta, lr: float) -> tuple[Any, Any]:
-    """Plain SGD on a Dense layer straight from its backward inputs (eq. 7 with eqs. 5–6):
+    """Plain SGD on a Dense layer straight from its backward inputs (eq. 7a: eq. 7 with eqs. 5–6):
     W ← W − η Xᵀδ and b ← b − η Σ_rows δ, the gradients not kept. Returns the new (W, b).
 
     x : (batch, in), delta : (batch, out), w : (in, out), b : (out,)
     """
-    return w - lr * (x.T @ delta), b - lr * bias_grad(xp, delta)
+    return w - lr * (x.T @ delta), b - lr * bias_grad(xp, delta)  # eq. 7a
 
 
 def adam_update(
@@ -130,7 +130,7 @@ def adam_update(
     bias_c1: float,
     bias_c2: float,
 ) -> tuple[Any, Any, Any]:
-    """One Adam step (eq. 16 with Adam's direction u), as ``torch.optim.Adam``.
+    """One Adam step (eq. 7 with Adam's direction u; docs/optimizers.md), as ``torch.optim.Adam``.
 
     m ← β₁ m + (1 − β₁) g;  v ← β₂ v + (1 − β₂) g²;  W ← W − η / c₁ · m / (√v / √c₂ + ε),
     with the bias corrections c₁ = 1 − β₁ᵗ and c₂ = 1 − β₂ᵗ of step t. Returns (W, m, v).

@@ -1,7 +1,7 @@
 """Activation layers: elementwise A = f(Z) (ReLU, LeakyReLU, Sigmoid, Tanh, Identity) and the
 row-wise :class:`Softmax`.
 
-Each keeps its output A for the backward pass, whose derivative f'(Z) is read off A (eq. 3 of
+Each keeps its output A for the backward pass, whose derivative f'(Z) is read off A (eq. 9 of
 docs/math.md). Array API only, through ``backend.xp`` and :mod:`arrayprop.kernels`.
 """
 
@@ -13,9 +13,11 @@ from arrayprop import kernels
 from arrayprop.backends.core import Backend
 from arrayprop.errors import ShapeError
 from arrayprop.nn.layer import Layer, check_2d, check_grad
+from arrayprop.validation import UNIT_OPEN, check
 
 __all__ = [
     "ACTIVATIONS",
+    "LEAKY_ALPHA",
     "Activation",
     "Identity",
     "LeakyReLU",
@@ -24,6 +26,9 @@ __all__ = [
     "Softmax",
     "Tanh",
 ]
+
+#: What LeakyReLU's slope for z < 0 may be.
+LEAKY_ALPHA = UNIT_OPEN
 
 
 class Activation(Layer):
@@ -52,7 +57,7 @@ class Activation(Layer):
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
         be = self._backend_for(x)
         check_2d(self, x, None, "input")
-        a = kernels.activation(be, self.kind, x, self._alpha, inplace=inplace)
+        a = kernels.activation(be, self.kind, x, self._alpha, inplace=inplace)  # eq. 2
         self._a = a
         return a
 
@@ -76,7 +81,8 @@ class Activation(Layer):
         self._a = None
         if not input_grad:
             return None
-        return kernels.activation_grad(
+        # δ = ∂C/∂A ⊙ f'(Z): the factor of eqs. 3–4 that belongs to this layer.
+        return kernels.activation_grad(  # eq. 3, eq. 4
             self.backend, self.kind, a, grad_out, self._alpha, inplace=inplace
         )
 
@@ -112,10 +118,8 @@ class LeakyReLU(Activation):
     kind = "leaky_relu"
 
     def __init__(self, alpha: float = 0.01) -> None:
-        if not 0 < float(alpha) < 1:
-            raise ValueError(f"LeakyReLU: alpha must be in (0, 1), got {alpha!r}")
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = check("LeakyReLU", "alpha", alpha, LEAKY_ALPHA)
 
     @property
     def _alpha(self) -> float:
@@ -178,7 +182,7 @@ class Softmax(Layer):
             )
         self._a = None
         xp = self.backend.xp
-        return a * (grad_out - xp.sum(grad_out * a, axis=1, keepdims=True))
+        return a * (grad_out - xp.sum(grad_out * a, axis=1, keepdims=True))  # eq. 10
 
 
 #: Activation names accepted by :func:`~arrayprop.nn.mlp` and the CLI.

@@ -11,12 +11,16 @@ from typing import Any
 from arrayprop.backends.core import Backend, get_backend
 from arrayprop.errors import BackendMismatchError
 from arrayprop.nn.activations import ACTIVATIONS
-from arrayprop.nn.dense import Dense
+from arrayprop.nn.dense import WIDTH, Dense
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.parameter import Parameter
 from arrayprop.random import host_rng
+from arrayprop.validation import POSITIVE_INT, check
 
-__all__ = ["Sequential", "mlp"]
+__all__ = ["BATCH_SIZE", "Sequential", "mlp"]
+
+#: What :meth:`Sequential.predict` takes as ``batch_size`` (or None: one batch).
+BATCH_SIZE = POSITIVE_INT
 
 
 class Sequential(Layer):
@@ -140,8 +144,8 @@ class Sequential(Layer):
         be = self.backend if self.backend is not None else self._backend_for(x)
         # Host float data takes the model's dtype (on NumPy a host array is also a backend array).
         x = be.asarray(x, what="predict: x")
-        if batch_size is not None and batch_size <= 0:
-            raise ValueError(f"predict: batch_size must be positive, got {batch_size}")
+        if batch_size is not None:
+            batch_size = check("predict", "batch_size", batch_size, BATCH_SIZE)
         n = x.shape[0] if x.ndim else 0
         step = n if batch_size is None or batch_size >= n else batch_size
         # Explicit trailing axes and an in-range stop: the standard specifies nothing else.
@@ -171,6 +175,7 @@ def mlp(
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"mlp: need at least an input and an output size, got {sizes}")
+    sizes = [check("mlp", f"sizes[{i}]", n, WIDTH) for i, n in enumerate(sizes)]
     for name in (activation, output_activation):
         if name is not None and name not in ACTIVATIONS:
             raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")

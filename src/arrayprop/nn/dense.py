@@ -16,8 +16,12 @@ from arrayprop.nn.init import get_initializer
 from arrayprop.nn.layer import Layer, check_2d, check_grad
 from arrayprop.nn.parameter import Parameter
 from arrayprop.random import host_rng
+from arrayprop.validation import POSITIVE_INT, check
 
-__all__ = ["Dense"]
+__all__ = ["WIDTH", "Dense"]
+
+#: What ``in_features`` and ``out_features`` may be.
+WIDTH = POSITIVE_INT
 
 
 class Dense(Layer):
@@ -62,11 +66,8 @@ class Dense(Layer):
         backend: str | Backend | None = None,
         dtype: Any = None,
     ) -> None:
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"Dense: {name} must be a positive int, got {value!r}")
-        self.in_features = in_features
-        self.out_features = out_features
+        self.in_features = check("Dense", "in_features", in_features, WIDTH)
+        self.out_features = check("Dense", "out_features", out_features, WIDTH)
         self.backend = be = get_backend(backend, dtype=dtype)
         self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
         if weight is None:
@@ -106,7 +107,7 @@ class Dense(Layer):
                 "data with backend.asarray (integer data must be cast to float explicitly)"
             )
         self._x = x
-        return kernels.linear(be, x, self.weight.data, self.bias.data)
+        return kernels.linear(be, x, self.weight.data, self.bias.data)  # eq. 1
 
     def backward(
         self,
@@ -130,16 +131,16 @@ class Dense(Layer):
         self._x = None
         if sgd_lr is not None:
             # δ Wᵀ needs the weights before the update, so it goes first (eq. 7a).
-            g_in = kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None
-            w, b = kernels.sgd_linear_update(
+            g_in = kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None  # eq. 4
+            w, b = kernels.sgd_linear_update(  # eq. 7a
                 be, self.weight.data, self.bias.data, x, grad_out, sgd_lr
             )
             self.weight.data, self.bias.data = w, b
             self.weight.grad = self.bias.grad = None
             return g_in
-        self.weight.grad = kernels.matmul(be, x.T, grad_out)
-        self.bias.grad = kernels.bias_grad(be, grad_out)
-        return kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None
+        self.weight.grad = kernels.matmul(be, x.T, grad_out)  # eq. 5
+        self.bias.grad = kernels.bias_grad(be, grad_out)  # eq. 6
+        return kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None  # eq. 4
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]

@@ -27,7 +27,7 @@ def relative_error(analytic: Any, numeric: Any) -> float:
     """
     diff = float(((analytic - numeric) ** 2).sum() ** 0.5)
     scale = float((analytic**2).sum() ** 0.5) + float((numeric**2).sum() ** 0.5)
-    return 0.0 if scale == 0.0 else diff / scale
+    return 0.0 if scale == 0.0 else diff / scale  # eq. 17
 
 
 def _numeric(f: Callable[[], float], host: Any, set_value: Callable[[Any], None], eps: float):
@@ -41,7 +41,7 @@ def _numeric(f: Callable[[], float], host: Any, set_value: Callable[[Any], None]
         bumped.reshape(-1)[k] -= 2 * eps
         set_value(bumped)
         c_minus = f()
-        flat[k] = (c_plus - c_minus) / (2 * eps)
+        flat[k] = (c_plus - c_minus) / (2 * eps)  # eq. 17
     set_value(host)
     return grad
 

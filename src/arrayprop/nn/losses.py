@@ -14,11 +14,13 @@ from arrayprop.backends.core import Backend, backend_of
 from arrayprop.errors import DataError, DTypeError, LabelError, ShapeError
 from arrayprop.kernels import portable
 from arrayprop.registry import resolve
-from arrayprop.validation import check_class_labels, class_labels_ok
+from arrayprop.validation import Interval, Options, check, check_class_labels, class_labels_ok
 
 __all__ = [
+    "BCE_EPS",
     "LOSSES",
     "MSE",
+    "REDUCTIONS",
     "RMSE",
     "BinaryCrossEntropy",
     "L2Loss",
@@ -26,6 +28,12 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "get_loss",
 ]
+
+#: How :class:`L2Loss` reduces over the batch.
+REDUCTIONS = Options(("sum", "mean"))
+#: The clip of :class:`BinaryCrossEntropy` on probabilities, p in [eps, 1 − eps]: below 1/2,
+#: or the interval is empty.
+BCE_EPS = Interval(float, 0, 0.5, closed="neither")
 
 
 class Loss:
@@ -97,9 +105,7 @@ class L2Loss(Loss):
 
     def __init__(self, reduction: str = "sum") -> None:
         super().__init__()
-        if reduction not in ("sum", "mean"):
-            raise ValueError(f"L2Loss: reduction must be 'sum' or 'mean', got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = check("L2Loss", "reduction", reduction, REDUCTIONS)
 
     def __repr__(self) -> str:
         return f"L2Loss(reduction={self.reduction!r})"
@@ -114,8 +120,8 @@ class L2Loss(Loss):
         value = 0.5 * be.xp.sum(diff * diff)
         if self.reduction == "mean":
             n = pred.shape[0]
-            return _scalar(be, value / n), diff / n
-        return _scalar(be, value), diff
+            return _scalar(be, value / n), diff / n  # eq. 11
+        return _scalar(be, value), diff  # eq. 11
 
 
 class MSE(Loss):
@@ -126,7 +132,7 @@ class MSE(Loss):
         t = self._float_target(be, pred, target)
         diff = pred - t
         m = _size(pred)
-        return _scalar(be, be.xp.sum(diff * diff) / m), diff * (2.0 / m)
+        return _scalar(be, be.xp.sum(diff * diff) / m), diff * (2.0 / m)  # eq. 12
 
 
 class RMSE(Loss):
@@ -141,7 +147,7 @@ class RMSE(Loss):
         value = xp.sqrt(xp.sum(diff * diff) / m)
         # Guard C = 0 without a host sync: divide by max(C, tiny) and the numerator is 0 there.
         denom = xp.maximum(value, xp.finfo(pred.dtype).smallest_normal) * m
-        return _scalar(be, value), diff / denom
+        return _scalar(be, value), diff / denom  # eq. 13
 
 
 class BinaryCrossEntropy(Loss):
@@ -156,7 +162,7 @@ class BinaryCrossEntropy(Loss):
     def __init__(self, from_logits: bool = False, eps: float | None = None) -> None:
         super().__init__()
         self.from_logits = bool(from_logits)
-        self.eps = eps
+        self.eps = None if eps is None else check("BinaryCrossEntropy", "eps", eps, BCE_EPS)
 
     def __repr__(self) -> str:
         return f"BinaryCrossEntropy(from_logits={self.from_logits})"
@@ -177,12 +183,12 @@ class BinaryCrossEntropy(Loss):
         m = _size(pred)
         if self.from_logits:
             z = pred
-            value = xp.sum(xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))) / m
-            return _scalar(be, value), (portable.sigmoid(xp, z) - t) / m
+            value = xp.sum(xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))) / m  # eq. 15
+            return _scalar(be, value), (portable.sigmoid(xp, z) - t) / m  # eq. 15
         eps = self.eps if self.eps is not None else float(xp.finfo(pred.dtype).eps)
         p = xp.clip(pred, eps, 1.0 - eps)
-        value = -xp.sum(t * xp.log(p) + (1.0 - t) * xp.log1p(-p)) / m
-        return _scalar(be, value), (p - t) / (p * (1.0 - p) * m)
+        value = -xp.sum(t * xp.log(p) + (1.0 - t) * xp.log1p(-p)) / m  # eq. 14
+        return _scalar(be, value), (p - t) / (p * (1.0 - p) * m)  # eq. 14
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -204,10 +210,10 @@ class SoftmaxCrossEntropy(Loss):
         n, k = logits.shape
         labels = self.labels(be, target, n, k)
         if labels is not None:
-            value, grad = kernels.softmax_cross_entropy_labels(be, logits, labels)
+            value, grad = kernels.softmax_cross_entropy_labels(be, logits, labels)  # eq. 8
         else:
             y = self.targets(be, target, n, k, logits.dtype)
-            value, grad = kernels.softmax_cross_entropy(be, logits, y)
+            value, grad = kernels.softmax_cross_entropy(be, logits, y)  # eq. 8
         return _scalar(be, value), grad
 
     @staticmethod

@@ -7,9 +7,20 @@ from typing import Any
 
 from arrayprop import kernels
 from arrayprop.nn.parameter import Parameter
-from arrayprop.optim.optimizer import Optimizer, check_hyper
+from arrayprop.optim.optimizer import EPS, LR, Optimizer
+from arrayprop.validation import NON_NEGATIVE, check
 
 __all__ = ["Adagrad"]
+
+
+#: What Adagrad's numeric hyperparameters may be.
+HYPERPARAMETERS = {
+    "lr": LR,
+    "lr_decay": NON_NEGATIVE,
+    "weight_decay": NON_NEGATIVE,
+    "eps": EPS,
+    "initial_accumulator_value": NON_NEGATIVE,
+}
 
 
 class Adagrad(Optimizer):
@@ -37,11 +48,15 @@ class Adagrad(Optimizer):
         initial_accumulator_value: float = 0.0,
     ) -> None:
         super().__init__(params, lr)
-        self.lr_decay = check_hyper("Adagrad", "lr_decay", lr_decay)
-        self.weight_decay = check_hyper("Adagrad", "weight_decay", weight_decay)
-        self.eps = check_hyper("Adagrad", "eps", eps, positive=True)
-        self.initial_accumulator_value = check_hyper(
-            "Adagrad", "initial_accumulator_value", initial_accumulator_value
+        rules = HYPERPARAMETERS
+        self.lr_decay = check("Adagrad", "lr_decay", lr_decay, rules["lr_decay"])
+        self.weight_decay = check("Adagrad", "weight_decay", weight_decay, rules["weight_decay"])
+        self.eps = check("Adagrad", "eps", eps, rules["eps"])
+        self.initial_accumulator_value = check(
+            "Adagrad",
+            "initial_accumulator_value",
+            initial_accumulator_value,
+            rules["initial_accumulator_value"],
         )
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -64,4 +79,4 @@ class Adagrad(Optimizer):
         G = G + g * g
         state["sum"] = G
         lr_t = self.lr / (1 + (t - 1) * self.lr_decay)
-        return kernels.sgd_update(self.backend, w, g / (xp.sqrt(G) + self.eps), lr_t)
+        return kernels.sgd_update(self.backend, w, g / (xp.sqrt(G) + self.eps), lr_t)  # eq. 7

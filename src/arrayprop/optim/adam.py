@@ -8,9 +8,14 @@ from typing import Any, ClassVar
 
 from arrayprop import kernels
 from arrayprop.nn.parameter import Parameter
-from arrayprop.optim.optimizer import Optimizer, check_decay_rate, check_hyper
+from arrayprop.optim.optimizer import DECAY_RATE, EPS, LR, Optimizer
+from arrayprop.validation import NON_NEGATIVE, check
 
 __all__ = ["Adam", "AdamW"]
+
+
+#: What the numeric hyperparameters of Adam and AdamW may be (``betas``: each of the pair).
+HYPERPARAMETERS = {"lr": LR, "betas": DECAY_RATE, "eps": EPS, "weight_decay": NON_NEGATIVE}
 
 
 class Adam(Optimizer):
@@ -45,12 +50,13 @@ class Adam(Optimizer):
         owner = type(self).__name__
         if not isinstance(betas, Sequence) or len(betas) != 2:
             raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
+        rules = HYPERPARAMETERS
         self.betas = (
-            check_decay_rate(owner, "betas[0]", betas[0]),
-            check_decay_rate(owner, "betas[1]", betas[1]),
+            check(owner, "betas[0]", betas[0], rules["betas"]),
+            check(owner, "betas[1]", betas[1], rules["betas"]),
         )
-        self.eps = check_hyper(owner, "eps", eps, positive=True)
-        self.weight_decay = check_hyper(owner, "weight_decay", weight_decay)
+        self.eps = check(owner, "eps", eps, rules["eps"])
+        self.weight_decay = check(owner, "weight_decay", weight_decay, rules["weight_decay"])
         self.amsgrad = bool(amsgrad)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -79,7 +85,7 @@ class Adam(Optimizer):
             v = v if v_max is None else xp.maximum(v_max, v)
             state["max_exp_avg_sq"] = v
         denom = xp.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
-        return kernels.sgd_update(self.backend, w, m / denom, self.lr / (1 - beta1**t))
+        return kernels.sgd_update(self.backend, w, m / denom, self.lr / (1 - beta1**t))  # eq. 7
 
 
 class AdamW(Adam):

@@ -7,9 +7,12 @@ from typing import Any
 
 from arrayprop.backends.core import backend_of
 from arrayprop.nn.parameter import Parameter
-from arrayprop.optim.optimizer import check_hyper
+from arrayprop.validation import POSITIVE, check
 
-__all__ = ["clip_grad_norm", "global_grad_norm"]
+__all__ = ["MAX_NORM", "clip_grad_norm", "global_grad_norm"]
+
+#: What ``max_norm`` may be.
+MAX_NORM = POSITIVE
 
 
 def global_grad_norm(params: Iterable[Parameter]) -> Any:
@@ -43,7 +46,7 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> Any:
     array, shape ()
         N, the norm before clipping.
     """
-    max_norm = check_hyper("clip_grad_norm", "max_norm", max_norm, positive=True)
+    max_norm = check("clip_grad_norm", "max_norm", max_norm, MAX_NORM)
     params = list(params)
     total = global_grad_norm(params)
     grads = [p for p in params if p.grad is not None]

@@ -9,38 +9,48 @@ where the backend allows it. Gradients are never modified: they may be read afte
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from arrayprop.backends.core import backend_of
 from arrayprop.errors import CheckpointError
 from arrayprop.nn.parameter import Parameter
+from arrayprop.validation import NON_NEGATIVE, POSITIVE, Interval, check
 
-__all__ = ["Optimizer", "check_decay_rate", "check_hyper"]
+__all__ = [
+    "CURRENT_LR",
+    "DECAY_RATE",
+    "EPS",
+    "LR",
+    "STEPS",
+    "Optimizer",
+    "check_state",
+]
 
 
-def check_hyper(owner: str, name: str, value: float, *, positive: bool = False) -> float:
+#: The learning rate η given to a constructor.
+LR = POSITIVE
+#: The current learning rate in a state dict: a schedule may have brought it down to 0.
+CURRENT_LR = NON_NEGATIVE
+#: A step count in a state dict.
+STEPS = Interval(int, 0, None)
+#: A moving-average coefficient (Adam's β₁ and β₂, RMSProp's α).
+DECAY_RATE = Interval(float, 0, 1, closed="left")
+#: The ε added to a denominator.
+EPS = POSITIVE
+
+
+def check_state(whose: str, what: str, value: Any, constraint: Interval) -> Any:
+    """:func:`~arrayprop.validation.check` for a value read back from a state dict.
+
+    Returns ``value`` converted to the constraint's kind, or raises
+    :class:`~arrayprop.errors.CheckpointError` (the file, not the caller, is at fault) with the
+    message of :func:`~arrayprop.validation.check`.
+    """
     try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}: {name} must be a number, got {value!r}") from None
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        need = "positive" if positive else "non-negative"
-        raise ValueError(f"{owner}: {name} must be a finite, {need} number, got {value!r}")
-    return value
-
-
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_decay_rate(owner: str, name: str, value: float) -> float:
-    """A moving-average coefficient (β, α): must lie in [0, 1)."""
-    value = float(value)
-    if not 0 <= value < 1:
-        raise ValueError(f"{owner}: {name} must lie in [0, 1), got {value!r}")
-    return value
+        return check(whose, what, value, constraint)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 class Optimizer:
@@ -77,7 +87,7 @@ class Optimizer:
                 raise TypeError(
                     f"{type(self).__name__}: expected Parameters, got {type(p).__name__}"
                 )
-        self.lr = check_hyper(type(self).__name__, "lr", lr, positive=True)
+        self.lr = check(type(self).__name__, "lr", lr, LR)
         self.initial_lr = self.lr
         first = self.params[0].data
         self.backend = backend_of(first, dtype=first.dtype)
@@ -173,19 +183,10 @@ class Optimizer:
         ours.pop("lr")
         if hyper != ours:
             raise CheckpointError(f"{owner}: checkpoint hyperparameters {hyper} differ from {ours}")
-        lr = state_dict.get("lr", initial_lr)
         # The constructor's lr is positive; a schedule may bring the current one down to 0.
-        if not _finite_number(initial_lr) or initial_lr <= 0:
-            raise CheckpointError(
-                f"{owner}: checkpoint hyperparameters['lr'] must be a finite number > 0, "
-                f"got {initial_lr!r}"
-            )
-        if not _finite_number(lr) or lr < 0:
-            raise CheckpointError(
-                f"{owner}: checkpoint lr must be a finite number >= 0, got {lr!r}"
-            )
-        if not isinstance(steps, int) or steps < 0:
-            raise CheckpointError(f"{owner}: steps must be an int >= 0, got {steps!r}")
+        initial_lr = check_state(owner, "checkpoint hyperparameters['lr']", initial_lr, LR)
+        lr = check_state(owner, "checkpoint lr", state_dict.get("lr", initial_lr), CURRENT_LR)
+        steps = check_state(owner, "steps", steps, STEPS)
         if len(states) != len(self.params):
             raise CheckpointError(
                 f"{owner}: checkpoint has state for {len(states)} parameters, the optimizer has "
@@ -195,7 +196,7 @@ class Optimizer:
             {key: self._restore(i, key, value) for key, value in saved.items()}
             for i, saved in enumerate(states)
         ]
-        self.initial_lr, self.lr = float(initial_lr), float(lr)
+        self.initial_lr, self.lr = initial_lr, lr
         self.steps, self.state = steps, restored
 
     def _restore(self, i: int, key: str, value: Any) -> Any:

@@ -7,9 +7,20 @@ from typing import Any
 
 from arrayprop import kernels
 from arrayprop.nn.parameter import Parameter
-from arrayprop.optim.optimizer import Optimizer, check_decay_rate, check_hyper
+from arrayprop.optim.optimizer import DECAY_RATE, EPS, LR, Optimizer
+from arrayprop.validation import NON_NEGATIVE, check
 
 __all__ = ["RMSProp"]
+
+
+#: What RMSProp's numeric hyperparameters may be.
+HYPERPARAMETERS = {
+    "lr": LR,
+    "alpha": DECAY_RATE,
+    "eps": EPS,
+    "momentum": NON_NEGATIVE,
+    "weight_decay": NON_NEGATIVE,
+}
 
 
 class RMSProp(Optimizer):
@@ -41,10 +52,11 @@ class RMSProp(Optimizer):
         centered: bool = False,
     ) -> None:
         super().__init__(params, lr)
-        self.alpha = check_decay_rate("RMSProp", "alpha", alpha)
-        self.eps = check_hyper("RMSProp", "eps", eps, positive=True)
-        self.momentum = check_hyper("RMSProp", "momentum", momentum)
-        self.weight_decay = check_hyper("RMSProp", "weight_decay", weight_decay)
+        rules = HYPERPARAMETERS
+        self.alpha = check("RMSProp", "alpha", alpha, rules["alpha"])
+        self.eps = check("RMSProp", "eps", eps, rules["eps"])
+        self.momentum = check("RMSProp", "momentum", momentum, rules["momentum"])
+        self.weight_decay = check("RMSProp", "weight_decay", weight_decay, rules["weight_decay"])
         self.centered = bool(centered)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -76,4 +88,4 @@ class RMSProp(Optimizer):
             b = state.get("momentum_buffer")
             u = u if b is None else self.momentum * b + u
             state["momentum_buffer"] = u
-        return kernels.sgd_update(self.backend, w, u, self.lr)
+        return kernels.sgd_update(self.backend, w, u, self.lr)  # eq. 7

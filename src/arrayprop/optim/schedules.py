@@ -22,9 +22,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from arrayprop.errors import CheckpointError
-from arrayprop.optim.optimizer import Optimizer
+from arrayprop.optim.optimizer import STEPS, Optimizer, check_state
+from arrayprop.validation import NON_NEGATIVE, POSITIVE_INT, Interval, check
 
 __all__ = [
+    "ARGUMENTS",
     "CosineAnnealingLR",
     "ExponentialLR",
     "LinearWarmup",
@@ -35,17 +37,16 @@ __all__ = [
 ]
 
 
-def _positive_int(owner: str, name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return value
-
-
-def _finite(owner: str, name: str, value: float, low: float, high: float = math.inf) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{owner}: {name} must lie in [{low}, {high}], got {value!r}")
-    return value
+#: What the schedules' arguments may be, by name.
+ARGUMENTS = {
+    "step_size": POSITIVE_INT,
+    "T_max": POSITIVE_INT,
+    "warmup_steps": POSITIVE_INT,
+    "milestone": POSITIVE_INT,
+    "gamma": NON_NEGATIVE,
+    "eta_min": NON_NEGATIVE,
+    "start_factor": Interval(float, 0, 1),
+}
 
 
 class Schedule:
@@ -125,8 +126,7 @@ class Schedule:
                 f"{owner}: checkpoint hyperparameters {dict(hyper)} differ from "
                 f"{self.hyperparameters()}"
             )
-        if not isinstance(steps, int) or steps < 0:
-            raise CheckpointError(f"{owner}: steps must be an int >= 0, got {steps!r}")
+        steps = check_state(owner, "steps", steps, STEPS)
         self.base_lr, self.steps = float(base_lr), steps
         self.optimizer.lr = self.get_lr()
 
@@ -140,8 +140,8 @@ class StepLR(Schedule):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(optimizer)
-        self.step_size = _positive_int("StepLR", "step_size", step_size)
-        self.gamma = _finite("StepLR", "gamma", gamma, 0.0)
+        self.step_size = check("StepLR", "step_size", step_size, ARGUMENTS["step_size"])
+        self.gamma = check("StepLR", "gamma", gamma, ARGUMENTS["gamma"])
         self._start()
 
     def lr_at(self, t: int) -> float:
@@ -156,7 +156,7 @@ class ExponentialLR(Schedule):
 
     def __init__(self, optimizer: Optimizer, gamma: float) -> None:
         super().__init__(optimizer)
-        self.gamma = _finite("ExponentialLR", "gamma", gamma, 0.0)
+        self.gamma = check("ExponentialLR", "gamma", gamma, ARGUMENTS["gamma"])
         self._start()
 
     def lr_at(self, t: int) -> float:
@@ -177,8 +177,8 @@ class CosineAnnealingLR(Schedule):
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
         super().__init__(optimizer)
-        self.T_max = _positive_int("CosineAnnealingLR", "T_max", T_max)
-        self.eta_min = _finite("CosineAnnealingLR", "eta_min", eta_min, 0.0)
+        self.T_max = check("CosineAnnealingLR", "T_max", T_max, ARGUMENTS["T_max"])
+        self.eta_min = check("CosineAnnealingLR", "eta_min", eta_min, ARGUMENTS["eta_min"])
         self._start()
 
     def lr_at(self, t: int) -> float:
@@ -202,8 +202,12 @@ class LinearWarmup(Schedule):
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, start_factor: float = 0.0) -> None:
         super().__init__(optimizer)
-        self.warmup_steps = _positive_int("LinearWarmup", "warmup_steps", warmup_steps)
-        self.start_factor = _finite("LinearWarmup", "start_factor", start_factor, 0.0, 1.0)
+        self.warmup_steps = check(
+            "LinearWarmup", "warmup_steps", warmup_steps, ARGUMENTS["warmup_steps"]
+        )
+        self.start_factor = check(
+            "LinearWarmup", "start_factor", start_factor, ARGUMENTS["start_factor"]
+        )
         self._start()
 
     def lr_at(self, t: int) -> float:
@@ -227,7 +231,9 @@ class SequentialLR(Schedule):
     ) -> None:
         super().__init__(optimizer)
         self.schedules = list(schedules)
-        self.milestones = [_positive_int("SequentialLR", "milestone", m) for m in milestones]
+        self.milestones = [
+            check("SequentialLR", "milestone", m, ARGUMENTS["milestone"]) for m in milestones
+        ]
         if not self.schedules:
             raise ValueError("SequentialLR: needs at least one schedule")
         for k, s in enumerate(self.schedules):

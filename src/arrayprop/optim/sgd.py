@@ -7,9 +7,14 @@ from typing import Any
 
 from arrayprop import kernels
 from arrayprop.nn.parameter import Parameter
-from arrayprop.optim.optimizer import Optimizer, check_hyper
+from arrayprop.optim.optimizer import LR, Optimizer
+from arrayprop.validation import NON_NEGATIVE, check
 
 __all__ = ["SGD"]
+
+
+#: What SGD's numeric hyperparameters may be.
+HYPERPARAMETERS = {"lr": LR, "momentum": NON_NEGATIVE, "weight_decay": NON_NEGATIVE}
 
 
 class SGD(Optimizer):
@@ -35,8 +40,10 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(params, lr)
-        self.momentum = check_hyper("SGD", "momentum", momentum)
-        self.weight_decay = check_hyper("SGD", "weight_decay", weight_decay)
+        self.momentum = check("SGD", "momentum", momentum, HYPERPARAMETERS["momentum"])
+        self.weight_decay = check(
+            "SGD", "weight_decay", weight_decay, HYPERPARAMETERS["weight_decay"]
+        )
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs a positive momentum")
@@ -56,12 +63,15 @@ class SGD(Optimizer):
 
     def _update(self, i: int, w: Any, g: Any) -> Any:
         if self.weight_decay:
-            g = g + self.weight_decay * w
+            g = g + self.weight_decay * w  # eq. 16
         if self.momentum:
             state = self.state[i]
             v = state.get("velocity")
-            # A copy on the first step: the velocity must not alias the caller's gradient.
-            v = self.backend.xp.asarray(g, copy=True) if v is None else self.momentum * v + g
+            if v is None:
+                # v₁ = g, copied: the velocity must not alias the caller's gradient.
+                v = self.backend.xp.asarray(g, copy=True)  # eq. 16
+            else:
+                v = self.momentum * v + g  # eq. 16
             state["velocity"] = v
-            g = g + self.momentum * v if self.nesterov else v
-        return kernels.sgd_update(self.backend, w, g, self.lr)
+            g = g + self.momentum * v if self.nesterov else v  # eq. 16
+        return kernels.sgd_update(self.backend, w, g, self.lr)  # eq. 7
