@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-import arrayprop.backends.core as backend_module
+import arrayprop.backends.base as backend_module
 from arrayprop.errors import BackendMismatchError, BackendUnavailableError, DTypeError
 from conftest import INSTALLED
 

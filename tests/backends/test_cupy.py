@@ -22,8 +22,9 @@ if _DEVICES == 0:
 import arrayprop as ap  # noqa: E402
 from arrayprop import kernels  # noqa: E402
 from arrayprop.backends.cupy import kernels as cupy_fast  # noqa: E402
+from arrayprop.backends.cupy.cublas import CublasGemm  # noqa: E402
 from arrayprop.kernels import portable  # noqa: E402
-from arrayprop.training.cuda_graph import CudaGraphStep, _CublasGemm  # noqa: E402
+from arrayprop.training.cuda_graph import CudaGraphStep  # noqa: E402
 from arrayprop.training.precision import MixedPrecision, tf32  # noqa: E402
 
 DTYPES = ["float64", "float32", "float16"]
@@ -169,7 +170,7 @@ def test_train_step_on_cupy_matches_numpy(dtype):
 
 def _gemm():
     with cupy.cuda.Device():
-        return _CublasGemm(cupy.cuda.get_current_stream())
+        return CublasGemm(cupy.cuda.get_current_stream())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

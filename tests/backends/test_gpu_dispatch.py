@@ -1,12 +1,13 @@
 """Kernel dispatch for the CuPy backend, checked without a GPU.
 
-- A backend named "cupy" dispatches to :mod:`arrayprop.kernels.cupy_fast` when it imports, and
-  to the portable kernels when CuPy is absent or ``ARRAYPROP_KERNELS=portable``.
-- :mod:`~arrayprop.kernels.cupy_fast` itself runs here on a stand-in ``cupy`` module whose
-  ``ElementwiseKernel`` *interprets* the kernel's C source on NumPy arrays. That checks each
-  kernel's formula, its argument order and which buffer it overwrites against the portable
-  reference; compiling the C for real and running it on a device is tests/test_cupy.py's job.
-- The new NumPy fast paths (matmul, bias_activation, adam_update) against the portable ones, and
+- A backend whose adapter is CuPy's dispatches to its fast module
+  (:mod:`arrayprop.backends.cupy.kernels`) when it imports, and to the portable kernels when CuPy
+  is absent or ``ARRAYPROP_KERNELS=portable``.
+- The CuPy kernels themselves run here on a stand-in ``cupy`` module whose ``ElementwiseKernel``
+  *interprets* the kernel's C source on NumPy arrays. That checks each kernel's formula, its
+  argument order and which buffer it overwrites against the portable reference; compiling the C
+  for real and running it on a device is tests/backends/test_cupy.py's job.
+- The NumPy fast paths (matmul, bias_activation, adam_update) against the portable ones, and
   the portable Adam against the textbook algorithm.
 """
 
@@ -28,6 +29,7 @@ import pytest
 
 import arrayprop as ap
 from arrayprop import kernels
+from arrayprop.backends.cupy import CupyBackend
 from arrayprop.backends.numpy import kernels as numpy_fast
 from arrayprop.kernels import portable
 
@@ -145,7 +147,6 @@ def _forget_cupy_fast() -> None:
 
     if hasattr(cupy_package, "kernels"):
         delattr(cupy_package, "kernels")
-    kernels._load.cache_clear()
 
 
 @pytest.fixture
@@ -173,7 +174,14 @@ def fake_cupy(monkeypatch, fresh_dispatch):
     return importlib.import_module(CUPY_FAST)
 
 
-CUPY_BACKEND = types.SimpleNamespace(name="cupy", xp=npx)  # host arrays, a backend named cupy
+def _cupy_backend() -> CupyBackend:
+    """CuPy's adapter on host arrays: no device, and its fast module not yet looked up."""
+    return CupyBackend(xp=npx, device=None, dtype=npx.float64, array_type=np.ndarray)
+
+
+@pytest.fixture
+def cupy_backend() -> CupyBackend:
+    return _cupy_backend()
 
 
 def _data(rng, dtype, shape=(6, 5)):
@@ -195,29 +203,33 @@ def _close(actual, expected, dtype):
 # --------------------------------------------------------------------------- dispatch
 
 
-def test_cupy_backend_dispatches_to_cupy_fast_when_it_imports(fake_cupy):
-    assert kernels._fast(CUPY_BACKEND) is fake_cupy
+def test_cupy_backend_dispatches_to_cupy_fast_when_it_imports(fake_cupy, cupy_backend):
+    assert cupy_backend.fast is fake_cupy
+    assert kernels._fast(cupy_backend) is fake_cupy
     rng = np.random.default_rng(0)
     x, w, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 2)), rng.normal(size=2)
-    z = kernels.linear(CUPY_BACKEND, x, w, b)
+    z = kernels.linear(cupy_backend, x, w, b)
     np.testing.assert_allclose(z, x @ w + b, rtol=1e-12)
     assert FakeElementwiseKernel.calls == ["arrayprop_bias_act_identity_inplace"]
 
 
-def test_cupy_backend_falls_back_to_portable_without_cupy(monkeypatch, fresh_dispatch):
+def test_cupy_backend_falls_back_to_portable_without_cupy(
+    monkeypatch, fresh_dispatch, cupy_backend
+):
     monkeypatch.setitem(sys.modules, "cupy", None)  # "import cupy" raises ImportError
-    assert kernels._fast(CUPY_BACKEND) is None
+    assert cupy_backend.fast is None
+    assert kernels._fast(cupy_backend) is None
     rng = np.random.default_rng(1)
     z = rng.normal(size=(4, 3))
-    a = kernels.activation(CUPY_BACKEND, "relu", z, inplace=True)
+    a = kernels.activation(cupy_backend, "relu", z, inplace=True)
     np.testing.assert_array_equal(a, np.where(z > 0, z, 0.0))
     assert not np.shares_memory(a, z)  # the portable path never writes into its argument
 
 
-def test_use_portable_turns_the_cupy_fast_path_off(fake_cupy):
+def test_use_portable_turns_the_cupy_fast_path_off(fake_cupy, cupy_backend):
     with kernels.use_portable():
-        assert kernels._fast(CUPY_BACKEND) is None
-    assert kernels._fast(CUPY_BACKEND) is fake_cupy
+        assert kernels._fast(cupy_backend) is None
+    assert kernels._fast(cupy_backend) is fake_cupy
 
 
 def test_environment_variable_selects_portable_kernels(tmp_path):
@@ -225,24 +237,28 @@ def test_environment_variable_selects_portable_kernels(tmp_path):
     code = (
         "import sys, types\n"
         "sys.modules['cupy'] = types.ModuleType('cupy')\n"  # would import if dispatched to
-        "import arrayprop.kernels as k\n"
-        "be = types.SimpleNamespace(name='cupy')\n"
-        "print(k._fast(be), k._fast(types.SimpleNamespace(name='numpy')))\n"
+        "import numpy as np\n"
+        "import arrayprop as ap, arrayprop.kernels as k\n"
+        "from arrayprop.backends.cupy import CupyBackend\n"
+        "be = CupyBackend(xp=None, device=None, dtype=None, array_type=np.ndarray)\n"
+        "print(k._fast(be), k._fast(ap.get_backend('numpy')))\n"
+        "print(k.fused_sgd_status())\n"
     )
     src = str(Path(ap.__file__).parents[1])
     env = {**os.environ, "ARRAYPROP_KERNELS": "portable", "PYTHONPATH": src}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["None", "None"]
+    assert out.stdout.splitlines() == ["None None", "off (portable kernels)"]
 
 
 def test_numpy_backend_still_dispatches_to_numpy_fast(fast):
     assert kernels._fast(ap.get_backend("numpy")) is numpy_fast
 
 
-def test_other_backends_have_no_fast_path():
-    assert kernels._fast(types.SimpleNamespace(name="torch")) is None
+def test_other_backends_have_no_fast_path(fast):
+    assert ap.get_backend("array_api_strict").fast is None
+    assert kernels._fast(ap.get_backend("array_api_strict")) is None
 
 
 def test_dense_backward_goes_through_the_matmul_dispatcher(monkeypatch):

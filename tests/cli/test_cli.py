@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-import arrayprop.backends.core as backend_mod
+import arrayprop.backends as backend_mod
 from arrayprop import checkpoint as ck
 from arrayprop import cli, data
 

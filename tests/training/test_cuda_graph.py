@@ -3,7 +3,7 @@
 The stand-in's ``capture`` records the step function without running it (as a real capture
 records kernels without executing them) and ``launch`` runs it, so a "graph" replay computes
 exactly what an eager step would on the static buffers. Every test compares with plain
-``train_step`` on an identical model. The real capture is exercised in tests/test_cupy.py.
+``train_step`` on an identical model. The real capture is exercised in tests/backends/test_cupy.py.
 """
 
 from __future__ import annotations
@@ -325,17 +325,17 @@ class _FakeCublas:
 
 @pytest.fixture
 def host_gemm(monkeypatch):
-    """cuda_graph._CublasGemm on host memory: fake cuBLAS, a stand-in cupy module."""
+    """backends.cupy.cublas.CublasGemm on host memory: fake cuBLAS, a stand-in cupy module."""
     import sys
     import types
 
-    from arrayprop.training.cuda_graph import _CublasGemm
+    from arrayprop.backends.cupy.cublas import CublasGemm
 
     fake = types.ModuleType("cupy")
     fake.empty = lambda shape, dtype: np.empty(shape, dtype).view(_DeviceLike)
     fake.ascontiguousarray = lambda x: np.ascontiguousarray(x).view(_DeviceLike)
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    gemm = _CublasGemm.__new__(_CublasGemm)  # no handle, no library: only __call__ is used
+    gemm = CublasGemm.__new__(CublasGemm)  # no handle, no library: only __call__ is used
     gemm._lib, gemm._handle = _FakeCublas(), None
     return gemm
 

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from arrayprop.backends.core import Backend, get_backend
+from arrayprop.backends import Backend, get_backend
 from arrayprop.checkpoint.format import FORMAT_NAME, FORMAT_VERSION, HEADER, ZIP_MAGIC, checksum
 from arrayprop.errors import CheckpointError
 from arrayprop.nn.config import layer_from_config, sequential_from_config

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from arrayprop import data
-from arrayprop.backends.core import BACKENDS, Backend, get_backend
+from arrayprop.backends import BACKENDS, Backend, get_backend
 from arrayprop.nn.activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from arrayprop.nn.containers import mlp
 from arrayprop.nn.dense import Dense

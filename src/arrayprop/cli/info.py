@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from arrayprop import kernels
-from arrayprop.backends.core import describe_backends
+from arrayprop.backends import describe_backends
 from arrayprop.version import __version__
 
 __all__ = ["add_parser", "blas_report", "run"]

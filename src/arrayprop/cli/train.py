@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from arrayprop import checkpoint, data
-from arrayprop.backends.core import BACKENDS, get_backend
+from arrayprop.backends import BACKENDS, get_backend
 from arrayprop.cli.args import (
     DTYPES,
     UsageError,

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from arrayprop import validation
-from arrayprop.backends.core import Backend
+from arrayprop.backends import Backend, is_host
 from arrayprop.errors import BackendMismatchError, DataError, NonFiniteError, ShapeError
 
 __all__ = ["DeviceData", "Expect", "gather_rows", "host_array", "is_resident", "prepare"]
@@ -236,13 +236,13 @@ def host_array(x: object, what: str) -> np.ndarray:
     Raises
     ------
     arrayprop.errors.BackendMismatchError
-        If ``x`` is an array of a device library (torch, cupy, jax, array-api-strict): an
-        object that exchanges its memory by DLPack but is no NumPy array. Such an array is never
-        copied behind the user's back.
+        If ``x`` is an array of a device library (torch, cupy, jax, array-api-strict;
+        :func:`arrayprop.backends.is_host`): such an array is never copied behind the user's
+        back.
     """
     if isinstance(x, np.ndarray):
         return x
-    if hasattr(x, "__dlpack__") and not isinstance(x, np.generic):
+    if not is_host(x):
         mod = type(x).__module__.split(".")[0]
         raise BackendMismatchError(
             f"{what}: got a {mod}.{type(x).__name__}, which is neither host (NumPy) data nor an "

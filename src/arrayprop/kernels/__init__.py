@@ -1,26 +1,27 @@
 """Hot-path primitives behind one name each, with per-backend fast paths.
 
-Layers and optimizers call these functions with their :class:`~arrayprop.backend.Backend`;
-this module picks the implementation. :mod:`.portable` holds the Array API reference version of
-every primitive; a backend listed in ``_FAST_MODULES`` gets an optimised one when its module
-imports (NumPy: in-place ufuncs in :mod:`.numpy_fast`; CuPy: fused elementwise kernels and
-cuBLAS in :mod:`.cupy_fast`). A fast module that cannot be imported (CuPy not installed) leaves
-the portable version in charge. Fast paths may overwrite an argument only when the caller passes
-``inplace=True``, i.e. when it owns that buffer, and the optimizer updates overwrite the
-optimizer-owned weights and state; the portable versions never modify an argument.
+Layers and optimizers call these functions with their :class:`~arrayprop.Backend`; this module
+picks the implementation. :mod:`.portable` holds the Array API reference version of every
+primitive; a backend whose adapter has a fast-kernel module (:attr:`Backend.fast
+<arrayprop.Backend.fast>`) gets the optimised one (NumPy: in-place ufuncs and a fused SGD GEMM
+in ``backends/numpy/``; CuPy: fused elementwise kernels around cuBLAS in ``backends/cupy/``). A
+fast module that cannot be imported (CuPy not installed) leaves the portable version in charge.
+Fast paths may overwrite an argument only when the caller passes ``inplace=True``, i.e. when it
+owns that buffer, and the optimizer updates overwrite the optimizer-owned weights and state; the
+portable versions never modify an argument.
 
 ``ARRAYPROP_KERNELS=portable`` (or :func:`use_portable`) turns the fast paths off, which is how
-the tests compare the two.
+the tests compare the two. See docs/backends.md.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import os
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import ModuleType
+from typing import Any
 
+from arrayprop.backends import Backend, get_backend
 from arrayprop.kernels import portable
 from arrayprop.kernels.portable import ACTIVATIONS
 
@@ -47,27 +48,12 @@ __all__ = [
 
 _state = {"portable": os.environ.get("ARRAYPROP_KERNELS", "").lower() == "portable"}
 
-#: Backend name -> module of this package with its fast paths.
-_FAST_MODULES = {
-    "numpy": "arrayprop.backends.numpy.kernels",
-    "cupy": "arrayprop.backends.cupy.kernels",
-}
 
-
-@functools.cache
-def _load(module: str) -> ModuleType | None:
-    """Import a fast-path module once; None when its array library is missing."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
-def _fast(backend) -> ModuleType | None:
+def _fast(backend: Backend) -> ModuleType | None:
+    """The backend's fast-kernel module, unless portable kernels are selected."""
     if _state["portable"]:
         return None
-    module = _FAST_MODULES.get(backend.name)
-    return None if module is None else _load(module)
+    return backend.fast
 
 
 @contextmanager
@@ -81,17 +67,11 @@ def use_portable(enabled: bool = True):
         _state["portable"] = previous
 
 
-@contextmanager
-def expect_overflow(backend):
+def expect_overflow(backend: Backend) -> AbstractContextManager[Any]:
     """Within the block inf and NaN are expected results (loss scaling probes for overflow):
-    NumPy-based backends do not warn about them. A no-op for the other libraries."""
-    if backend.name not in ("numpy", "array_api_strict"):
-        yield
-        return
-    import numpy as np
-
-    with np.errstate(over="ignore", invalid="ignore"):
-        yield
+    NumPy-based backends do not warn about them. :meth:`Backend.expect_overflow
+    <arrayprop.Backend.expect_overflow>`, kept here for callers of the kernels."""
+    return backend.expect_overflow()
 
 
 def matmul(backend, a, b):
@@ -165,8 +145,8 @@ def sgd_update(backend, w, g, lr):
 
 def fused_sgd(backend) -> bool:
     """Whether :func:`sgd_linear_update` on this backend is one in-place GEMM that never writes
-    the weight gradient (NumPy with its OpenBLAS bound, see :mod:`.numpy_blas`). Only then does
-    :func:`~arrayprop.train_step` fold plain SGD into the backward pass."""
+    the weight gradient (NumPy with its OpenBLAS bound, see ``backends/numpy/blas.py``). Only
+    then does :func:`~arrayprop.train_step` fold plain SGD into the backward pass."""
     fast = _fast(backend)
     return bool(fast and getattr(fast, "FUSED_SGD", False))
 
@@ -175,12 +155,10 @@ def fused_sgd_status() -> str:
     """One line for ``arrayprop info`` and benchmark reports: is the NumPy fold on, and why not."""
     if _state["portable"]:
         return "off (portable kernels)"
-    fast = _load(_FAST_MODULES["numpy"])
+    fast = get_backend("numpy").fast
     if fast is None:
         return "off (NumPy fast paths unavailable)"
-    from arrayprop.backends.numpy import blas as numpy_blas
-
-    return numpy_blas.status()
+    return fast.fused_sgd_status()
 
 
 def sgd_linear_update(backend, w, b, x, delta, lr):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from arrayprop import kernels
-from arrayprop.backends.core import Backend
+from arrayprop.backends import Backend
 from arrayprop.errors import ShapeError
 from arrayprop.nn.layer import Layer, check_2d, check_grad
 from arrayprop.validation import UNIT_OPEN, check

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from arrayprop.backends.core import Backend
+from arrayprop.backends import Backend
 from arrayprop.nn.activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from arrayprop.nn.containers import Sequential
 from arrayprop.nn.dense import Dense

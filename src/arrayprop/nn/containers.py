@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from arrayprop.backends.core import Backend, get_backend
+from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import BackendMismatchError
 from arrayprop.nn.activations import ACTIVATIONS
 from arrayprop.nn.dense import WIDTH, Dense

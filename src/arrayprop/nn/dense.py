@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from arrayprop import kernels
-from arrayprop.backends.core import Backend, get_backend
+from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
 from arrayprop.nn.init import get_initializer
 from arrayprop.nn.layer import Layer, check_2d, check_grad

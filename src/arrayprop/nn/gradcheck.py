@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from arrayprop.backends.core import Backend, backend_of, get_backend
+from arrayprop.backends import Backend, backend_of, get_backend
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
 from arrayprop.random import host_rng

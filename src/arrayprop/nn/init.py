@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from arrayprop.backends.core import host_zeros
+from arrayprop.backends import host_zeros
 
 __all__ = [
     "INITIALIZERS",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from arrayprop.backends.core import Backend, backend_of
+from arrayprop.backends import Backend, backend_of
 from arrayprop.errors import DTypeError, ShapeError
 from arrayprop.nn.parameter import Parameter
 

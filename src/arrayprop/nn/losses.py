@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from arrayprop import kernels
-from arrayprop.backends.core import Backend, backend_of
+from arrayprop.backends import Backend, backend_of
 from arrayprop.errors import DataError, DTypeError, LabelError, ShapeError
 from arrayprop.kernels import portable
 from arrayprop.registry import resolve

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from arrayprop.backends.core import backend_of
+from arrayprop.backends import backend_of
 from arrayprop.nn.parameter import Parameter
 from arrayprop.validation import POSITIVE, check
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from arrayprop.backends.core import backend_of
+from arrayprop.backends import backend_of
 from arrayprop.errors import CheckpointError
 from arrayprop.nn.parameter import Parameter
 from arrayprop.validation import NON_NEGATIVE, POSITIVE, Interval, check

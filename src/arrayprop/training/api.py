@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from arrayprop import kernels
-from arrayprop.backends.core import Backend
+from arrayprop.backends import Backend
 from arrayprop.data.adapter import prepare
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss, get_loss

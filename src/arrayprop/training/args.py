@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from arrayprop.backends.core import Backend
+from arrayprop.backends import Backend
 from arrayprop.data.adapter import Expect
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, Loss

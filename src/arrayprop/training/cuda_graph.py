@@ -16,9 +16,12 @@ How (docs/gpu.md has the long version):
   step runs eagerly. Learning rates and other Python scalars are baked into the graph: when
   ``optimizer.lr`` or ``optimizer.hyperparameters()`` changes (a schedule), the step is
   captured again.
-- CuPy refuses cuBLAS calls on a capturing stream (cupy/cupy#6290), so during warm-up and
+- The capture itself is the backend's (:meth:`Backend.graph_capture
+  <arrayprop.Backend.graph_capture>`; CuPy's is :mod:`arrayprop.backends.cupy.capture`).
+  CuPy refuses cuBLAS calls on a capturing stream (cupy/cupy#6290), so during warm-up and
   capture the GEMMs go to cuBLAS directly, through ctypes, on a handle bound to the capture
-  stream with its own workspace (``_CublasGemm``); eager steps keep using ``cupy.matmul``.
+  stream with its own workspace (:mod:`arrayprop.backends.cupy.cublas`); eager steps keep
+  using ``cupy.matmul``.
 - Warm-up and capture run on a private non-blocking stream with a private memory pool: the
   graph's intermediates live in that pool, which nothing else allocates from, so no other array
   can be handed a block the graph still writes. Events order the private stream after the
@@ -28,16 +31,13 @@ How (docs/gpu.md has the long version):
   training silently, without a warning: :attr:`CudaGraphStep.captured` is False and
   :attr:`CudaGraphStep.reason` says why. Pass ``strict=True`` to raise instead.
 
-Only CuPy is supported; on any other backend the constructor raises
+Only CuPy has a capture; on any other backend the constructor raises
 :class:`~arrayprop.errors.BackendUnavailableError`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from arrayprop.errors import BackendUnavailableError, DTypeError, ShapeError
@@ -49,200 +49,9 @@ from arrayprop.training.api import train_step
 
 __all__ = ["CudaGraphStep"]
 
-# cuBLAS / CUDA enum values (cublas_api.h, library_types.h).
-_OP_N, _OP_T = 0, 1
-_CUDA_R = {"float32": 0, "float64": 1, "float16": 2}
-_COMPUTE_32F, _COMPUTE_64F, _COMPUTE_32F_FAST_TF32 = 68, 70, 77
-_GEMM_DEFAULT = -1
-# NVIDIA recommends 32 MiB of cuBLAS workspace on Hopper; with a workspace of its own, cuBLAS
-# never allocates while a stream is capturing.
-_WORKSPACE_BYTES = 32 * 1024 * 1024
-
 #: Optimizer classes whose ``step()`` reads no per-step host value (Adam's bias correction
 #: 1 − β₁ᵗ would be frozen into the graph). Others may opt in with ``capturable = True``.
 _CAPTURABLE_OPTIMIZERS = (SGD,)
-
-
-def _check_cublas(status: int, what: str) -> None:
-    if status != 0:
-        raise RuntimeError(f"{what} failed with cuBLAS status {status}")
-
-
-def _load_cublas() -> ctypes.CDLL:
-    """The libcublas that CuPy itself uses, opened through ctypes."""
-    import cupy
-
-    # A GEMM makes CuPy load its cuBLAS into the process; opening the same soname (or the same
-    # mapped file) then returns that library instead of a second copy.
-    one = cupy.ones((1, 1), dtype=cupy.float32)
-    cupy.matmul(one, one)
-    major = cupy.cuda.runtime.runtimeGetVersion() // 1000
-    candidates = [f"libcublas.so.{major}"]
-    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
-        for line in maps:
-            path = line.split()[-1]
-            if os.path.basename(path).startswith("libcublas.so") and path not in candidates:
-                candidates.append(path)
-    for name in candidates:
-        try:
-            return ctypes.CDLL(name)
-        except OSError:
-            continue
-    raise OSError(f"cannot open cuBLAS through ctypes (tried {', '.join(candidates)})")
-
-
-def _cupy_uses_tf32() -> bool:
-    """Whether CuPy runs float32 GEMMs with TF32 (CUPY_TF32=1), so the capture GEMM agrees."""
-    import numpy
-
-    try:
-        from cupy._core import _routines_linalg as linalg
-
-        return linalg.get_compute_type(numpy.float32) == linalg.COMPUTE_TYPE_TF32
-    except (ImportError, AttributeError):
-        return os.environ.get("CUPY_TF32", "0") not in ("", "0")
-
-
-class _CublasGemm:
-    """C = A B on cuBLAS through ctypes, on one stream: legal while that stream captures.
-
-    ``a`` (m, k) and ``b`` (k, n) are 2-D CuPy arrays of one float dtype; C-contiguous and
-    F-contiguous operands (``x.T`` views) are used as they are, anything else is copied.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        import cupy
-
-        lib = _load_cublas()
-        vp, i = ctypes.c_void_p, ctypes.c_int
-        lib.cublasCreate_v2.argtypes = [ctypes.POINTER(vp)]
-        lib.cublasSetStream_v2.argtypes = [vp, vp]
-        lib.cublasDestroy_v2.argtypes = [vp]
-        # handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype,
-        # ldc, computeType, algo
-        lib.cublasGemmEx.argtypes = [vp, i, i, i, i, i, vp, vp, i, i, vp, i, i, vp, vp, i, i, i, i]
-        for f in (lib.cublasCreate_v2, lib.cublasSetStream_v2, lib.cublasGemmEx):
-            f.restype = i
-        handle = vp()
-        _check_cublas(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
-        self._lib, self._handle = lib, handle
-        _check_cublas(lib.cublasSetStream_v2(handle, stream.ptr), "cublasSetStream")
-        self._workspace = cupy.empty(_WORKSPACE_BYTES, dtype=cupy.uint8)
-        if hasattr(lib, "cublasSetWorkspace_v2"):
-            lib.cublasSetWorkspace_v2.argtypes = [vp, vp, ctypes.c_size_t]
-            lib.cublasSetWorkspace_v2.restype = i
-            status = lib.cublasSetWorkspace_v2(handle, self._workspace.data.ptr, _WORKSPACE_BYTES)
-            _check_cublas(status, "cublasSetWorkspace")
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):
-            self._lib.cublasDestroy_v2(self._handle)
-
-    @staticmethod
-    def _operand(x: Any) -> tuple[Any, int, int]:
-        """(array, op, ld) such that op(x's buffer read column-major) is xᵀ."""
-        import cupy
-
-        if x.flags.c_contiguous:
-            return x, _OP_N, max(1, x.shape[1])
-        if x.flags.f_contiguous:
-            return x, _OP_T, max(1, x.shape[0])
-        x = cupy.ascontiguousarray(x)
-        return x, _OP_N, max(1, x.shape[1])
-
-    def __call__(self, a: Any, b: Any) -> Any:
-        import cupy
-
-        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype:
-            raise ShapeError(
-                f"capture GEMM: need (m, k) @ (k, n) of one dtype, got {a.shape} {a.dtype} @ "
-                f"{b.shape} {b.dtype}"
-            )
-        kind = a.dtype.name
-        if kind not in _CUDA_R:
-            raise DTypeError(f"capture GEMM: unsupported dtype {kind}")
-        (m, k), n = a.shape, b.shape[1]
-        c = cupy.empty((m, n), dtype=a.dtype)
-        if m == 0 or n == 0:
-            return c
-        if k == 0:
-            c.fill(0)
-            return c
-        a, op_a, lda = self._operand(a)
-        b, op_b, ldb = self._operand(b)
-        if kind == "float64":
-            alpha, beta, compute = ctypes.c_double(1.0), ctypes.c_double(0.0), _COMPUTE_64F
-        else:
-            alpha, beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
-            tf32 = kind == "float32" and _cupy_uses_tf32()  # read per call: it can change
-            compute = _COMPUTE_32F_FAST_TF32 if tf32 else _COMPUTE_32F
-        t = _CUDA_R[kind]
-        # Row-major C (m, n) = A B is column-major Cᵀ (n, m) = Bᵀ Aᵀ: B goes first. The host
-        # scalars alpha, beta are read at call time, i.e. recorded into a graph being captured.
-        status = self._lib.cublasGemmEx(
-            self._handle, op_b, op_a, n, m, k,
-            ctypes.addressof(alpha), b.data.ptr, t, ldb, a.data.ptr, t, lda,
-            ctypes.addressof(beta), c.data.ptr, t, n, compute, _GEMM_DEFAULT,
-        )  # fmt: skip
-        _check_cublas(status, "cublasGemmEx")
-        return c
-
-
-class _CupyCapture:
-    """CuPy's side of :class:`CudaGraphStep`: capture stream, private pool, capture GEMM."""
-
-    def __init__(self, backend: Any) -> None:
-        import cupy
-
-        self._cupy = cupy
-        self.device = backend.device
-        with self.device:
-            self.stream = cupy.cuda.Stream(non_blocking=True)
-            self.pool = cupy.cuda.MemoryPool()
-            self.gemm = _CublasGemm(self.stream)
-
-    @contextlib.contextmanager
-    def side_stream(self) -> Iterator[None]:
-        """Run the block on the capture stream, pool and GEMM, ordered after and before the
-        caller's current stream."""
-        cupy = self._cupy
-        from arrayprop.backends.cupy import kernels as cupy_fast
-
-        with self.device:
-            current = cupy.cuda.get_current_stream()
-            self.stream.wait_event(current.record())
-            try:
-                with (
-                    cupy.cuda.using_allocator(self.pool.malloc),
-                    self.stream,
-                    cupy_fast.capturable_gemm(self.gemm),
-                ):
-                    yield
-            finally:
-                current.wait_event(self.stream.record())
-
-    def capture(self, fn: Callable[[], None]) -> Any:
-        """Record ``fn``'s device work into a graph (nothing executes)."""
-        with self.side_stream():
-            self.stream.begin_capture()
-            try:
-                fn()
-            except BaseException:
-                # The capture is unusable; end it so the stream works again. fn's error is the
-                # one worth reporting.
-                with contextlib.suppress(Exception):
-                    self.stream.end_capture()
-                raise
-            return self.stream.end_capture()
-
-    def launch(self, graph: Any) -> None:
-        graph.launch()  # on the current stream
-
-    def copy(self, dst: Any, src: Any) -> None:
-        self._cupy.copyto(dst, src)
-
-    def ptr(self, x: Any) -> int:
-        return x.data.ptr
 
 
 class CudaGraphStep:
@@ -264,7 +73,8 @@ class CudaGraphStep:
     strict : bool
         Raise ``RuntimeError`` when capture fails instead of training eagerly.
     capture : object, optional
-        The capture mechanism; default CuPy's. Tests pass a stand-in to run on the CPU.
+        The capture mechanism; default the backend's (``model.backend.graph_capture()``).
+        Tests pass a stand-in to run on the CPU.
 
     Attributes
     ----------
@@ -297,12 +107,17 @@ class CudaGraphStep:
     ) -> None:
         be = model.backend
         if capture is None:
-            if be is None or be.name != "cupy":
+            if be is None:  # a model without parameters has no backend yet
                 raise BackendUnavailableError(
-                    f"CudaGraphStep: CUDA graphs need the 'cupy' backend, but the model is on "
-                    f"{be}; use arrayprop.train_step for eager steps on other backends"
+                    "CudaGraphStep: CUDA graphs need the 'cupy' backend, but the model has none"
                 )
-            capture = _CupyCapture(be)
+            try:
+                capture = be.graph_capture()
+            except BackendUnavailableError as exc:
+                raise BackendUnavailableError(
+                    f"CudaGraphStep: {exc}; use arrayprop.train_step for eager steps on other "
+                    "backends"
+                ) from exc
         self.x_shape = _shape("x_shape", x_shape, 2)
         self.y_shape = _shape("y_shape", y_shape, None)
         if self.y_shape[0] != self.x_shape[0]:

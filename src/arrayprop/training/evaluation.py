@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from arrayprop.backends.core import Backend
+from arrayprop.backends import Backend
 from arrayprop.data.adapter import DeviceData
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from arrayprop.backends.core import backend_of
+from arrayprop.backends import backend_of
 from arrayprop.errors import ShapeError
 from arrayprop.registry import resolve
 

@@ -2,11 +2,12 @@
 
 TF32 (:func:`enable_tf32`, :func:`tf32`): on NVIDIA GPUs from Ampere on, float32 GEMMs may run
 on tensor cores with 10-bit mantissa inputs and float32 accumulation, several times faster.
-It is off by default in arrayprop, as in PyTorch. For CuPy the switch is the ``CUPY_TF32``
-environment variable, which CuPy reads at its first float32 GEMM; set ``CUPY_TF32=1`` before
-the process starts to be sure (:func:`enable_tf32` also flips CuPy's cached setting, through a
-private CuPy function, when a GEMM already ran). For PyTorch it is
-``torch.backends.cuda.matmul.fp32_precision`` (``allow_tf32`` on older versions).
+It is off by default in arrayprop, as in PyTorch. The switches are the libraries' own, flipped
+by the backend adapters (``Backend.set_tf32``): for CuPy the ``CUPY_TF32`` environment
+variable, which CuPy reads at its first float32 GEMM, so set ``CUPY_TF32=1`` before the process
+starts to be sure (:func:`enable_tf32` also flips CuPy's cached setting, through a private CuPy
+function, when a GEMM already ran); for PyTorch ``torch.backends.cuda.matmul.fp32_precision``
+(``allow_tf32`` on older versions). See docs/gpu.md.
 
 Mixed precision (:class:`MixedPrecision`): the model keeps float32 (or float64) *master*
 weights; each step casts them to ``compute_dtype`` (bfloat16 or float16) into a twin model,
@@ -25,12 +26,10 @@ NumPy, CuPy and PyTorch.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from typing import Any
 
-from arrayprop import kernels
-from arrayprop.backends.core import Backend
+from arrayprop.backends import ADAPTERS, Backend
 from arrayprop.errors import BackendUnavailableError, DTypeError
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
@@ -42,60 +41,16 @@ __all__ = ["MixedPrecision", "enable_tf32", "tf32"]
 # --------------------------------------------------------------------------- TF32
 
 
-def _tf32_library(backend: str | Backend) -> str:
+def _tf32_adapter(backend: str | Backend) -> type[Backend]:
+    """The adapter class whose library switch TF32 is (by name: no device is needed)."""
     name = backend.name if isinstance(backend, Backend) else str(backend).strip().lower()
-    if name not in ("cupy", "torch"):
+    cls = ADAPTERS.get(name)
+    if cls is None or not cls.supports_tf32:
+        capable = " and ".join(repr(n) for n, c in ADAPTERS.items() if c.supports_tf32)
         raise BackendUnavailableError(
-            f"TF32 is a CUDA tensor-core mode of the 'cupy' and 'torch' backends, not of {name!r}"
+            f"TF32 is a CUDA tensor-core mode of the {capable} backends, not of {name!r}"
         )
-    return name
-
-
-def _torch_matmul():
-    import torch
-
-    return torch.backends.cuda.matmul
-
-
-def _tf32_get(name: str) -> Any:
-    """The library's raw setting, to restore it exactly."""
-    if name == "cupy":
-        return os.environ.get("CUPY_TF32")
-    matmul = _torch_matmul()
-    return matmul.fp32_precision if hasattr(matmul, "fp32_precision") else matmul.allow_tf32
-
-
-def _tf32_set(name: str, raw: Any) -> None:
-    if name == "torch":
-        matmul = _torch_matmul()
-        # PyTorch >= 2.9 raises when its legacy and new switches are mixed: use only one.
-        if hasattr(matmul, "fp32_precision"):
-            matmul.fp32_precision = raw
-        else:
-            matmul.allow_tf32 = raw
-        return
-    if raw is None:
-        os.environ.pop("CUPY_TF32", None)
-    else:
-        os.environ["CUPY_TF32"] = raw
-    _cupy_compute_type(_tf32_on(raw))
-
-
-def _tf32_on(raw: Any) -> bool:
-    return raw in ("tf32", True) or (isinstance(raw, str) and raw not in ("", "0", "ieee", "none"))
-
-
-def _cupy_compute_type(enabled: bool) -> None:
-    """Update CuPy's cached float32 GEMM mode, which it reads from CUPY_TF32 only once."""
-    import numpy
-
-    try:
-        from cupy._core import _routines_linalg as linalg  # private: best effort
-
-        mode = linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT
-        linalg.set_compute_type(numpy.float32, mode)
-    except (ImportError, AttributeError):  # no CuPy (yet): the variable takes effect on import
-        pass
+    return cls
 
 
 def enable_tf32(backend: str | Backend, enabled: bool = True) -> bool:
@@ -104,28 +59,19 @@ def enable_tf32(backend: str | Backend, enabled: bool = True) -> bool:
     ``enabled=False`` forbids it again. Returns whether TF32 was on before. The setting is
     process-wide, like the libraries' own switches; :func:`tf32` restores it afterwards.
     """
-    name = _tf32_library(backend)
-    previous = _tf32_get(name)
-    if name == "cupy":
-        raw = "1" if enabled else "0"
-    elif isinstance(previous, str):
-        raw = "tf32" if enabled else "ieee"
-    else:
-        raw = bool(enabled)
-    _tf32_set(name, raw)
-    return _tf32_on(previous)
+    return _tf32_adapter(backend).set_tf32(enabled)
 
 
 @contextlib.contextmanager
 def tf32(backend: str | Backend, enabled: bool = True) -> Iterator[None]:
     """Within the block TF32 is ``enabled`` on ``backend``; the exact previous setting after."""
-    name = _tf32_library(backend)
-    previous = _tf32_get(name)
-    enable_tf32(name, enabled)
+    cls = _tf32_adapter(backend)
+    previous = cls.tf32_setting()
+    cls.set_tf32(enabled)
     try:
         yield
     finally:
-        _tf32_set(name, previous)
+        cls.restore_tf32(previous)
 
 
 # --------------------------------------------------------------------------- mixed precision
@@ -232,7 +178,7 @@ class MixedPrecision:
 
     def _overflow_expected(self):
         # A scaled loss may overflow float16 on purpose; that is what the scaling detects.
-        return kernels.expect_overflow(self.backend) if self.scaled else contextlib.nullcontext()
+        return self.backend.expect_overflow() if self.scaled else contextlib.nullcontext()
 
     def _value_and_grads(self, x: Any, y: Any) -> tuple[Any, list[Any]]:
         be, xp = self.backend, self.backend.xp

@@ -1,9 +1,11 @@
 """CuPy fast paths: fused elementwise kernels around cuBLAS GEMMs.
 
-The functions match :mod:`arrayprop.kernels.numpy_fast` name for name and are checked against
-:mod:`arrayprop.kernels.portable` on a GPU by tests/test_cupy.py. Only the dispatcher in
-:mod:`arrayprop.kernels` calls them; importing this module imports CuPy, and the ImportError
-when CuPy is missing is what sends the dispatcher to the portable versions.
+The functions match :mod:`arrayprop.backends.numpy.kernels` name for name and are checked against
+:mod:`arrayprop.kernels.portable` on a GPU by tests/backends/test_cupy.py (and, without a GPU,
+on a NumPy stand-in by tests/backends/test_gpu_dispatch.py). The CuPy backend names this module
+as its ``fast`` module and only the dispatcher in :mod:`arrayprop.kernels` calls it; importing
+this module imports CuPy, and the ImportError when CuPy is missing is what sends the dispatcher
+to the portable versions.
 
 What is fused (equation numbers from docs/math.md):
 
@@ -143,8 +145,8 @@ def _adam_kernel() -> cupy.ElementwiseKernel:
     )
 
 
-# A GEMM that stays legal under CUDA stream capture, installed by arrayprop.cuda_graph while it
-# warms up and captures a step: CuPy refuses every cuBLAS call on a capturing stream.
+# A GEMM that stays legal under CUDA stream capture, installed by .capture.CupyCapture while a
+# CudaGraphStep warms up and captures a step: CuPy refuses every cuBLAS call on a capturing stream.
 _gemm: Callable[[Any, Any], Any] | None = None
 
 

@@ -1,8 +1,9 @@
 """NumPy fast paths: the portable primitives rewritten with in-place ufuncs.
 
-Each function matches :mod:`arrayprop.kernels.portable` (tested in tests/test_kernels.py) but
-may reuse the buffer it is allowed to own (``inplace=True``), which saves an allocation and a
-pass over memory per call. Only the backend layer dispatches here.
+Each function matches :mod:`arrayprop.kernels.portable` (tested in tests/kernels/ and
+tests/backends/) but may reuse the buffer it is allowed to own (``inplace=True``), which saves
+an allocation and a pass over memory per call. The NumPy backend names this module as its
+``fast`` module; only :mod:`arrayprop.kernels` dispatches here. See docs/backends.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from arrayprop.kernels import portable
 
 #: Whether :func:`sgd_linear_update` folds the update into one GEMM (else it is unfused).
 FUSED_SGD = numpy_blas.GEMM is not None
+
+
+def fused_sgd_status() -> str:
+    """'on (library, symbol)' or 'off (reason)': whether the fold's BLAS binding is in use."""
+    return numpy_blas.status()
 
 
 def matmul(a, b):
