@@ -270,17 +270,6 @@ def test_cycle_finder_finds_a_cycle():
 #: test_no_import_cycles is an expected failure and test_no_new_import_cycles keeps any other
 #: cycle out. Remove an entry once its cycle is gone.
 KNOWN_CYCLES = [
-    # closed by backends/core.py's local import of data.host.check_finite
-    {
-        "arrayprop.backends",
-        "arrayprop.backends.array_api_strict",
-        "arrayprop.backends.base",
-        "arrayprop.backends.cupy",
-        "arrayprop.backends.jax",
-        "arrayprop.backends.numpy",
-        "arrayprop.backends.torch",
-        "arrayprop.data.host",
-    },
     # closed by bench/cli.py's local `from arrayprop import bench`
     {"arrayprop.bench", "arrayprop.bench.cli"},
 ]
@@ -461,20 +450,20 @@ def test_private_import_finder_finds_private_names():
     """The finder is not blind: each form is reported; dunders and public names are not."""
     source = (
         "from arrayprop.training.args import _widths, positive, __all__\n"
-        "from . import feed\n"
+        "from . import evaluation\n"
         "import arrayprop.data.transforms as tr\n"
         "import numpy as _np\n"
         "def f():\n"
-        "    from .feed import _chunks\n"
-        "    return feed._eval_sums, tr._fmt_index, tr.split, _np._x\n"
+        "    from .evaluation import _chunks\n"
+        "    return evaluation._eval_sums, tr._fmt_index, tr.split, _np._x\n"
     )
     found = _listing(_private_uses("arrayprop.training.loop", source))
     m = "arrayprop.training.loop"
     assert found == [
         f"{m}:1: from arrayprop.training.args import _widths (module-level)",
-        f"{m}:6: from arrayprop.training.feed import _chunks (function-local)",
+        f"{m}:6: from arrayprop.training.evaluation import _chunks (function-local)",
         f"{m}:7: arrayprop.data.transforms._fmt_index (module attribute)",
-        f"{m}:7: arrayprop.training.feed._eval_sums (module attribute)",
+        f"{m}:7: arrayprop.training.evaluation._eval_sums (module attribute)",
     ]
 
 

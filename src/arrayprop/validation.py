@@ -1,4 +1,4 @@
-"""Constraints on arguments, as data: one place, one message shape.
+"""Constraints on arguments, as data, and the checks of data sets, as host/device twins.
 
 A constraint says what a value may be (:class:`Interval`, :class:`Options`); :func:`check`
 tests a value against it and raises ``ValueError`` with the same shape everywhere::
@@ -9,6 +9,12 @@ tests a value against it and raises ``ValueError`` with the same shape everywher
 Callers keep their constraints as module-level data (``LR = Interval(float, 0, None,
 closed="neither")``), so the rules can be read, tested and listed without running the code that
 uses them. See docs/architecture.md.
+
+The data checks — finiteness and the range of the cast to the model's dtype
+(:func:`check_finite` / :func:`finite_ok`), class labels (:func:`check_class_labels` /
+:func:`class_labels_ok`) — come as twins: a host version (NumPy) that names the first bad
+element, and a device version (Array API) that reduces to one 0-d bool. This module imports
+NumPy and :mod:`arrayprop.errors` only, so every layer of the package can use it.
 """
 
 from __future__ import annotations
@@ -18,14 +24,26 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from arrayprop.errors import LabelError, NonFiniteError
+
 __all__ = [
+    "CHECK_BLOCK_ROWS",
     "NON_NEGATIVE",
     "POSITIVE",
     "POSITIVE_INT",
     "UNIT_OPEN",
+    "CastTo",
     "Interval",
     "Options",
+    "cast_limit",
     "check",
+    "check_class_labels",
+    "check_finite",
+    "class_labels_ok",
+    "finite_ok",
+    "format_index",
 ]
 
 
@@ -130,3 +148,225 @@ def check(whose: str, what: str, value: Any, constraint: Interval | Options) -> 
         prefix = f"{whose}: " if whose else ""
         raise ValueError(f"{prefix}{what} must be {constraint.describe()}, got {value!r}")
     return converted
+
+
+# -- data checks: host and device twins ----------------------------------------------------------
+#
+# Each data check comes twice, and the two agree on what they accept. The host version (NumPy)
+# raises naming the first bad element; the device version (Array API, for arrays of the model's
+# backend) only reduces to a 0-d bool, so that every check of a data set costs one device→host
+# read. When that flag is False the caller copies the array to the host, where the host version
+# names the culprit.
+
+#: Rows per block when scanning host data for NaN / infinity (bounds the temporary memory).
+CHECK_BLOCK_ROWS = 65536
+
+#: The dtype data is about to be cast to: its name and its largest finite value.
+CastTo = tuple[str, float]
+
+
+def cast_limit(source_max: float | None, cast_to: CastTo | None) -> float | None:
+    """The magnitude beyond which the cast to ``cast_to`` makes a value ±inf, when data of a dtype
+    whose largest value is ``source_max`` can hold such values; else None (nothing to look for:
+    data already in the target dtype, or integers that fit, costs no range scan)."""
+    if cast_to is None or source_max is None:
+        return None
+    return cast_to[1] if source_max > cast_to[1] else None
+
+
+def _host_max(dtype: np.dtype) -> float | None:
+    """Largest value of a NumPy dtype; None for bool (0/1) and complex (refused by the cast)."""
+    if dtype.kind == "f":
+        return float(np.finfo(dtype).max)
+    if dtype.kind in "iu":
+        return float(np.iinfo(dtype).max)
+    return None
+
+
+def _device_max(xp: Any, dtype: Any) -> float | None:
+    """Largest value of an Array API dtype, as :func:`_host_max`."""
+    if xp.isdtype(dtype, "real floating"):
+        return float(xp.finfo(dtype).max)
+    if xp.isdtype(dtype, "integral"):
+        return float(xp.iinfo(dtype).max)
+    return None
+
+
+def check_finite(
+    x: np.ndarray,
+    what: str,
+    *,
+    block_rows: int = CHECK_BLOCK_ROWS,
+    cast_to: CastTo | None = None,
+    nonfinite_ok: bool = False,
+) -> None:
+    """Raise :class:`~arrayprop.errors.NonFiniteError` naming the first NaN / infinity in ``x``,
+    or the first value that the cast to the model's dtype (``cast_to``) would make infinite.
+
+    The host twin of :func:`finite_ok`. Scans ``block_rows`` rows at a time, so a memmap larger
+    than memory is checked in one pass with a bounded temporary. Integer and boolean data are
+    always finite.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (n, ...)
+        The data.
+    what : str
+        How the message names ``x``, e.g. ``"fit: x"``.
+    block_rows : int
+        Rows per block of the scan.
+    cast_to : (str, float), optional
+        Name and largest finite value of the dtype ``x`` is about to be cast to (the model's):
+        a value of larger magnitude would become ±inf in that cast. Looked for in the same pass,
+        and only when ``x``'s dtype can hold such values (:func:`cast_limit`), so data already in
+        the model's dtype costs nothing more.
+    nonfinite_ok : bool
+        Let NaN and infinity through; look only for values the cast would make infinite.
+    """
+    limit = cast_limit(_host_max(x.dtype), cast_to)
+    floating = x.dtype.kind in "fc"
+    if limit is None and (nonfinite_ok or not floating):
+        return
+    for start in range(0, x.shape[0], block_rows):
+        block = np.asarray(x[start : start + block_rows])
+        if limit is None:
+            bad = ~np.isfinite(block)
+        else:
+            # Two comparisons rather than abs(): masks of one byte per value, no float copy of
+            # the block, and no wrap-around of abs(INT_MIN). ±inf lands in ``bad`` here.
+            bad = block > limit
+            bad |= block < -limit
+            if floating:
+                if nonfinite_ok:
+                    bad &= np.isfinite(block)
+                else:
+                    bad |= np.isnan(block)
+        if bad.any():
+            pos = np.argwhere(bad)[0]
+            value = block[tuple(pos)]
+            pos[0] += start
+            if limit is not None and np.isfinite(value):
+                raise NonFiniteError(_overflow_message(what, value, format_index(pos), cast_to))
+            raise NonFiniteError(
+                f"{what} contains {value} at index {format_index(pos)}; NaN and infinity cannot "
+                "be trained on (clean or impute the data first)"
+            )
+
+
+def finite_ok(xp: Any, a: Any, cast_to: CastTo | None = None, *, nonfinite_ok: bool = False) -> Any:
+    """0-d device bool: ``a`` passes :func:`check_finite` (its device twin).
+
+    True when ``a`` is finite (unless ``nonfinite_ok``) and holds nothing that the cast to
+    ``cast_to`` would make ±inf. None when there is nothing to check: no reduction, so no pass
+    over data already in the model's dtype, nor over integer data that fits.
+
+    Parameters
+    ----------
+    xp : namespace
+        The Array API namespace of ``a``.
+    a : array, shape (n, ...)
+        Real floating, integer or boolean data on the device.
+    cast_to, nonfinite_ok
+        As for :func:`check_finite`.
+
+    Returns
+    -------
+    array, shape (), bool; or None
+    """
+    floating = xp.isdtype(a.dtype, "real floating")
+    limit = cast_limit(_device_max(xp, a.dtype), cast_to)
+    if limit is None:
+        return None if nonfinite_ok or not floating else xp.all(xp.isfinite(a))
+    # Comparisons (false for NaN and ±inf) rather than abs(): no float copy of ``a``, and no
+    # wrap-around of abs(INT_MIN); integer data is compared with an integer, as the standard
+    # asks of Python scalars (and unsigned data with no negative one).
+    bound = limit if floating else math.floor(limit)
+    inside = a <= bound
+    if not xp.isdtype(a.dtype, "unsigned integer"):
+        inside = inside & (a >= -bound)
+    if nonfinite_ok and floating:
+        inside = inside | ~xp.isfinite(a)
+    return xp.all(inside)
+
+
+def _overflow_message(what: str, value: object, index: str, cast_to: CastTo) -> str:
+    name, largest = cast_to
+    wider = " or use a float64 model" if name != "float64" else ""
+    return (
+        f"{what} contains {value} at index {index}, whose magnitude {abs(value)} exceeds "
+        f"{largest:.8g}, the largest value of the model's dtype {name}: the cast to {name} "
+        f"would make it {'-' if value < 0 else ''}inf. Scale the data (e.g. "
+        f"arrayprop.data.standardize){wider}"
+    )
+
+
+def check_class_labels(y: np.ndarray, num_classes: int, what: str) -> None:
+    """Raise :class:`~arrayprop.errors.LabelError` unless ``y`` holds integers in [0, k).
+
+    The host twin of :func:`class_labels_ok`. The message names the first bad label, its index
+    and the valid range.
+
+    Parameters
+    ----------
+    y : numpy.ndarray, shape (n,)
+        Class labels.
+    num_classes : int
+        k, the number of classes (the model's outputs).
+    what : str
+        How the message names ``y``, e.g. ``"fit: y"``.
+    """
+    if y.dtype.kind not in "iu":
+        raise LabelError(_label_dtype_message(what, tuple(y.shape), num_classes, y.dtype))
+    if y.size == 0:
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        bad = lo if lo < 0 else hi
+        index = format_index(np.argwhere(y == bad)[0])
+        raise LabelError(
+            f"{what}: label {bad} at index {index} is out of range for a model with "
+            f"{num_classes} outputs (valid: 0..{num_classes - 1})"
+        )
+
+
+def class_labels_ok(xp: Any, y: Any, num_classes: int, what: str) -> Any:
+    """0-d device bool: ``y`` passes :func:`check_class_labels` (its device twin).
+
+    A dtype other than integer is known without reading the data: it raises
+    :class:`~arrayprop.errors.LabelError` at once, as the host twin does.
+
+    Parameters
+    ----------
+    xp : namespace
+        The Array API namespace of ``y``.
+    y : array, shape (n,)
+        Class labels on the device.
+    num_classes, what
+        As for :func:`check_class_labels`.
+
+    Returns
+    -------
+    array, shape (), bool
+    """
+    if not xp.isdtype(y.dtype, "integral"):
+        raise LabelError(_label_dtype_message(what, tuple(y.shape), num_classes, y.dtype))
+    # Python scalars are compared only where the dtype can hold them (the standard's rule): no
+    # ``>= 0`` for unsigned labels, no ``< k`` for a k beyond the dtype's range.
+    inside = [y >= 0] if not xp.isdtype(y.dtype, "unsigned integer") else []
+    if num_classes <= xp.iinfo(y.dtype).max:
+        inside.append(y < num_classes)
+    if not inside:
+        return xp.ones((), dtype=xp.bool, device=y.device)
+    return xp.all(inside[0] if len(inside) == 1 else inside[0] & inside[1])
+
+
+def _label_dtype_message(what: str, shape: tuple[int, ...], num_classes: int, dtype: Any) -> str:
+    return (
+        f"{what}: class labels of shape {shape} must be integers 0..{num_classes - 1}, got dtype "
+        f"{dtype} (pass one-hot rows of shape (n, {num_classes}) instead, or cast the labels)"
+    )
+
+
+def format_index(pos: np.ndarray) -> str:
+    """An element's index for a message: ``3`` in a 1-d array, ``(2, 1)`` in a 2-d one."""
+    return str(int(pos[0])) if pos.size == 1 else str(tuple(int(p) for p in pos))

@@ -202,28 +202,37 @@ def test_device_data_is_checked_with_one_read_up_front(monkeypatch):
     assert len(calls) == 1
 
 
+def _spy_cast_limit(monkeypatch):
+    """Record (largest value of the data's dtype, bound looked for) of every check_finite call:
+    each one decides through validation.cast_limit whether to look for values beyond the model's
+    dtype (the bound is None when it need not)."""
+    from arrayprop import validation
+
+    calls = []
+    original = validation.cast_limit
+
+    def spy(source_max, cast_to):
+        calls.append((source_max, original(source_max, cast_to)))
+        return calls[-1][1]
+
+    monkeypatch.setattr(validation, "cast_limit", spy)
+    return calls
+
+
 def test_host_data_of_the_models_dtype_gets_no_range_scan(monkeypatch):
     """float32 host data for a float32 model: only the NaN/inf scan, as before the range check;
     float64 data: the range is looked for in that same scan."""
-    import arrayprop.data.host as host
-
     be = _backend("torch")
     x, y = _data(0.5)
     models = [_model(be), _model(be)]  # (their float64 weights are range-checked too)
-    limits = []
-    original = host._cast_limit
-
-    def spy(dtype, cast_to):
-        limits.append((str(dtype), original(dtype, cast_to)))
-        return limits[-1][1]
-
-    monkeypatch.setattr(host, "_cast_limit", spy)
+    limits = _spy_cast_limit(monkeypatch)
     fit = {"loss": "softmax-ce", "optimizer": "sgd", "epochs": 1, "progress": None}
+    f32 = float(np.finfo(np.float32).max)
     ap.fit(models[0], x.astype(np.float32), y, **fit)
-    assert limits == [("float32", None)]  # labels go through check_class_labels instead
+    assert limits == [(f32, None)]  # labels go through check_class_labels instead
     limits.clear()
     ap.fit(models[1], x, y, **fit)
-    assert limits == [("float64", float(np.finfo(np.float32).max))]
+    assert limits == [(float(np.finfo(np.float64).max), f32)]
 
 
 # -- the layer-level API: Backend.asarray, Sequential.predict, train_step ----------------------
@@ -262,13 +271,7 @@ def test_asarray_keeps_values_inside_float32_and_the_datas_own_inf(name):
 
 
 def test_asarray_scans_only_when_the_cast_narrows(monkeypatch):
-    import arrayprop.data.host as host
-
-    scans = []
-    original = host.check_finite
-    monkeypatch.setattr(
-        host, "check_finite", lambda *a, **k: scans.append(a[1]) or original(*a, **k)
-    )
+    scans = _spy_cast_limit(monkeypatch)
     be32 = _backend("numpy")
     be64 = _backend("numpy", "float64")
     be32.asarray(np.ones((2, 2), np.float32))
@@ -277,4 +280,4 @@ def test_asarray_scans_only_when_the_cast_narrows(monkeypatch):
     be32.asarray(np.ones((2, 2)), check_range=False)
     assert scans == []
     be32.asarray(np.ones((2, 2)), what="x")
-    assert scans == ["x"]
+    assert scans == [(float(np.finfo(np.float64).max), float(np.finfo(np.float32).max))]

@@ -422,13 +422,14 @@ CASES = [
         "softmax-ce-label-too-large",
         lambda be, _: _labels(be, [0, 1, 2, 0]),
         LabelError,
-        r"label 2 is out of range for 2 classes \(valid: 0..1\)",
+        r"SoftmaxCrossEntropy\(\): label 2 at index 2 is out of range for a model with 2 outputs "
+        r"\(valid: 0..1\)",
     ),
     Case(
         "softmax-ce-negative-label",
         lambda be, _: _labels(be, [0, -1, 1, 0]),
         LabelError,
-        r"label -1 is out of range for 2 classes",
+        r"SoftmaxCrossEntropy\(\): label -1 at index 1 is out of range for a model with 2",
     ),
     Case(
         "softmax-ce-float-labels",
@@ -526,7 +527,7 @@ CASES = [
             ),
         ),
         LabelError,
-        r"label 5 is out of range for 2 classes",
+        r"SoftmaxCrossEntropy\(\): label 5 at index 1 is out of range for a model with 2",
     ),
 ]
 

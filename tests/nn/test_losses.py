@@ -9,7 +9,7 @@ import pytest
 
 import arrayprop as ap
 from arrayprop.errors import DTypeError, LabelError, ShapeError
-from arrayprop.nn.losses import check_labels
+from arrayprop.validation import check_class_labels
 from helpers import LOSSES, assert_on_backend, host, np_softmax_rows
 
 
@@ -187,17 +187,22 @@ def test_softmax_cross_entropy_rejects_labels_out_of_range(backend, bad):
     if not backend.on_host:
         pytest.skip("on a GPU the per-step label check would cost a device sync (fit checks)")
     logits = backend.asarray(np.zeros((3, 4)))
-    expected = f"label {bad} is out of range for 4 classes (valid: 0..3)"
+    expected = (
+        f"SoftmaxCrossEntropy(): label {bad} at index 1 is out of range for a model with 4 "
+        "outputs (valid: 0..3)"
+    )
     with pytest.raises(LabelError) as info:
         ap.SoftmaxCrossEntropy().value_and_grad(logits, np.array([0, bad, 2]))
     assert str(info.value) == expected
 
 
 def test_check_labels_on_the_host():
-    check_labels(np.array([0, 9, 3]), 10)
-    check_labels(np.array([], dtype=np.int64), 2)
-    with pytest.raises(LabelError, match="label 10 is out of range for 10 classes"):
-        check_labels(np.array([0, 10]), 10)
+    check_class_labels(np.array([0, 9, 3]), 10, "y")
+    check_class_labels(np.array([], dtype=np.int64), 2, "y")
+    with pytest.raises(
+        LabelError, match="y: label 10 at index 1 is out of range for a model with 10"
+    ):
+        check_class_labels(np.array([0, 10]), 10, "y")
 
 
 def test_softmax_cross_entropy_shape_errors(backend):

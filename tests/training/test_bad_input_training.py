@@ -72,7 +72,7 @@ CASES = [
         "train-step-label-out-of-range",
         lambda be, _: _step(be, np.ones((4, 3)), np.array([0, 1, 7, 1]), host_check=True),
         LabelError,
-        r"label 7 is out of range for 2 classes",
+        r"SoftmaxCrossEntropy\(\): label 7 at index 2 is out of range for a model with 2 outputs",
     ),
     Case(
         "train-step-label-count",
@@ -216,7 +216,7 @@ CASES = [
             f"fit-{arg.replace('_', '-')}-{label}",
             lambda be, _, arg=arg, value=value: _fit(be, **{arg: value}),
             ValueError,
-            rf"{arg} must be a positive int, got {value!r}",
+            rf"fit: {arg} must be an int >= 1, got {value!r}",
         )
         for arg, label, value in [
             ("epochs", "zero", 0),
@@ -286,7 +286,7 @@ CASES = [
         "fit-unknown-progress",
         lambda be, _: _fit(be, progress="fancy"),
         ValueError,
-        r"progress must be True, False, None, 'bar' or 'lines', got 'fancy'",
+        r"fit: progress must be one of True, False, None, 'bar', 'lines', got 'fancy'",
     ),
     Case(
         "fit-callback-not-a-callback",
@@ -330,7 +330,7 @@ CASES = [
             small_mlp(be), np.ones((4, 3)), np.zeros(4, dtype=int), batch_size=0
         ),
         ValueError,
-        r"batch_size must be a positive int, got 0",
+        r"evaluate: batch_size must be an int >= 1, got 0",
     ),
     Case(
         "predict-function-wrong-width",
@@ -348,7 +348,7 @@ CASES = [
         "predict-function-zero-batch-size",
         lambda be, _: ap.predict(small_mlp(be), np.ones((5, 3)), batch_size=0),
         ValueError,
-        r"batch_size must be a positive int, got 0",
+        r"predict: batch_size must be an int >= 1, got 0",
     ),
     Case(
         "predict-function-foreign-library",

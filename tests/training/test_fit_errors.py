@@ -89,10 +89,10 @@ def test_bad_arguments(model64, rng):
     x = rng.random((10, 64))
     y = rng.integers(0, 10, size=10)
     for bad in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
             _fit(model64, x, y, batch_size=bad)
     for bad in (0, -3, 1.0):
-        with pytest.raises(ValueError, match="epochs must be a positive int"):
+        with pytest.raises(ValueError, match="fit: epochs must be an int >= 1"):
             _fit(model64, x, y, epochs=bad)
     with pytest.raises(ValueError, match="resume=True needs a checkpoint path"):
         _fit(model64, x, y, resume=True)
@@ -104,9 +104,9 @@ def test_bad_arguments(model64, rng):
         _fit(model64, x, y, loss="hinge")
     with pytest.raises(ValueError, match="validation_data must be a pair"):
         _fit(model64, x, y, validation_data=x)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         ap.evaluate(model64, x, y, batch_size=0)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         ap.predict(model64, x, batch_size=-2)
 
 

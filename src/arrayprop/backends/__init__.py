@@ -15,7 +15,7 @@ import os
 from typing import Any
 
 from arrayprop.backends.array_api_strict import ArrayApiStrictBackend
-from arrayprop.backends.base import Backend, describe_array, host_rng, host_zeros, is_host
+from arrayprop.backends.base import Backend, describe_array, host_zeros, is_host
 from arrayprop.backends.cupy import CupyBackend
 from arrayprop.backends.jax import JaxBackend
 from arrayprop.backends.numpy import NumpyBackend
@@ -31,7 +31,6 @@ __all__ = [
     "describe_array",
     "describe_backends",
     "get_backend",
-    "host_rng",
     "host_zeros",
     "is_host",
 ]

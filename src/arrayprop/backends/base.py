@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from arrayprop.errors import BackendMismatchError, BackendUnavailableError, DTypeError
+from arrayprop.validation import check_finite
 
 __all__ = [
     "DEVICE_ARRAY_MODULES",
@@ -34,7 +35,6 @@ __all__ = [
     "describe_array",
     "device_of",
     "dtype_name_of",
-    "host_rng",
     "host_zeros",
     "is_host",
 ]
@@ -415,17 +415,14 @@ def _numpy_dtype(dtype: Any) -> np.dtype | None:
 def check_cast_range(host: np.ndarray, target: Any, what: str) -> None:
     """Refuse finite host floats that a cast to the narrower float ``target`` makes ±inf.
 
-    The scan (:func:`~arrayprop.data.check_finite`, which decides from the two dtypes whether
-    one is needed) runs only when the cast narrows: float64 data for a float32 model. NaN and
-    inf pass: they are the data's own, and the training entry points refuse them themselves.
+    The scan (:func:`~arrayprop.validation.check_finite`, which decides from the two dtypes
+    whether one is needed) runs only when the cast narrows: float64 data for a float32 model.
+    NaN and inf pass: they are the data's own, and the training entry points refuse them
+    themselves.
     """
     target = np.dtype(target)
     if host.dtype.kind != "f" or target.kind != "f" or host.dtype.itemsize <= target.itemsize:
         return
-    # Imported here: arrayprop.data.host imports this package (until check_finite moves to
-    # arrayprop.validation).
-    from arrayprop.data.host import check_finite
-
     # (atleast_1d: the scan goes by rows, and a 0-d array has none.)
     check_finite(
         np.atleast_1d(host), what, cast_to=(target.name, float(np.finfo(target).max)),
@@ -479,17 +476,6 @@ def device_of(x: Any) -> Any:
         return _array_device(x)
     except Exception:
         return None
-
-
-def host_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    """The host NumPy Generator all randomness is drawn from (a Generator is used as is).
-
-    Weights, shuffles and test data are drawn here, on the host, and only then moved to a
-    device, so one seed gives the same numbers on every backend.
-    """
-    if isinstance(seed, np.random.Generator):
-        return seed
-    return np.random.default_rng(seed)
 
 
 def host_zeros(shape: tuple[int, ...]) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Host-side data loading, synthetic data sets and small data helpers.
 
-Everything in this module runs on the host with NumPy only; move the arrays to
-an Array API backend afterwards. All randomness comes from
-:func:`numpy.random.default_rng` seeded by the caller, so every function is
+Everything in this package runs on the host with NumPy only, but for the
+adapter, which hands the data to an Array API backend. All randomness comes from
+:func:`arrayprop.random.host_rng` seeded by the caller, so every function is
 reproducible given its ``seed``.
 
 Contents
@@ -16,27 +16,21 @@ Synthetic data
 Helpers
     :func:`standardize`, :func:`one_hot`, :func:`train_val_split`,
     :func:`batches`.
-Host side of training
-    :func:`host_array`, :func:`check_finite`, :func:`check_class_labels`,
-    :func:`shuffler`, :func:`rng_state`, :func:`rng_from_state`,
-    :func:`gather_rows`: what :func:`arrayprop.fit` does with host data
-    before it moves it to the device in large chunks.
+The data boundary of training
+    :func:`arrayprop.data.adapter.prepare` checks the data of :func:`arrayprop.fit`,
+    :func:`~arrayprop.evaluate` and :func:`~arrayprop.predict` once and places it
+    on the device, whole or in chunks (:func:`host_array` and :func:`gather_rows`
+    are its host side). Its checks, :func:`check_finite` and
+    :func:`check_class_labels`, live in :mod:`arrayprop.validation`; the
+    shuffling Generator's saved state, :func:`rng_state` and
+    :func:`rng_from_state`, in :mod:`arrayprop.random`. Both are re-exported here.
 
-The code lives in private modules, one concept each: ``_data_files`` (real data),
-``_data_synthetic``, ``_data_helpers`` and ``_data_host``; import from here.
+One concept per module: ``datasets`` (real data), ``synthetic``,
+``transforms`` and ``adapter``.
 """
 
+from arrayprop.data.adapter import gather_rows, host_array
 from arrayprop.data.datasets import load_digits, load_idx, load_mnist
-from arrayprop.data.host import (
-    CHECK_BLOCK_ROWS,
-    check_class_labels,
-    check_finite,
-    gather_rows,
-    host_array,
-    rng_from_state,
-    rng_state,
-    shuffler,
-)
 from arrayprop.data.synthetic import (
     make_linear_regression,
     make_logistic_regression,
@@ -45,13 +39,14 @@ from arrayprop.data.synthetic import (
 )
 from arrayprop.data.transforms import (
     ONE_HOT_INFERRED_MAX_BYTES,
-    Seed,
     Split,
     batches,
     one_hot,
     standardize,
     train_val_split,
 )
+from arrayprop.random import Seed, rng_from_state, rng_state
+from arrayprop.validation import CHECK_BLOCK_ROWS, check_class_labels, check_finite
 
 __all__ = [
     "CHECK_BLOCK_ROWS",
@@ -73,7 +68,6 @@ __all__ = [
     "one_hot",
     "rng_from_state",
     "rng_state",
-    "shuffler",
     "standardize",
     "train_val_split",
 ]

@@ -15,8 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from arrayprop.data.transforms import Seed, Split, _check_fraction, _split_count, _split_indices
+from arrayprop.data.transforms import FRACTION, Split, split_count, split_indices
 from arrayprop.errors import DataError
+from arrayprop.random import Seed, host_rng
+from arrayprop.validation import Options, check
+
+#: The parts of MNIST :func:`load_mnist` reads, and their file-name prefixes.
+MNIST_PARTS = {"train": "train", "test": "t10k"}
 
 # ---------------------------------------------------------------------------
 # Bundled UCI digits
@@ -83,7 +88,7 @@ def load_digits(*, test_size: float = 0.2, seed: Seed = 0, normalize: bool = Tru
     >>> x_train.shape, x_test.shape
     ((1438, 64), (359, 64))
     """
-    test_size = _check_fraction("test_size", test_size)
+    test_size = check("load_digits", "test_size", test_size, FRACTION)
     images, labels = _read_bundled_digits()
     x = images.astype(np.float32)
     if normalize:
@@ -91,8 +96,8 @@ def load_digits(*, test_size: float = 0.2, seed: Seed = 0, normalize: bool = Tru
     y = labels.astype(np.int64)
 
     n = y.shape[0]
-    rng = np.random.default_rng(seed)
-    train, test = _split_indices(n, _split_count(n, test_size, "test_size"), rng, y)
+    rng = host_rng(seed)
+    train, test = split_indices(n, split_count(n, test_size, "test_size"), rng, y)
     return (x[train], y[train]), (x[test], y[test])
 
 
@@ -242,14 +247,11 @@ def load_mnist(
         3-D uint8 array, the labels are not a 1-D integer array, or the
         numbers of images and labels differ.
     """
-    prefixes = {"train": "train", "test": "t10k"}
-    if kind not in prefixes:
-        valid = ", ".join(repr(k) for k in prefixes)
-        raise ValueError(f"kind must be one of {valid}; got {kind!r}")
+    check("load_mnist", "kind", kind, Options(tuple(MNIST_PARTS)))
     directory = Path(os.fspath(directory))
     if not directory.is_dir():
         raise FileNotFoundError(errno.ENOENT, "MNIST directory not found", str(directory))
-    prefix = prefixes[kind]
+    prefix = MNIST_PARTS[kind]
     images_path = _find_mnist_file(directory, prefix, "images", "idx3")
     labels_path = _find_mnist_file(directory, prefix, "labels", "idx1")
 

@@ -5,30 +5,23 @@ NumPy only, each reproducible from its ``seed``; import these from :mod:`arraypr
 
 from __future__ import annotations
 
-import math
-import operator
-
 import numpy as np
 
-from arrayprop.data.transforms import Seed
+from arrayprop.random import Seed, host_rng
+from arrayprop.validation import NON_NEGATIVE, POSITIVE_INT, check
 
-# ---------------------------------------------------------------------------
-# Synthetic data sets
-# ---------------------------------------------------------------------------
-
-
-def _check_count(name: str, value: int, minimum: int) -> int:
-    value = operator.index(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return value
+#: What the arguments of the generators here may be (:func:`arrayprop.validation.check`).
+ARGUMENTS = {
+    "n": POSITIVE_INT,
+    "classes": POSITIVE_INT,
+    "features": POSITIVE_INT,
+    "noise": NON_NEGATIVE,
+}
 
 
-def _check_noise(noise: float) -> float:
-    noise = float(noise)
-    if not (noise >= 0.0 and math.isfinite(noise)):
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-    return noise
+def _checked(whose: str, **values: object) -> list:
+    """The values of ``whose``'s arguments, each checked against :data:`ARGUMENTS`."""
+    return [check(whose, name, value, ARGUMENTS[name]) for name, value in values.items()]
 
 
 def make_spirals(
@@ -60,10 +53,8 @@ def make_spirals(
         int64 of shape ``(n,)`` with values ``0 .. classes - 1``.
         The points are shuffled (not grouped by class).
     """
-    n = _check_count("n", n, 1)
-    classes = _check_count("classes", classes, 1)
-    noise = _check_noise(noise)
-    rng = np.random.default_rng(seed)
+    n, classes, noise = _checked("make_spirals", n=n, classes=classes, noise=noise)
+    rng = host_rng(seed)
     sizes = [n // classes + (1 if k < n % classes else 0) for k in range(classes)]
     xs = []
     ys = []
@@ -103,9 +94,8 @@ def make_xor(n: int = 200, noise: float = 0.1, seed: Seed = 0) -> tuple[np.ndarr
         int64 of shape ``(n,)``: 1 where exactly one coordinate is positive,
         else 0.
     """
-    n = _check_count("n", n, 1)
-    noise = _check_noise(noise)
-    rng = np.random.default_rng(seed)
+    n, noise = _checked("make_xor", n=n, noise=noise)
+    rng = host_rng(seed)
     corners = rng.choice(np.array([-0.5, 0.5]), size=(n, 2))
     x = (corners + noise * rng.standard_normal((n, 2))).astype(np.float32)
     y = ((x[:, 0] > 0) != (x[:, 1] > 0)).astype(np.int64)
@@ -139,10 +129,8 @@ def make_linear_regression(
     true_b : numpy.ndarray
         float32 of shape ``(1,)``, the bias used (standard normal).
     """
-    n = _check_count("n", n, 1)
-    features = _check_count("features", features, 1)
-    noise = _check_noise(noise)
-    rng = np.random.default_rng(seed)
+    n, features, noise = _checked("make_linear_regression", n=n, features=features, noise=noise)
+    rng = host_rng(seed)
     true_w = rng.standard_normal((features, 1))
     true_b = rng.standard_normal(1)
     x = rng.standard_normal((n, features))
@@ -177,9 +165,8 @@ def make_logistic_regression(
     y : numpy.ndarray
         int64 of shape ``(n,)`` with values 0 and 1.
     """
-    n = _check_count("n", n, 1)
-    features = _check_count("features", features, 1)
-    rng = np.random.default_rng(seed)
+    n, features = _checked("make_logistic_regression", n=n, features=features)
+    rng = host_rng(seed)
     w = rng.standard_normal(features)
     w /= np.linalg.norm(w)
     b = 0.25 * rng.standard_normal()

@@ -6,16 +6,21 @@ NumPy only; import these from :mod:`arrayprop.data`.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
 
 from arrayprop.errors import LabelError, ShapeError
+from arrayprop.random import Seed, host_rng
+from arrayprop.validation import POSITIVE_INT, UNIT_OPEN, Interval, check, format_index
 
-Seed = int | np.random.Generator | None
+#: (x_train, y_train), (x_held_out, y_held_out): what the splitting functions return.
 Split = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+#: What the scalar arguments of the helpers here may be (:func:`arrayprop.validation.check`).
+FRACTION = UNIT_OPEN
+COUNT = Interval(int, 0, None)
 
 
 # ---------------------------------------------------------------------------
@@ -23,21 +28,14 @@ Split = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 # ---------------------------------------------------------------------------
 
 
-def _check_fraction(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be strictly between 0 and 1, got {value!r}")
-    return value
-
-
-def _split_count(n: int, fraction: float, name: str) -> int:
+def split_count(n: int, fraction: float, name: str) -> int:
     """Number of samples that go to the held-out part: round(fraction * n), in [1, n - 1]."""
     if n < 2:
         raise ValueError(f"cannot split {n} sample(s) with {name}={fraction}; need at least 2")
     return min(max(math.floor(fraction * n + 0.5), 1), n - 1)
 
 
-def _split_indices(
+def split_indices(
     n: int,
     n_held: int,
     rng: np.random.Generator,
@@ -176,7 +174,7 @@ def one_hot(
         if bad.any():
             pos = np.argwhere(bad)[0]
             raise LabelError(
-                f"label {float(arr[tuple(pos)])!r} at index {_fmt_index(pos)} is not an integer"
+                f"label {float(arr[tuple(pos)])!r} at index {format_index(pos)} is not an integer"
             )
         ints = arr.astype(np.int64)
     else:
@@ -186,15 +184,13 @@ def one_hot(
     if num_classes is None:
         num_classes = max(int(ints.max()) + 1, 1) if ints.size else 0
     else:
-        num_classes = operator.index(num_classes)
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        num_classes = check("one_hot", "num_classes", num_classes, POSITIVE_INT)
 
     bad = (ints < 0) | (ints >= num_classes)
     if bad.any():
         pos = np.argwhere(bad)[0]
         raise LabelError(
-            f"label {int(ints[tuple(pos)])} at index {_fmt_index(pos)} is out of range "
+            f"label {int(ints[tuple(pos)])} at index {format_index(pos)} is out of range "
             f"[0, {num_classes}) for num_classes={num_classes}"
             + (" (inferred from the largest label)" if inferred else "")
         )
@@ -209,10 +205,6 @@ def one_hot(
     out = np.zeros((*ints.shape, num_classes), dtype=dtype)
     np.put_along_axis(out, ints[..., None], 1, axis=-1)
     return out
-
-
-def _fmt_index(pos: np.ndarray) -> str:
-    return str(int(pos[0])) if pos.size == 1 else str(tuple(int(p) for p in pos))
 
 
 def train_val_split(
@@ -263,11 +255,11 @@ def train_val_split(
         raise ShapeError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
     if stratify and y.ndim != 1:
         raise ShapeError(f"stratify=True needs 1-D class labels y, got shape {y.shape}")
-    val_fraction = _check_fraction("val_fraction", val_fraction)
+    val_fraction = check("train_val_split", "val_fraction", val_fraction, FRACTION)
     n = x.shape[0]
-    n_val = _split_count(n, val_fraction, "val_fraction")
-    rng = np.random.default_rng(seed)
-    train, val = _split_indices(n, n_val, rng, y if stratify else None)
+    n_val = split_count(n, val_fraction, "val_fraction")
+    rng = host_rng(seed)
+    train, val = split_indices(n, n_val, rng, y if stratify else None)
     return (x[train], y[train]), (x[val], y[val])
 
 
@@ -308,16 +300,12 @@ def batches(
     >>> [b.tolist() for b in batches(5, 2, shuffle=False)]
     [[0, 1], [2, 3], [4]]
     """
-    n = operator.index(n)
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    n = check("batches", "n", n, COUNT)
     if batch_size is None:
         size = max(n, 1)
     else:
-        size = operator.index(batch_size)
-        if size <= 0:
-            raise ValueError(f"batch_size must be a positive integer or None, got {size}")
-    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+        size = check("batches", "batch_size", batch_size, POSITIVE_INT)
+    order = host_rng(seed).permutation(n) if shuffle else np.arange(n)
     return _iter_batches(order.astype(np.int64, copy=False), size)
 
 

@@ -12,9 +12,9 @@ from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import BackendMismatchError
 from arrayprop.nn.activations import ACTIVATIONS
 from arrayprop.nn.dense import WIDTH, Dense
-from arrayprop.nn.init import make_rng
 from arrayprop.nn.layer import Layer, state_backend
 from arrayprop.nn.registry import layer_config, layer_from_config, register_layer
+from arrayprop.random import host_rng
 from arrayprop.validation import POSITIVE_INT, check
 
 __all__ = ["BATCH_SIZE", "Sequential", "mlp"]
@@ -193,7 +193,7 @@ def mlp(
     if init is None:
         init = "he" if activation in ("relu", "leaky_relu") else "glorot"
     be = get_backend(backend, dtype=dtype)
-    rng = make_rng(seed)
+    rng = host_rng(seed)
     layers: list[Layer] = []
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(Dense(n_in, n_out, init=init, seed=rng, backend=be))

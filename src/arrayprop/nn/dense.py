@@ -12,10 +12,11 @@ from typing import Any
 from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
-from arrayprop.nn.init import INITIALIZERS, get_initializer, make_rng
+from arrayprop.nn.init import INITIALIZERS, get_initializer
 from arrayprop.nn.layer import Layer, check_grad, check_last_axis
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
+from arrayprop.random import host_rng
 from arrayprop.validation import POSITIVE_INT, check
 
 __all__ = ["WIDTH", "Dense"]
@@ -72,7 +73,7 @@ class Dense(Layer):
         self.backend = be = get_backend(backend, dtype=dtype)
         self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
         if weight is None:
-            host_w = get_initializer(init)((in_features, out_features), make_rng(seed))
+            host_w = get_initializer(init)((in_features, out_features), host_rng(seed))
             w = be.asarray(host_w, dtype=be.dtype)
         else:
             w = self._exact(weight, (in_features, out_features), "weight")

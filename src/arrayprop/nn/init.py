@@ -2,8 +2,8 @@
 
 Drawing on the host in float64 and only then moving to the device (with one cast) is what makes
 one seed give bit-identical initial weights on every backend. The generator comes from
-:func:`arrayprop.backends.host_rng`; each initialiser is ``f(shape, rng) -> host array``
-and only calls the generator's methods.
+:func:`arrayprop.random.host_rng`; each initialiser is ``f(shape, rng) -> host array`` and only
+calls the generator's methods.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from arrayprop.backends import host_rng, host_zeros
+from arrayprop.backends import host_zeros
 
 __all__ = [
     "INITIALIZERS",
@@ -20,14 +20,9 @@ __all__ = [
     "glorot_uniform",
     "he_normal",
     "he_uniform",
-    "make_rng",
     "normal",
     "zeros",
 ]
-
-
-#: A host Generator from a seed (an existing Generator is used as is).
-make_rng = host_rng
 
 
 def he_normal(shape: tuple[int, int], rng: Any) -> Any:

@@ -14,7 +14,7 @@ from arrayprop.backends import Backend, backend_of
 from arrayprop.errors import DataError, DTypeError, LabelError, ShapeError
 from arrayprop.kernels import portable
 from arrayprop.registry import resolve
-from arrayprop.validation import Interval, Options, check
+from arrayprop.validation import Interval, Options, check, check_class_labels, class_labels_ok
 
 __all__ = [
     "BCE_EPS",
@@ -26,7 +26,6 @@ __all__ = [
     "L2Loss",
     "Loss",
     "SoftmaxCrossEntropy",
-    "check_labels",
     "get_loss",
 ]
 
@@ -231,9 +230,9 @@ class SoftmaxCrossEntropy(Loss):
         if t.shape[0] != n:
             raise ShapeError(f"SoftmaxCrossEntropy(): {t.shape[0]} labels for {n} logits rows")
         # On a GPU this check would cost a device sync per step; there, fit() checks all
-        # labels once on the host before training instead.
-        if be.on_host:
-            check_labels(be.to_host(t), k)
+        # labels once before training instead. The host twin names a bad label.
+        if be.on_host and not bool(class_labels_ok(xp, t, k, "SoftmaxCrossEntropy()")):
+            check_class_labels(be.to_host(t), k, "SoftmaxCrossEntropy()")
         return t
 
     @staticmethod
@@ -249,18 +248,6 @@ class SoftmaxCrossEntropy(Loss):
         if not xp.isdtype(t.dtype, "real floating"):
             return xp.astype(t, dtype)
         return t if t.dtype == dtype else xp.astype(t, dtype)
-
-
-def check_labels(labels: Any, num_classes: int) -> None:
-    """Raise :class:`LabelError` unless every label (host array) is an integer in [0, k)."""
-    if labels.size == 0:
-        return
-    lo, hi = int(labels.min()), int(labels.max())
-    if lo < 0 or hi >= num_classes:
-        bad = lo if lo < 0 else hi
-        raise LabelError(
-            f"label {bad} is out of range for {num_classes} classes (valid: 0..{num_classes - 1})"
-        )
 
 
 def _scalar(be: Backend, value: Any) -> Any:

@@ -1,13 +1,13 @@
 """Training: one step (:func:`train_step`), the loop (:func:`fit`), evaluate and predict.
 
-Array API standard only, through ``model.backend.xp``; host data (NumPy arrays, memmaps) is
-handled by :mod:`arrayprop.data`. How :func:`fit` keeps the device busy:
+Array API standard only, through ``model.backend.xp``; data, host or device, enters through one
+boundary, :func:`arrayprop.data.adapter.prepare`. How :func:`fit` keeps the device busy:
 
-- **Data** is checked once, up front (on the host, or with one device reduction for device
-  arrays). It moves to the device whole when it fits in ``max_device_bytes``, else in contiguous
-  chunks of the epoch's shuffled order, one copy per chunk, never one per step. Batches are
-  slices of the device copy, or ``xp.take`` with a device index array (drawn on the host once
-  per epoch from a Generator seeded by ``seed``).
+- **Data** is checked once, up front, by the adapter (on the host, or with one device reduction
+  for device arrays). It moves to the device whole when it fits in ``max_device_bytes``, else in
+  contiguous chunks of the epoch's shuffled order, one copy per chunk, never one per step.
+  Batches are slices of the device copy, or ``xp.take`` with a device index array (drawn on the
+  host once per epoch from a Generator seeded by ``seed``); the loop only consumes them.
 - **Numbers**: each step appends its loss (a 0-d device array) and each metric's batch sum to a
   list; these are reduced on the device and read back in **one** device→host copy per progress
   refresh (the tqdm bar: every :data:`REFRESH_SECONDS`) or, without a bar, per epoch.
@@ -26,10 +26,11 @@ handled by :mod:`arrayprop.data`. How :func:`fit` keeps the device busy:
   shuffling Generator's state and the position in the epoch, so that ``resume=True`` continues an
   interrupted run to exactly the weights an uninterrupted run reaches.
 
-This module holds the public API; the machinery is in private modules: ``_train_args``
-(argument checks), ``_train_feed`` (data checks, chunks to the device, evaluation sums),
-``_fit_loop`` (a run's state: epoch loop, loss window, divergence, Ctrl-C) and
-``_fit_checkpoint`` (saving and resuming a run).
+This module holds the public API; the machinery is in :mod:`~arrayprop.training.args`
+(argument checks), :mod:`arrayprop.data.adapter` (data checks and placement, device batches),
+:mod:`~arrayprop.training.evaluation` (outputs and sums over a data set),
+:mod:`~arrayprop.training.loop` (a run's state: epoch loop, loss window, divergence, Ctrl-C) and
+:mod:`~arrayprop.training.resume` (saving and resuming a run).
 """
 
 from __future__ import annotations
@@ -38,24 +39,26 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from arrayprop import data as _data
+from arrayprop.data.adapter import prepare
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss, get_loss
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
-from arrayprop.training import resume as _fit_checkpoint
+from arrayprop.random import host_rng
 from arrayprop.training.args import (
-    _DEFAULT_METRICS,
-    _display,
-    _get_metrics,
-    _get_optimizer,
-    _model_backend,
-    _positive_int,
+    DEFAULT_METRICS,
+    check_argument,
+    expected_data,
+    make_display,
+    model_backend,
+    resolve_metrics,
+    resolve_optimizer,
 )
 from arrayprop.training.callbacks import Callback, History
-from arrayprop.training.feed import _chunk_rows, _chunks, _eval_sums, _forward_all, _prepare
-from arrayprop.training.loop import _defer_sigint, _Run
+from arrayprop.training.evaluation import eval_sums, outputs
+from arrayprop.training.loop import Run, defer_sigint
 from arrayprop.training.metrics import Metric
+from arrayprop.training.resume import restore_run, save_run
 
 __all__ = [
     "DEFAULT_MAX_DEVICE_BYTES",
@@ -121,10 +124,10 @@ def train_step(
     return value
 
 
-def _budget(max_device_bytes: int | None) -> int:
+def _budget(whose: str, max_device_bytes: int | None) -> int:
     if max_device_bytes is None:
         return DEFAULT_MAX_DEVICE_BYTES
-    return _positive_int("max_device_bytes", max_device_bytes)
+    return check_argument(whose, "max_device_bytes", max_device_bytes)
 
 
 def evaluate(
@@ -133,7 +136,7 @@ def evaluate(
     y: Any,
     *,
     loss: str | Loss | None = None,
-    metrics: Sequence[str | Metric] | None = _DEFAULT_METRICS,
+    metrics: Sequence[str | Metric] | None = DEFAULT_METRICS,
     batch_size: int = 256,
     max_device_bytes: int | None = None,
 ) -> dict[str, float]:
@@ -166,13 +169,14 @@ def evaluate(
         NaN or infinity in the data, or a value too large for the model's dtype (the cast to it
         would make it ±inf), found before anything is computed.
     """
-    be = _model_backend(model, "evaluate")
+    be = model_backend(model, "evaluate")
     loss = None if loss is None else get_loss(loss)
-    ms = _get_metrics(metrics, loss)
-    batch = _positive_int("batch_size", batch_size)
-    budget = _budget(max_device_bytes)
-    d = _prepare(be, model, loss, x, y, "evaluate", budget)
-    sums = be.to_host(_eval_sums(be, model, d, loss, ms, batch, budget)).tolist()
+    ms = resolve_metrics(metrics, loss)
+    batch = check_argument("evaluate", "batch_size", batch_size)
+    budget = _budget("evaluate", max_device_bytes)
+    expect = expected_data(model, loss, "evaluate")
+    d = prepare(be, x, y, expect, what="evaluate", budget=budget)
+    sums = be.to_host(eval_sums(model, d, loss, ms, batch)).tolist()
     names = (["loss"] if loss is not None else []) + [m.name for m in ms]
     return {name: value / d.n for name, value in zip(names, sums, strict=True)}
 
@@ -199,15 +203,11 @@ def predict(
         A value of ``x`` too large for the model's dtype (the cast to it would make it ±inf);
         NaN and infinity themselves go through.
     """
-    be = _model_backend(model, "predict")
-    batch = _positive_int("batch_size", batch_size)
-    budget = _budget(max_device_bytes)
-    d = _prepare(be, model, None, x, None, "predict", budget)
-    outs = [
-        _forward_all(be.xp, model, xs[lo:hi, ...], batch)
-        for xs, _, _, lo, hi in _chunks(be, d, None, 0, _chunk_rows(d, batch, budget))
-    ]
-    return outs[0] if len(outs) == 1 else be.xp.concat(outs, axis=0)
+    be = model_backend(model, "predict")
+    batch = check_argument("predict", "batch_size", batch_size)
+    budget = _budget("predict", max_device_bytes)
+    expect = expected_data(model, None, "predict")
+    return outputs(model, prepare(be, x, None, expect, what="predict", budget=budget), batch)
 
 
 def fit(
@@ -222,7 +222,7 @@ def fit(
     shuffle: bool = True,
     seed: Any = None,
     validation_data: tuple[Any, Any] | None = None,
-    metrics: Sequence[str | Metric] | None = _DEFAULT_METRICS,
+    metrics: Sequence[str | Metric] | None = DEFAULT_METRICS,
     callbacks: Iterable[Callback] = (),
     progress: bool | str | None = True,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -293,32 +293,34 @@ def fit(
     DivergenceError
         When the loss or the weights become NaN/inf (the model keeps its last finite weights).
     """
-    be = _model_backend(model, "fit")
-    epochs = _positive_int("epochs", epochs)
-    checkpoint_every = _positive_int("checkpoint_every", checkpoint_every)
+    be = model_backend(model, "fit")
+    epochs = check_argument("fit", "epochs", epochs)
+    checkpoint_every = check_argument("fit", "checkpoint_every", checkpoint_every)
     if batch_size is not None:
-        _positive_int("batch_size", batch_size)
+        batch_size = check_argument("fit", "batch_size", batch_size)
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True needs a checkpoint path")
     loss = get_loss(loss)
-    optimizer = _get_optimizer(optimizer, model)
+    optimizer = resolve_optimizer(optimizer, model)
     if schedule is not None and getattr(schedule, "optimizer", None) is not optimizer:
         raise ValueError("fit: schedule must be built on the optimizer passed to fit")
-    ms = _get_metrics(metrics, loss)
+    ms = resolve_metrics(metrics, loss)
     callbacks = list(callbacks)
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks: {cb!r} is not an arrayprop Callback")
-    budget = _budget(max_device_bytes)
-    train = _prepare(be, model, loss, x, y, "fit", budget)
+    budget = _budget("fit", max_device_bytes)
+    expect = expected_data(model, loss, "fit")
+    train = prepare(be, x, y, expect, what="fit", budget=budget)
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (x_val, y_val)")
-        val = _prepare(be, model, loss, *validation_data, "validation_data", budget)
+        x_val, y_val = validation_data
+        val = prepare(be, x_val, y_val, expect, what="validation_data", budget=budget)
     batch = train.n if batch_size is None else min(batch_size, train.n)
-    display = _display(progress, epochs)
-    run = _Run(
+    display = make_display(progress, epochs)
+    run = Run(
         model,
         loss,
         optimizer,
@@ -327,9 +329,8 @@ def fit(
         val,
         batch,
         bool(shuffle),
-        _data.shuffler(seed),
+        host_rng(seed),
         epochs,
-        budget,
         display,
         callbacks,
         checkpoint,
@@ -339,7 +340,7 @@ def fit(
         window_steps=WINDOW_STEPS,
     )
     if resume and os.path.exists(checkpoint):
-        _fit_checkpoint.restore(run, checkpoint)
+        restore_run(run, checkpoint)
     model.stop_training = False
     for cb in callbacks:
         cb.set_context(model, optimizer)
@@ -347,7 +348,7 @@ def fit(
     try:
         # fit detects a non-finite loss itself (DivergenceError), so the floating-point
         # warnings a diverging step raises on the way (NumPy) would only be noise.
-        with _defer_sigint(run.stop), model.backend.float_errors_ignored():
+        with defer_sigint(run.stop), model.backend.float_errors_ignored():
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)
@@ -361,14 +362,14 @@ def fit(
                 run.history.stopped_early = stop and run.epoch_done < epochs
                 ending = stop or run.stop.requested or run.epoch_done == epochs
                 if ending or run.epoch_done % checkpoint_every == 0:
-                    _fit_checkpoint.save(run)
+                    save_run(run)
                 if stop or run.stop.requested:
                     break
     except KeyboardInterrupt:
         run.history.interrupted = True
         if run.step:
-            run._read()  # the partial epoch's sums, and a last divergence check
-        _fit_checkpoint.save(run)
+            run.read()  # the partial epoch's sums, and a last divergence check
+        save_run(run)
     finally:
         display.close()
     history = run.history

@@ -1,7 +1,8 @@
 """Argument checks shared by :func:`arrayprop.fit`, :func:`~arrayprop.evaluate` and
 :func:`~arrayprop.predict`: counts, the model's backend and widths, optimizer, metrics, progress.
 
-Array API only (no array library imported by name).
+Constraints on scalar arguments are data (:data:`ARGUMENTS`, checked by
+:func:`arrayprop.validation.check`). Array API only (no array library imported by name).
 """
 
 from __future__ import annotations
@@ -10,45 +11,65 @@ import sys
 from typing import Any
 
 from arrayprop.backends import Backend
+from arrayprop.data.adapter import Expect
 from arrayprop.nn.layer import Layer
-from arrayprop.nn.losses import MSE, RMSE, L2Loss, Loss
+from arrayprop.nn.losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, Loss
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.registry import get_optimizer
 from arrayprop.training.callbacks import EpochLog, ProgressBar
 from arrayprop.training.metrics import Accuracy, Metric, get_metric
+from arrayprop.validation import POSITIVE_INT, Options, check
 
-_DEFAULT_METRICS = ("accuracy",)
-_REGRESSION_LOSSES = (MSE, RMSE, L2Loss)
+#: The metrics fit and evaluate report unless told otherwise.
+DEFAULT_METRICS = ("accuracy",)
+#: Losses of real-valued targets: no default accuracy, no class labels.
+REGRESSION_LOSSES = (MSE, RMSE, L2Loss)
+
+#: What the scalar arguments of fit, evaluate and predict may be.
+ARGUMENTS = {
+    "epochs": POSITIVE_INT,
+    "batch_size": POSITIVE_INT,
+    "checkpoint_every": POSITIVE_INT,
+    "max_device_bytes": POSITIVE_INT,
+    "progress": Options((True, False, None, "bar", "lines")),
+}
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+def check_argument(whose: str, name: str, value: Any) -> Any:
+    """``value`` of the argument ``name`` of ``whose`` (fit, evaluate, predict), checked against
+    :data:`ARGUMENTS` (a ``ValueError`` in the shape of :func:`arrayprop.validation.check`)."""
+    return check(whose, name, value, ARGUMENTS[name])
 
 
-def _model_backend(model: Layer, what: str) -> Backend:
+def model_backend(model: Layer, what: str) -> Backend:
+    """The backend ``model`` lives on (``ValueError`` when it has no parameters)."""
     be = getattr(model, "backend", None)
     if be is None:
         raise ValueError(f"{what}: the model has no parameters, so no backend to train on")
     return be
 
 
-def _dense_layers(model: Layer) -> list[tuple[int, Layer]]:
+def dense_layers(model: Layer) -> list[tuple[int, Layer]]:
     """(index, layer) of every layer with a weight matrix, in forward order."""
     layers = list(model.layers) if hasattr(model, "layers") else [model]
     return [(i, layer) for i, layer in enumerate(layers) if hasattr(layer, "in_features")]
 
 
-def _widths(model: Layer, what: str) -> tuple[int, int, str]:
-    dense = _dense_layers(model)
+def expected_data(model: Layer, loss: Loss | None, what: str) -> Expect:
+    """What ``model`` (trained or scored with ``loss``) takes as data: widths, and whether class
+    labels are fine (not for regression losses and binary cross-entropy)."""
+    dense = dense_layers(model)
     if not dense:
         raise ValueError(f"{what}: the model has no Dense layer")
     first = dense[0][1]
-    return first.in_features, dense[-1][1].out_features, repr(first)
+    rows_only = isinstance(loss, (*REGRESSION_LOSSES, BinaryCrossEntropy))
+    return Expect(
+        first.in_features, dense[-1][1].out_features, repr(first), repr(loss) if rows_only else None
+    )
 
 
-def _get_optimizer(optimizer: str | Optimizer, model: Layer) -> Optimizer:
+def resolve_optimizer(optimizer: str | Optimizer, model: Layer) -> Optimizer:
+    """An optimizer of ``model``'s parameters: built from a name, or checked to own them all."""
     params = model.parameters()
     if isinstance(optimizer, str):
         return get_optimizer(optimizer, params)
@@ -64,12 +85,13 @@ def _get_optimizer(optimizer: str | Optimizer, model: Layer) -> Optimizer:
     return optimizer
 
 
-def _get_metrics(metrics: Any, loss: Loss | None) -> list[Metric]:
+def resolve_metrics(metrics: Any, loss: Loss | None) -> list[Metric]:
+    """Metric objects from names or instances (no default accuracy for regression losses)."""
     if metrics is None:
         return []
     if isinstance(metrics, str | Metric):
         metrics = (metrics,)
-    if metrics is _DEFAULT_METRICS and isinstance(loss, _REGRESSION_LOSSES):
+    if metrics is DEFAULT_METRICS and isinstance(loss, REGRESSION_LOSSES):
         return []  # accuracy means nothing for regression; asked-for metrics are kept
     out = [get_metric(m) for m in metrics]
     if getattr(loss, "from_logits", False):
@@ -89,11 +111,11 @@ class _Quiet(EpochLog):
         pass
 
 
-def _display(progress: Any, epochs: int) -> EpochLog:
+def make_display(progress: Any, epochs: int) -> EpochLog:
+    """The epoch display ``progress`` asks for (see :func:`arrayprop.fit`)."""
+    progress = check_argument("fit", "progress", progress)
     if progress is None:
         return _Quiet(epochs)
     if progress == "bar" or (progress is True and sys.stdout.isatty()):
         return ProgressBar(epochs)
-    if progress in (True, False, "lines"):
-        return EpochLog(epochs)
-    raise ValueError(f"progress must be True, False, None, 'bar' or 'lines', got {progress!r}")
+    return EpochLog(epochs)

@@ -20,6 +20,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from arrayprop import checkpoint
+from arrayprop.validation import NON_NEGATIVE, POSITIVE_INT, Interval, Options, check
+
 __all__ = [
     "Callback",
     "EarlyStopping",
@@ -162,6 +165,14 @@ def _set_weights(model: Any, weights: list[Any]) -> None:
         p.data = xp.asarray(w, copy=True)
 
 
+#: What the arguments of :class:`EarlyStopping` may be.
+EARLY_STOPPING = {
+    "patience": Interval(int, 0, None),
+    "min_delta": NON_NEGATIVE,
+    "mode": Options(("auto", "min", "max")),
+}
+
+
 class EarlyStopping(Callback):
     """Stop when a monitored quantity has stopped improving.
 
@@ -198,15 +209,12 @@ class EarlyStopping(Callback):
         mode: str = "auto",
         restore_best_weights: bool = False,
     ) -> None:
-        if not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
-        if not float(min_delta) >= 0:
-            raise ValueError(f"EarlyStopping: min_delta must be >= 0, got {min_delta!r}")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"EarlyStopping: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        patience = check("EarlyStopping", "patience", patience, EARLY_STOPPING["patience"])
+        min_delta = check("EarlyStopping", "min_delta", min_delta, EARLY_STOPPING["min_delta"])
+        mode = check("EarlyStopping", "mode", mode, EARLY_STOPPING["mode"])
         self.monitor = monitor
         self.patience = patience
-        self.min_delta = float(min_delta)
+        self.min_delta = min_delta
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         self.mode = mode
@@ -268,17 +276,13 @@ class ModelCheckpoint(Callback):
     """
 
     def __init__(self, path: Any, every: int = 1) -> None:
-        if not isinstance(every, int) or every <= 0:
-            raise ValueError(f"ModelCheckpoint: every must be a positive int, got {every!r}")
         self.path = path
-        self.every = every
+        self.every = check("ModelCheckpoint", "every", every, POSITIVE_INT)
         self.saved: list[str] = []
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool | None:
         if epoch % self.every:
             return None
-        from arrayprop import checkpoint
-
         fields = {k: v for k, v in logs.items() if not isinstance(v, list)}
         path = str(self.path).format(epoch=epoch, **fields)
         checkpoint.save(

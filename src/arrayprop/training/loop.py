@@ -1,8 +1,9 @@
 """The state of one :func:`arrayprop.fit` run: the epoch loop, the window of device losses,
 divergence detection and rollback, and the deferred Ctrl-C.
 
-See the module docstring of :mod:`arrayprop.train` for how the loop keeps the device busy.
-Checkpoints of a run are written and read by :mod:`arrayprop._fit_checkpoint`. Array API only.
+See the module docstring of :mod:`arrayprop.training.api` for how the loop keeps the device
+busy. The loop only consumes device batches of :class:`arrayprop.data.adapter.DeviceData`;
+checkpoints of a run are written and read by :mod:`arrayprop.training.resume`. Array API only.
 """
 
 from __future__ import annotations
@@ -15,25 +16,26 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from arrayprop.data.adapter import DeviceData
 from arrayprop.errors import DivergenceError
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
-from arrayprop.training.args import _dense_layers, _widths
+from arrayprop.training.args import dense_layers
 from arrayprop.training.callbacks import Callback, EpochLog, History
-from arrayprop.training.feed import _acc_dtype, _chunk_rows, _chunks, _Data, _eval_sums
+from arrayprop.training.evaluation import accumulator_dtype, eval_sums
 from arrayprop.training.metrics import Metric
 
 
-class _Stop:
+class Stop:
     """Set by the SIGINT handler; the loop checks it between steps."""
 
     requested = False
 
 
 @contextmanager
-def _defer_sigint(stop: _Stop) -> Iterator[None]:
+def defer_sigint(stop: Stop) -> Iterator[None]:
     """Turn a first Ctrl-C into ``stop.requested`` (a second one interrupts at once).
 
     Only in the main thread and only over Python's default handler; elsewhere the plain
@@ -96,11 +98,11 @@ class _Window:
             m.clear()
 
 
-class _Run:
+class Run:
     """The state of one :func:`arrayprop.fit` call.
 
-    ``refresh_seconds`` and ``window_steps`` are :data:`arrayprop.train.REFRESH_SECONDS` and
-    :data:`arrayprop.train.WINDOW_STEPS`, read by ``fit`` when it starts.
+    ``refresh_seconds`` and ``window_steps`` are :data:`arrayprop.training.api.REFRESH_SECONDS`
+    and :data:`arrayprop.training.api.WINDOW_STEPS`, read by ``fit`` when it starts.
     """
 
     def __init__(
@@ -109,13 +111,12 @@ class _Run:
         loss: Loss,
         optimizer: Optimizer,
         metrics: list[Metric],
-        train: _Data,
-        val: _Data | None,
+        train: DeviceData,
+        val: DeviceData | None,
         batch: int,
         shuffle: bool,
         rng: Any,
         epochs: int,
-        budget: int,
         display: EpochLog,
         callbacks: list[Callback],
         checkpoint: Any,
@@ -130,17 +131,16 @@ class _Run:
         self.refresh_seconds, self.window_steps = refresh_seconds, window_steps
         self.be = be = model.backend
         self.xp = be.xp
-        self.acc = _acc_dtype(be)
+        self.acc = accumulator_dtype(be)
         self.train, self.val = train, val
         self.batch, self.shuffle, self.rng, self.epochs = batch, shuffle, rng, epochs
-        self.budget, self.display, self.callbacks = budget, display, callbacks
+        self.display, self.callbacks = display, callbacks
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
         self.params = model.parameters()
-        self.dense = _dense_layers(model)
+        self.dense = dense_layers(model)
         self.steps_per_epoch = -(-train.n // batch)
-        self.chunk_rows = _chunk_rows(train, batch, budget)
         self.window = _Window(self.xp, self.acc, len(metrics))
-        self.stop = _Stop()
+        self.stop = Stop()
         self.history = History([f"{i}: {layer!r}" for i, layer in self.dense])
         # Position: completed epochs, steps done in the current one, whether that one has
         # begun (its order drawn: the Generator has moved on) and its shuffled order.
@@ -149,7 +149,7 @@ class _Run:
         self.started = False
         self.order: Any = None
         self._reset_epoch_sums()
-        self._snapshot()
+        self.snapshot()
 
     # -- bookkeeping ------------------------------------------------------------------------
     def _reset_epoch_sums(self) -> None:
@@ -158,13 +158,13 @@ class _Run:
         self.window_start = self.step  # step (within the epoch) the window's first entry had
         self.seconds = 0.0
 
-    def _snapshot(self) -> None:
+    def snapshot(self) -> None:
         """Keep a device copy of the weights: what a divergence rolls back to."""
         xp = self.xp
         self.finite_weights = [xp.asarray(p.data, copy=True) for p in self.params]
         self.finite_at = (self.epoch_done + 1, self.step) if self.step else (self.epoch_done, 0)
 
-    def _read(self, extra: Sequence[Any] = ()) -> list[float]:
+    def read(self, extra: Sequence[Any] = ()) -> list[float]:
         """The one device→host copy: window totals, weight finiteness and ``extra`` vectors."""
         xp, acc = self.xp, self.acc
         w = self.window
@@ -185,7 +185,7 @@ class _Run:
         for j in range(len(self.metrics)):
             self.metric_sums[j] += host[2 + j]
         self.window_start += steps
-        self._snapshot()
+        self.snapshot()
         return host[3 + len(self.metrics) :]
 
     def _diverged(self, bad_step: int, loss_bad: bool) -> None:
@@ -243,44 +243,37 @@ class _Run:
         window = self.window
         classes = None
         if d.labels:
-            classes = xp.arange(_widths(model, "fit")[1], dtype=xp.int64, device=be.device)
+            classes = xp.arange(d.outputs, dtype=xp.int64, device=be.device)
         dtype = be.dtype
-        take = xp.take
         stop = self.stop
         refreshes = self.display.refreshes
         refresh_seconds, window_steps = self.refresh_seconds, self.window_steps
         next_refresh = time.perf_counter() + refresh_seconds
         done = self.step
         try:
-            for xs, ys, perm, lo, hi in _chunks(be, d, self.order, done * B, self.chunk_rows):
-                for s in range(lo, hi, B):
-                    e = s + B if s + B < hi else hi  # in-bounds slices (the standard's rule)
-                    if perm is None:
-                        xb, yb = xs[s:e, ...], ys[s:e, ...]
-                    else:
-                        ib = perm[s:e]
-                        xb, yb = take(xs, ib, axis=0), take(ys, ib, axis=0)
-                    pred = forward(xb)
-                    target = yb if classes is None else xp.astype(yb[:, None] == classes, dtype)
-                    value, grad = value_and_grad(pred, target)
-                    sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
-                    backward(grad, inplace=True, input_grad=False)
-                    opt_step()
-                    if e - s < B:
-                        value = value * ((e - s) / B)  # so that B·Σ values = Σ loss·n_b
-                    losses_append(value)
-                    for lst, v in zip(metric_lists, sums, strict=True):
-                        lst.append(v)
-                    done += 1
-                    if len(window.losses) >= window_steps:
-                        window.reduce()
-                    if stop.requested:
-                        raise KeyboardInterrupt
-                    if refreshes and time.perf_counter() >= next_refresh:
-                        self.step = done
-                        self._read()
-                        self.display.update(min(done * B, n), self._running_loss(done))
-                        next_refresh = time.perf_counter() + refresh_seconds
+            for xb, yb in d.batches(B, self.order, done * B):
+                pred = forward(xb)
+                target = yb if classes is None else xp.astype(yb[:, None] == classes, dtype)
+                value, grad = value_and_grad(pred, target)
+                sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
+                backward(grad, inplace=True, input_grad=False)
+                opt_step()
+                nb = xb.shape[0]
+                if nb < B:
+                    value = value * (nb / B)  # so that B·Σ values = Σ loss·n_b
+                losses_append(value)
+                for lst, v in zip(metric_lists, sums, strict=True):
+                    lst.append(v)
+                done += 1
+                if len(window.losses) >= window_steps:
+                    window.reduce()
+                if stop.requested:
+                    raise KeyboardInterrupt
+                if refreshes and time.perf_counter() >= next_refresh:
+                    self.step = done
+                    self.read()
+                    self.display.update(min(done * B, n), self._running_loss(done))
+                    next_refresh = time.perf_counter() + refresh_seconds
         finally:
             self.step = done
             self.seconds += time.perf_counter() - t0
@@ -302,17 +295,9 @@ class _Run:
             )
         extra = [xp.stack(norms)] if norms else []
         if self.val is not None:
-            vsums = _eval_sums(
-                self.be,
-                self.model,
-                self.val,
-                self.loss,
-                self.metrics,
-                max(self.batch, 256),
-                self.budget,
-            )
+            vsums = eval_sums(self.model, self.val, self.loss, self.metrics, max(self.batch, 256))
             extra.append(xp.astype(vsums, acc))
-        host = self._read(extra)
+        host = self.read(extra)
         seconds = self.seconds + (time.perf_counter() - t_end)
         n = self.train.n
         logs: dict[str, Any] = {"loss": self.loss_sum / n}

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from arrayprop import data as _data
+from arrayprop import checkpoint as ckpt
+from arrayprop.data.adapter import host_array
 from arrayprop.errors import CheckpointError
+from arrayprop.random import rng_from_state, rng_state
 from arrayprop.training.callbacks import History
-from arrayprop.training.loop import _Run
+from arrayprop.training.loop import Run
 
 
-def save(run: _Run) -> None:
+def save_run(run: Run) -> None:
     """Write ``run``'s checkpoint, if it has one (atomically: :func:`arrayprop.checkpoint.save`)."""
     if run.checkpoint is None:
         return
-    from arrayprop import checkpoint as ckpt
-
     state = {
         "format": 1,
         "epoch": run.epoch_done,
@@ -30,7 +30,7 @@ def save(run: _Run) -> None:
         "batch_size": run.batch,
         "shuffle": run.shuffle,
         "schedule": None if run.schedule is None else run.schedule.state_dict(),
-        "rng": _data.rng_state(run.rng),
+        "rng": rng_state(run.rng),
         "history": run.history.as_dict(),
         "partial": {
             "loss_sum": run.loss_sum,
@@ -44,10 +44,8 @@ def save(run: _Run) -> None:
     ckpt.save(run.model, run.checkpoint, optimizer=run.optimizer, extra=extra)
 
 
-def restore(run: _Run, path: Any) -> None:
-    """Make ``run`` continue from the checkpoint at ``path`` (written by :func:`save`)."""
-    from arrayprop import checkpoint as ckpt
-
+def restore_run(run: Run, path: Any) -> None:
+    """Make ``run`` continue from the checkpoint at ``path`` (written by :func:`save_run`)."""
     loaded = ckpt.load(path, backend=run.be)
     extra = loaded.extra
     state = extra.get("fit")
@@ -77,11 +75,11 @@ def restore(run: _Run, path: Any) -> None:
         run.schedule.load_state_dict(state["schedule"])
     run.history = History.from_dict(state["history"])
     run.history.interrupted = run.history.stopped_early = False  # this run's to set
-    run.rng = _data.rng_from_state(state["rng"])
+    run.rng = rng_from_state(state["rng"])
     run.epoch_done, run.step = int(state["epoch"]), int(state["step"])
     run.started = bool(state["started"])
     order = extra.get("fit_order")
-    run.order = None if order is None else _data.host_array(order, "checkpoint order")
+    run.order = None if order is None else host_array(order, "checkpoint order")
     if run.started:
         partial = state["partial"]
         if len(partial["metric_sums"]) != len(run.metrics):
@@ -94,4 +92,4 @@ def restore(run: _Run, path: Any) -> None:
         run.metric_sums = [float(s) for s in partial["metric_sums"]]
         run.seconds = float(partial["seconds"])
         run.window_start = run.step
-    run._snapshot()
+    run.snapshot()

@@ -1,0 +1,67 @@
+"""Host randomness: the one constructor of arrayprop's NumPy Generators, and their saved state.
+
+Weights, shuffles, splits and synthetic data are all drawn on the host from a Generator made by
+:func:`host_rng` and only then moved to a device, so one seed gives the same numbers on every
+backend. :func:`rng_state` / :func:`rng_from_state` carry a Generator through a JSON checkpoint
+header (``fit(checkpoint=...)`` resumes its shuffling exactly). NumPy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Seed", "host_rng", "rng_from_state", "rng_state"]
+
+#: What ``seed=`` arguments take: an int, a Generator (used as is) or None (fresh entropy).
+Seed = int | np.random.Generator | None
+
+
+def host_rng(seed: Seed) -> np.random.Generator:
+    """The host NumPy Generator for ``seed`` (a Generator is returned as is, not copied).
+
+    Parameters
+    ----------
+    seed : int, numpy.random.Generator or None
+
+    Returns
+    -------
+    numpy.random.Generator
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    """A JSON-able copy of a Generator's state (its big integers written as strings)."""
+    return _stringify(rng.bit_generator.state)
+
+
+def rng_from_state(state: dict) -> np.random.Generator:
+    """The Generator whose state :func:`rng_state` wrote (draws continue exactly)."""
+    state = _unstringify(state)
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def _stringify(value: object) -> object:
+    """Integers as ``"int:<digits>"`` (JSON readers may round big ones), arrays tagged."""
+    if isinstance(value, dict):
+        return {k: _stringify(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return {"ndarray": value.dtype.str, "values": [_stringify(v) for v in value.tolist()]}
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return f"int:{int(value)}"
+    return value
+
+
+def _unstringify(value: object) -> object:
+    if isinstance(value, dict):
+        if set(value) == {"ndarray", "values"}:
+            values = [_unstringify(v) for v in value["values"]]
+            return np.asarray(values, dtype=np.dtype(value["ndarray"]))
+        return {k: _unstringify(v) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith("int:"):
+        return int(value[4:])
+    return value
