@@ -12,7 +12,7 @@ from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import BackendMismatchError
 from arrayprop.nn.activations import ACTIVATIONS
 from arrayprop.nn.dense import WIDTH, Dense
-from arrayprop.nn.layer import Layer, state_backend
+from arrayprop.nn.layer import Layer, evaluating, state_backend
 from arrayprop.nn.registry import layer_config, layer_from_config, register_layer
 from arrayprop.random import host_rng
 from arrayprop.validation import POSITIVE_INT, check
@@ -147,9 +147,10 @@ class Sequential(Layer):
         return cls(*(layer_from_config(c, backend=backend) for c in layers))
 
     def predict(self, x: Any, batch_size: int | None = None) -> Any:
-        """The model's output for ``x`` (host or backend array), in batches; no gradient state.
+        """The model's output for ``x`` (host or backend array), in batches, in evaluation mode;
+        no gradient state is kept.
 
-        x : (n, in_features) -> array of shape (n, out_features) on the model's backend.
+        x : (n, ..., in_features) -> array of shape (n, ..., out_features) on the model's backend.
         """
         # A model without parameters (only activations) runs wherever its input lives.
         be = self.backend if self.backend is not None else self.backend_for(x)
@@ -159,11 +160,11 @@ class Sequential(Layer):
             batch_size = check("predict", "batch_size", batch_size, BATCH_SIZE)
         n = x.shape[0] if x.ndim else 0
         step = n if batch_size is None or batch_size >= n else batch_size
-        # Explicit trailing axes and an in-range stop: the standard specifies nothing else.
-        outs = [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)] if n else []
-        self.clear_cache()
-        if not outs:
-            return self.forward(x)
+        with evaluating(self):
+            # Explicit trailing axes and an in-range stop: the standard specifies nothing else.
+            outs = [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)]
+            if not outs:
+                return self.forward(x)
         return outs[0] if len(outs) == 1 else be.xp.concat(outs, axis=0)
 
 

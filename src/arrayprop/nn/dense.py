@@ -108,8 +108,9 @@ class Dense(Layer):
                 f"{self!r}: expected input of dtype {be.dtype_name}, got {x.dtype}; convert the "
                 "data with backend.asarray (integer data must be cast to float explicitly)"
             )
-        if self.weight.grad_factors is not None:
-            # The previous step's factors of ∂C/∂W: drop them now rather than keep two steps'.
+        if self.training and self.weight.grad_factors is not None:
+            # The previous step's factors of ∂C/∂W: drop them now rather than keep two steps'
+            # (an evaluation pass leaves the last training step's gradient readable).
             self.weight.grad = None
         lead = tuple(x.shape[:-1])
         if len(lead) > 1:  # (..., in) as rows of one GEMM

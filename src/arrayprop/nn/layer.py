@@ -18,13 +18,14 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from arrayprop.backends import Backend, backend_of, get_backend
 from arrayprop.errors import CheckpointError, DTypeError, ShapeError
 from arrayprop.nn.parameter import Buffer, Parameter
 
-__all__ = ["Layer", "check_grad", "check_last_axis", "state_backend"]
+__all__ = ["Layer", "check_grad", "check_last_axis", "evaluating", "state_backend"]
 
 
 class Layer:
@@ -231,6 +232,21 @@ class Layer:
             be = backend_of(x, dtype=x.dtype if _is_float_array(x) else None)
             self.backend = be
         return be
+
+
+@contextmanager
+def evaluating(layer: Layer) -> Iterator[Layer]:
+    """Within the block ``layer`` (and every layer inside it) is in evaluation mode; each gets
+    its own mode back afterwards, and what the forward passes kept is dropped."""
+    modes = [(inner, inner.training) for _, inner in layer.named_layers()]
+    layer.eval()
+    try:
+        yield layer
+    finally:
+        for inner, mode in modes:
+            inner.training = mode
+        for inner, _ in modes:
+            inner.clear_cache()
 
 
 def _join(prefix: str, name: str) -> str:

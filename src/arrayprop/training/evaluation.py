@@ -11,7 +11,7 @@ from typing import Any
 
 from arrayprop.backends import Backend
 from arrayprop.data.adapter import DeviceData
-from arrayprop.nn.layer import Layer
+from arrayprop.nn.layer import Layer, evaluating
 from arrayprop.nn.losses import Loss
 from arrayprop.training.metrics import Metric
 
@@ -33,9 +33,10 @@ def forward_all(xp: Any, model: Layer, x: Any, batch: int) -> Any:
 
 
 def outputs(model: Layer, d: DeviceData, batch: int) -> Any:
-    """The model's output for the whole set ``d``: a device array (n, outputs)."""
+    """The model's output for the whole set ``d`` in evaluation mode: a device array (n, ...)."""
     xp = d.be.xp
-    outs = [forward_all(xp, model, xs, batch) for xs, _ in d.chunks(batch)]
+    with evaluating(model):
+        outs = [forward_all(xp, model, xs, batch) for xs, _ in d.chunks(batch)]
     return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)
 
 
@@ -44,8 +45,16 @@ def eval_sums(
 ) -> Any:
     """Device vector [Σ_batches loss·n_b (if ``loss``), Σ metric_j ...] over the whole set.
 
-    Divided by ``d.n``, these are the batch-size-weighted mean loss and the metrics.
+    Divided by ``d.n``, these are the batch-size-weighted mean loss and the metrics. The model
+    runs in evaluation mode.
     """
+    with evaluating(model):
+        return _eval_sums(model, d, loss, metrics, batch)
+
+
+def _eval_sums(
+    model: Layer, d: DeviceData, loss: Loss | None, metrics: list[Metric], batch: int
+) -> Any:
     be = d.be
     xp = be.xp
     acc = accumulator_dtype(be)

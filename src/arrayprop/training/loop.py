@@ -236,7 +236,10 @@ class Run:
         start_samples = min(self.step * B, n)
         self.display.begin(epoch, n, start_samples)
         forward, backward = model.forward, model.backward
+        # A user's model takes backward(grad) only; built-ins also take the speed hints.
+        hints = {"inplace": True, "input_grad": False} if model.speed_hints else {}
         value_and_grad, opt_step = loss.value_and_grad, optimizer.step
+        model.train()
         metrics = self.metrics
         losses_append = self.window.losses.append
         metric_lists = self.window.metrics
@@ -256,7 +259,7 @@ class Run:
                 target = yb if classes is None else xp.astype(yb[:, None] == classes, dtype)
                 value, grad = value_and_grad(pred, target)
                 sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
-                backward(grad, inplace=True, input_grad=False)
+                backward(grad, **hints)
                 opt_step()
                 nb = xb.shape[0]
                 if nb < B:
