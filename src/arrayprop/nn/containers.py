@@ -12,7 +12,8 @@ from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import BackendMismatchError
 from arrayprop.nn.activations import ACTIVATIONS
 from arrayprop.nn.dense import WIDTH, Dense
-from arrayprop.nn.layer import Layer, evaluating, state_backend
+from arrayprop.nn.layer import Layer, state_backend
+from arrayprop.nn.mode import evaluating
 from arrayprop.nn.registry import layer_config, layer_from_config, register_layer
 from arrayprop.random import host_rng
 from arrayprop.validation import POSITIVE_INT, check

@@ -6,6 +6,7 @@ Array API only, through ``backend.xp``; backend-specific speed lives behind
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -144,6 +145,11 @@ class Dense(Layer):
 
     def clear_cache(self) -> None:
         self._x = None
+
+    def gemm_flops(self, sample_shape: tuple[int, ...]) -> int:
+        """FLOPs of the forward GEMM per sample whose output has ``sample_shape`` (..., out)."""
+        rows = math.prod(sample_shape[:-1])
+        return 2 * self.in_features * self.out_features * rows
 
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {

@@ -18,14 +18,15 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from arrayprop.backends import Backend, backend_of, get_backend
 from arrayprop.errors import CheckpointError, DTypeError, ShapeError
 from arrayprop.nn.parameter import Buffer, Parameter
+from arrayprop.nn.summary import summarize
+from arrayprop.random import current_step, step_rng
 
-__all__ = ["Layer", "check_grad", "check_last_axis", "evaluating", "state_backend"]
+__all__ = ["Layer", "check_grad", "check_last_axis", "state_backend"]
 
 
 class Layer:
@@ -115,9 +116,33 @@ class Layer:
 
     def assign_names(self) -> None:
         """Set each parameter's and buffer's ``.name`` to its dotted path from this layer (what
-        error messages show); containers do it when built."""
+        error messages show), and each inner layer's :attr:`path`; containers do it when
+        built, ``train_step`` and ``fit`` before training."""
+        for path, layer in self.named_layers():
+            layer.path = path
         for name, item in [*self.named_parameters(), *self.named_buffers()]:
             item.name = name
+
+    #: The layer's dotted path in the model that named it last (``""`` for the model itself).
+    path: str = ""
+
+    def step_rng(self) -> Any:
+        """The host NumPy Generator of this layer for the running training step.
+
+        Draw random numbers here (e.g. a dropout mask: ``self.step_rng().random(shape)``) and
+        move them to the device with ``self.backend.asarray``: one seed then gives the same
+        numbers on every backend, and a resumed run continues them exactly (the stream is keyed
+        by ``fit``'s / ``train_step``'s seed, the optimizer's step count and :attr:`path`).
+        Outside a training step (a direct ``forward`` call) the layer's own stream, seeded 0,
+        is used.
+        """
+        key = current_step()
+        if key is not None:
+            return step_rng(key[0], key[1], self.path)
+        own = self.__dict__.get("_own_rng")
+        if own is None:
+            own = self._own_rng = step_rng(0, -1 & 0xFFFFFFFF, self.path)
+        return own
 
     # -- mode ------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Layer:
@@ -217,6 +242,14 @@ class Layer:
         layer.backend = backend
         return layer
 
+    def summary(self, input_shape: tuple[int, ...] | None = None) -> Any:
+        """A table of the layers inside this one: name, output shape, parameter count, and the
+        totals (parameters, trainable, GEMM FLOPs per sample); ``print(model.summary())``.
+
+        ``input_shape`` is one sample's shape (default: ``(in_features,)`` when declared).
+        """
+        return summarize(self, input_shape)
+
     def clear_cache(self) -> None:
         """Drop what ``forward`` kept for ``backward`` (inference needs none of it)."""
 
@@ -232,21 +265,6 @@ class Layer:
             be = backend_of(x, dtype=x.dtype if _is_float_array(x) else None)
             self.backend = be
         return be
-
-
-@contextmanager
-def evaluating(layer: Layer) -> Iterator[Layer]:
-    """Within the block ``layer`` (and every layer inside it) is in evaluation mode; each gets
-    its own mode back afterwards, and what the forward passes kept is dropped."""
-    modes = [(inner, inner.training) for _, inner in layer.named_layers()]
-    layer.eval()
-    try:
-        yield layer
-    finally:
-        for inner, mode in modes:
-            inner.training = mode
-        for inner, _ in modes:
-            inner.clear_cache()
 
 
 def _join(prefix: str, name: str) -> str:

@@ -44,7 +44,7 @@ from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss, get_loss
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
-from arrayprop.random import host_rng
+from arrayprop.random import host_rng, stepping, stream_seed
 from arrayprop.training.args import (
     DEFAULT_METRICS,
     check_argument,
@@ -78,7 +78,14 @@ WINDOW_STEPS = 1024
 
 
 def train_step(
-    model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, *, keep_grads: bool = False
+    model: Layer,
+    loss: Loss,
+    optimizer: Optimizer,
+    x: Any,
+    y: Any,
+    *,
+    keep_grads: bool = False,
+    seed: int = 0,
 ) -> Any:
     """One gradient-descent step on the mini-batch (x, y), in training mode.
 
@@ -97,6 +104,9 @@ def train_step(
     keep_grads : bool
         Form every gradient before the update, so that no optimizer folds it (the update then
         reads the stored gradients, as with every other optimizer).
+    seed : int
+        Root of the per-step random stream layers draw from (:meth:`Layer.step_rng`), keyed by
+        it and ``optimizer.steps``.
 
     Returns
     -------
@@ -111,12 +121,15 @@ def train_step(
         x = be.asarray(x, what="train_step: x")
     if not model.training:
         model.train()
-    pred = model.forward(x)
-    value, grad = loss.value_and_grad(pred, y)
-    if model.speed_hints:
-        model.backward(grad, inplace=True, input_grad=False)
-    else:
-        model.backward(grad)
+    if "path" not in vars(model):  # a user's model not yet named (Sequential names itself)
+        model.assign_names()
+    with stepping(seed, optimizer.steps):
+        pred = model.forward(x)
+        value, grad = loss.value_and_grad(pred, y)
+        if model.speed_hints:
+            model.backward(grad, inplace=True, input_grad=False)
+        else:
+            model.backward(grad)
     if keep_grads:
         for p in model.parameters():
             _ = p.grad  # formed now: the update reads it rather than folding it
@@ -339,6 +352,8 @@ def fit(
         refresh_seconds=REFRESH_SECONDS,
         window_steps=WINDOW_STEPS,
     )
+    run.random_seed = stream_seed(seed)
+    model.assign_names()
     if resume and os.path.exists(checkpoint):
         restore_run(run, checkpoint)
     model.stop_training = False

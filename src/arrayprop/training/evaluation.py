@@ -11,8 +11,9 @@ from typing import Any
 
 from arrayprop.backends import Backend
 from arrayprop.data.adapter import DeviceData
-from arrayprop.nn.layer import Layer, evaluating
+from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
+from arrayprop.nn.mode import evaluating
 from arrayprop.training.metrics import Metric
 
 __all__ = ["accumulator_dtype", "eval_sums", "forward_all", "outputs"]

@@ -22,6 +22,7 @@ from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
+from arrayprop.random import stepping
 from arrayprop.training.args import dense_layers
 from arrayprop.training.callbacks import Callback, EpochLog, History
 from arrayprop.training.evaluation import accumulator_dtype, eval_sums
@@ -104,6 +105,9 @@ class Run:
     ``refresh_seconds`` and ``window_steps`` are :data:`arrayprop.training.api.REFRESH_SECONDS`
     and :data:`arrayprop.training.api.WINDOW_STEPS`, read by ``fit`` when it starts.
     """
+
+    #: Root of the per-step random stream (``fit``'s seed; see :func:`arrayprop.random.stepping`).
+    random_seed: int = 0
 
     def __init__(
         self,
@@ -255,11 +259,12 @@ class Run:
         done = self.step
         try:
             for xb, yb in d.batches(B, self.order, done * B):
-                pred = forward(xb)
-                target = yb if classes is None else xp.astype(yb[:, None] == classes, dtype)
-                value, grad = value_and_grad(pred, target)
-                sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
-                backward(grad, **hints)
+                with stepping(self.random_seed, optimizer.steps):
+                    pred = forward(xb)
+                    target = yb if classes is None else xp.astype(yb[:, None] == classes, dtype)
+                    value, grad = value_and_grad(pred, target)
+                    sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
+                    backward(grad, **hints)
                 opt_step()
                 nb = xb.shape[0]
                 if nb < B:
