@@ -163,7 +163,9 @@ class Sequential(Layer):
         step = n if batch_size is None or batch_size >= n else batch_size
         with evaluating(self):
             # Explicit trailing axes and an in-range stop: the standard specifies nothing else.
-            outs = [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)]
+            outs = (
+                [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)] if n else []
+            )
             if not outs:
                 return self.forward(x)
         return outs[0] if len(outs) == 1 else be.xp.concat(outs, axis=0)
