@@ -139,6 +139,9 @@ def _gradcheck_loss(loss: Loss, pred: Any, target: Any, eps: float) -> dict[str,
         t = be.to_host(target)
         if "float" in str(t.dtype):
             t = t.astype("float64")
+    if be is not None and not _is_plain_host(pred):
+        # On the predictions' backend: a user's loss may not convert its target itself.
+        t = be64.asarray(t, dtype=be64.dtype if "float" in str(getattr(t, "dtype", "")) else None)
     state = {"p": be64.asarray(p_host)}
     _, grad = loss.value_and_grad(state["p"], t)
     analytic = be64.to_host(grad)

@@ -16,6 +16,7 @@ equations of docs/math.md read directly:
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -232,10 +233,15 @@ class Layer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], backend: Backend | None = None) -> Layer:
-        """A new layer of this class from :meth:`config` (a ``"type"`` key is ignored), moved to
-        ``backend`` when given; parameters get their constructor's values."""
-        layer = cls(**{k: v for k, v in config.items() if k != "type"})
-        if backend is None:
+        """A new layer of this class from :meth:`config` (a ``"type"`` key is ignored) on
+        ``backend``: passed to the constructor when it takes ``backend=``, else the new layer is
+        moved there. Parameters get their constructor's values."""
+        args = {k: v for k, v in config.items() if k != "type"}
+        takes_backend = "backend" in inspect.signature(cls).parameters
+        if backend is not None and takes_backend:
+            args["backend"] = backend
+        layer = cls(**args)
+        if backend is None or takes_backend:
             return layer
         if state_backend(layer) is not None and not _same(state_backend(layer), backend):
             return layer.to(backend)

@@ -29,7 +29,8 @@ def register_layer(cls: L | None = None, *, name: str | None = None) -> Any:
 
     ``@register_layer`` registers under the class name, ``@register_layer(name="MyScale")``
     under another. A name already taken by a different class is refused (two classes under one
-    name would load each other's checkpoints).
+    name would load each other's checkpoints); the same class defined again (same module and
+    qualified name: a re-run notebook cell) replaces its earlier definition.
 
     Raises
     ------
@@ -44,7 +45,12 @@ def register_layer(cls: L | None = None, *, name: str | None = None) -> Any:
             raise TypeError(f"register_layer: expected a Layer subclass, got {klass!r}")
         key = name or klass.__name__
         taken = LAYER_TYPES.get(key)
-        if taken is not None and taken is not klass:
+        # The same definition run again (a notebook cell, a reloaded module) replaces itself.
+        redefined = taken is not None and (taken.__module__, taken.__qualname__) == (
+            klass.__module__,
+            klass.__qualname__,
+        )
+        if taken is not None and taken is not klass and not redefined:
             raise ValueError(
                 f"register_layer: the name {key!r} is already registered to "
                 f"{taken.__module__}.{taken.__qualname__}; pass name=... to register "
