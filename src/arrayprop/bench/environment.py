@@ -2,7 +2,7 @@
 
 CPU model, core count, affinity and load; Python, NumPy's BLAS and its thread count, the
 fused-SGD kernel's status; torch, CuPy, JAX and nvidia-smi when used; the git revision of
-the checkout. :func:`_env_lines` turns that dictionary into the report's bullet list.
+the checkout. :func:`env_lines` turns that dictionary into the report's bullet list.
 """
 
 from __future__ import annotations
@@ -182,7 +182,9 @@ def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -
     return env
 
 
-def _env_lines(env: dict) -> list[str]:
+def env_lines(env: dict) -> list[str]:
+    """The report's Markdown bullet list (one ``- ...`` line per item) for an :func:`environment`
+    dictionary, as read back from a result document (missing items show as ``None``)."""
     blas = env.get("numpy", {}).get("blas", {})
     lines = [
         f"- CPU: {env.get('cpu_model')} ({env.get('cpu_count')} logical cores, "
