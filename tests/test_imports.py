@@ -265,16 +265,6 @@ def test_cycle_finder_finds_a_cycle():
     assert _cycles(graph) == [(["a", "b", "c", "d"], ["a", "b", "c", "a"])]
 
 
-#: The cycles src has today, each closed by a function-local import (members of each strongly
-#: connected component). Other changes of the core layout remove them; until then
-#: test_no_import_cycles is an expected failure and test_no_new_import_cycles keeps any other
-#: cycle out. Remove an entry once its cycle is gone.
-KNOWN_CYCLES = [
-    # closed by bench/cli.py's local `from arrayprop import bench`
-    {"arrayprop.bench", "arrayprop.bench.cli"},
-]
-
-
 def _report(cycles: list[tuple[list[str], list[str]]], graph) -> str:
     """Each component: its members, its shortest cycle, and its function-local edges (the
     usual way a cycle is closed)."""
@@ -295,28 +285,31 @@ def _report(cycles: list[tuple[list[str], list[str]]], graph) -> str:
     return "\n\n".join(parts)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="core layout: src still has the cycles of KNOWN_CYCLES; make this strict once "
-    "KNOWN_CYCLES is empty",
-)
+def test_a_function_local_import_closes_a_cycle():
+    """A cycle closed by an import inside a function (the old bench/cli.py reading the package
+    docstring) is still a cycle, and the report names that import."""
+    source = "def main():\n    from arrayprop import bench\n    return bench.__doc__\n"
+    (imp,) = _imports("arrayprop.bench.cli", source)
+    assert imp.local and _edge(imp) == "arrayprop.bench"
+    top = Import("arrayprop.bench", "arrayprop.bench.cli", None, 1, False)
+    graph = {
+        "arrayprop.bench": {"arrayprop.bench.cli": top},
+        "arrayprop.bench.cli": {"arrayprop.bench": imp},
+    }
+    cycles = _cycles(graph)
+    assert [members for members, _ in cycles] == [["arrayprop.bench", "arrayprop.bench.cli"]]
+    assert "arrayprop.bench.cli -> arrayprop.bench    [arrayprop.bench.cli:2 (function-local)]" in (
+        _report(cycles, graph)
+    )
+
+
 def test_no_import_cycles():
+    """No cycle at all, function-local imports counted: a local import may not dodge one."""
     graph = _graph()
     cycles = _cycles(graph)
     report = _report(cycles, graph)
     print(report or "no import cycles")
     assert not cycles, f"{len(cycles)} import cycle(s):\n{report}"
-
-
-def test_no_new_import_cycles():
-    """No cycle beyond those of KNOWN_CYCLES (a known one may shrink or go, not grow)."""
-    graph = _graph()
-    new = [
-        (members, path)
-        for members, path in _cycles(graph)
-        if not any(set(members) <= known for known in KNOWN_CYCLES)
-    ]
-    assert not new, f"{len(new)} new import cycle(s):\n{_report(new, graph)}"
 
 
 # -- (b) every module imports on its own ---------------------------------------------------------
@@ -467,11 +460,6 @@ def test_private_import_finder_finds_private_names():
     ]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="core layout: cross-module private imports are being removed (training/, data/ ...); "
-    "make this strict once src has none",
-)
 def test_no_cross_module_private_imports():
     found = _private_imports()
     print("\n".join(found) or "no cross-module private imports")
@@ -534,10 +522,6 @@ PORTABLE_MODULES = sorted(
     m for m in MODULES if any(_in(m, f"{ROOT}.{p}") for p in PORTABLE_PACKAGES)
 )
 
-#: Modules that still call the libraries directly; another change of the core layout moves
-#: those calls to backends/ (xfail, not strict, until it lands).
-PORTABILITY_PENDING: dict[str, str] = {}
-
 
 def _portability_problems(module: str, source: str | None = None) -> list[str]:
     """Each library use in ``module``'s code (``source``: its text, read if not given)."""
@@ -590,15 +574,7 @@ def test_portability_check_finds_library_calls():
     ]
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        pytest.param(m, marks=pytest.mark.xfail(strict=False, reason=PORTABILITY_PENDING[m]))
-        if m in PORTABILITY_PENDING
-        else m
-        for m in PORTABLE_MODULES
-    ],
-)
+@pytest.mark.parametrize("module", PORTABLE_MODULES)
 def test_module_is_portable(module):
     problems = _portability_problems(module)
     assert not problems, f"{module} is not Array-API-only:\n" + "\n".join(problems)
