@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from arrayprop import kernels
+from arrayprop.version import __version__
+
 
 def _cpu_model() -> str:
     try:
@@ -99,9 +102,6 @@ def _git_describe() -> str | None:
 
 def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -> dict:
     """Machine and library description stored with every result."""
-    import arrayprop
-    from arrayprop import kernels
-
     env: dict[str, Any] = {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -115,7 +115,7 @@ def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -
             for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
             if k in os.environ
         },
-        "arrayprop": getattr(arrayprop, "__version__", "?"),
+        "arrayprop": __version__,
         "arrayprop_git": _git_describe(),
         "numpy": {
             "version": np.__version__,

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+import arrayprop as ap
 from arrayprop.bench.configs import (
     BACKENDS,
     DTYPE,
@@ -112,8 +113,6 @@ def arrayprop_backend(name: str, device: str | None, dtype: str = DTYPE) -> Any:
     ValueError
         If the backend's array library cannot be imported here.
     """
-    import arrayprop as ap
-
     if name in ("numpy", "array_api_strict"):
         # --device names the accelerator for cupy / torch / jax; the CPU backends stay on the
         # host, so that `--backends numpy,cupy --device cuda` compares BLAS with CUDA.
@@ -131,8 +130,6 @@ def _device_str(be) -> str:
 
 def _arrayprop_workload(cfg, batch, backend, device, seed):
     """(a) arrayprop's own train step. Keep this the only place that uses its model API."""
-    import arrayprop as ap
-
     be = arrayprop_backend(backend, device)
     x_h, y_h = make_data(cfg, batch, seed)
     model = ap.mlp(list(cfg.sizes), activation=cfg.activation, seed=seed, backend=be)
