@@ -68,7 +68,7 @@ def bench_cases(config) -> list[tuple[str, str, str]]:
     configs = [c.name for c in bench.get_configs(config.getoption("--bench-configs"))]
     names = config.getoption("--bench-backends")
     backends = (
-        bench._parse_names(names, bench.BACKENDS, "backend") if names else installed_backends()
+        bench.parse_names(names, bench.BACKENDS, "backend") if names else installed_backends()
     )
     device = config.getoption("--bench-device")
     peers: dict[str, str] = {}

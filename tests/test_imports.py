@@ -8,7 +8,9 @@ imported alone.
   array_api_strict);
 - nn/, optim/ and training/ are written against the Array API alone (no NumPy, CuPy or torch
   calls, no ``out=``, no host read of a loss with ``float(loss...)``); this replaces the
-  per-module source checks of the old tests/training/test_train.py.
+  per-module source checks of the old tests/training/test_train.py;
+- each module imports only its own unit and the units of lower layers (:data:`LAYERS`, the
+  table docs/architecture.md explains).
 
 How an import statement becomes an edge of the graph (``_edge``, ``_graph``):
 
@@ -265,16 +267,6 @@ def test_cycle_finder_finds_a_cycle():
     assert _cycles(graph) == [(["a", "b", "c", "d"], ["a", "b", "c", "a"])]
 
 
-#: The cycles src has today, each closed by a function-local import (members of each strongly
-#: connected component). Other changes of the core layout remove them; until then
-#: test_no_import_cycles is an expected failure and test_no_new_import_cycles keeps any other
-#: cycle out. Remove an entry once its cycle is gone.
-KNOWN_CYCLES = [
-    # closed by bench/cli.py's local `from arrayprop import bench`
-    {"arrayprop.bench", "arrayprop.bench.cli"},
-]
-
-
 def _report(cycles: list[tuple[list[str], list[str]]], graph) -> str:
     """Each component: its members, its shortest cycle, and its function-local edges (the
     usual way a cycle is closed)."""
@@ -295,28 +287,31 @@ def _report(cycles: list[tuple[list[str], list[str]]], graph) -> str:
     return "\n\n".join(parts)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="core layout: src still has the cycles of KNOWN_CYCLES; make this strict once "
-    "KNOWN_CYCLES is empty",
-)
+def test_a_function_local_import_closes_a_cycle():
+    """A cycle closed by an import inside a function (the old bench/cli.py reading the package
+    docstring) is still a cycle, and the report names that import."""
+    source = "def main():\n    from arrayprop import bench\n    return bench.__doc__\n"
+    (imp,) = _imports("arrayprop.bench.cli", source)
+    assert imp.local and _edge(imp) == "arrayprop.bench"
+    top = Import("arrayprop.bench", "arrayprop.bench.cli", None, 1, False)
+    graph = {
+        "arrayprop.bench": {"arrayprop.bench.cli": top},
+        "arrayprop.bench.cli": {"arrayprop.bench": imp},
+    }
+    cycles = _cycles(graph)
+    assert [members for members, _ in cycles] == [["arrayprop.bench", "arrayprop.bench.cli"]]
+    assert "arrayprop.bench.cli -> arrayprop.bench    [arrayprop.bench.cli:2 (function-local)]" in (
+        _report(cycles, graph)
+    )
+
+
 def test_no_import_cycles():
+    """No cycle at all, function-local imports counted: a local import may not dodge one."""
     graph = _graph()
     cycles = _cycles(graph)
     report = _report(cycles, graph)
     print(report or "no import cycles")
     assert not cycles, f"{len(cycles)} import cycle(s):\n{report}"
-
-
-def test_no_new_import_cycles():
-    """No cycle beyond those of KNOWN_CYCLES (a known one may shrink or go, not grow)."""
-    graph = _graph()
-    new = [
-        (members, path)
-        for members, path in _cycles(graph)
-        if not any(set(members) <= known for known in KNOWN_CYCLES)
-    ]
-    assert not new, f"{len(new)} new import cycle(s):\n{_report(new, graph)}"
 
 
 # -- (b) every module imports on its own ---------------------------------------------------------
@@ -467,11 +462,6 @@ def test_private_import_finder_finds_private_names():
     ]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="core layout: cross-module private imports are being removed (training/, data/ ...); "
-    "make this strict once src has none",
-)
 def test_no_cross_module_private_imports():
     found = _private_imports()
     print("\n".join(found) or "no cross-module private imports")
@@ -534,10 +524,6 @@ PORTABLE_MODULES = sorted(
     m for m in MODULES if any(_in(m, f"{ROOT}.{p}") for p in PORTABLE_PACKAGES)
 )
 
-#: Modules that still call the libraries directly; another change of the core layout moves
-#: those calls to backends/ (xfail, not strict, until it lands).
-PORTABILITY_PENDING: dict[str, str] = {}
-
 
 def _portability_problems(module: str, source: str | None = None) -> list[str]:
     """Each library use in ``module``'s code (``source``: its text, read if not given)."""
@@ -590,15 +576,96 @@ def test_portability_check_finds_library_calls():
     ]
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        pytest.param(m, marks=pytest.mark.xfail(strict=False, reason=PORTABILITY_PENDING[m]))
-        if m in PORTABILITY_PENDING
-        else m
-        for m in PORTABLE_MODULES
-    ],
-)
+@pytest.mark.parametrize("module", PORTABLE_MODULES)
 def test_module_is_portable(module):
     problems = _portability_problems(module)
     assert not problems, f"{module} is not Array-API-only:\n" + "\n".join(problems)
+
+
+# -- (f) layers: imports point down ----------------------------------------------------------------
+
+#: The units of the package (a subpackage, or a module), lowest layer first. A module may import
+#: its own unit and the units of lower layers, never a unit of its own layer or above. A module
+#: belongs to the longest unit that contains it, so kernels/portable.py (which backends' fast
+#: modules build on) sits below backends/ and the rest of kernels/ (the dispatcher) above it;
+#: ``arrayprop`` is the package face, arrayprop/__init__.py, alone. See docs/architecture.md.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    (
+        "arrayprop.errors",
+        "arrayprop.version",
+        "arrayprop.random",
+        "arrayprop.registry",
+        "arrayprop.kernels.portable",
+    ),
+    ("arrayprop.validation",),
+    ("arrayprop.backends",),
+    ("arrayprop.kernels",),
+    ("arrayprop.data", "arrayprop.nn"),
+    ("arrayprop.optim",),
+    ("arrayprop.checkpoint",),
+    ("arrayprop.training",),
+    ("arrayprop",),
+    ("arrayprop.bench",),
+    ("arrayprop.cli",),
+    ("arrayprop.__main__",),
+)
+
+
+def _unit(module: str, layers: tuple[tuple[str, ...], ...] = LAYERS) -> tuple[int, str] | None:
+    """(layer, unit) of ``module``: the longest unit containing it (the root only itself)."""
+    found = [
+        (len(unit), layer, unit)
+        for layer, units in enumerate(layers)
+        for unit in units
+        if module == unit or (unit != ROOT and _in(module, unit))
+    ]
+    return max(found)[1:] if found else None
+
+
+def _layer_problems(
+    graph: dict[str, dict[str, Import]], layers: tuple[tuple[str, ...], ...] = LAYERS
+) -> list[str]:
+    """Each import of a unit on the importer's own layer or above, and each module in no unit."""
+    problems = []
+    for module in sorted(graph):
+        here = _unit(module, layers)
+        if here is None:
+            problems.append(f"{module}: in no unit of LAYERS (add it where it belongs)")
+            continue
+        for target, imp in sorted(graph[module].items()):
+            there = _unit(target, layers)
+            if there is None or there[1] == here[1] or there[0] < here[0]:
+                continue
+            side = "the same layer" if there[0] == here[0] else "a higher layer"
+            problems.append(f"{imp.where()}: {here[1]} imports {target}, on {side}")
+    return problems
+
+
+def test_layer_check_finds_imports_that_point_up():
+    """The check is not blind: an upward, a sideways and an unplaced module are reported;
+    imports inside a unit and downward ones are not."""
+    layers = (("p.low", "p.side"), ("p.high",))
+    stub = Import("x", "x", None, 1, False)
+    graph = {
+        "p.low.a": {"p.low.b": stub, "p.high": Import("p.low.a", "p.high", None, 3, True)},
+        "p.low.b": {"p.side": Import("p.low.b", "p.side", None, 4, False)},
+        "p.side": {},
+        "p.high": {"p.low.a": stub, "p.side": stub},
+        "p.other": {},
+    }
+    assert _layer_problems(graph, layers) == [
+        "p.low.a:3 (function-local): p.low imports p.high, on a higher layer",
+        "p.low.b:4 (module-level): p.low imports p.side, on the same layer",
+        "p.other: in no unit of LAYERS (add it where it belongs)",
+    ]
+
+
+def test_the_layers_cover_the_package():
+    """Each unit of LAYERS names a module or package that exists (no stale rows)."""
+    assert not [unit for units in LAYERS for unit in units if unit not in MODULES]
+
+
+def test_imports_point_down_the_layers():
+    problems = _layer_problems(_graph())
+    print("\n".join(problems) or "every import points down the layers")
+    assert not problems, f"{len(problems)} import(s) against the layers:\n" + "\n".join(problems)

@@ -151,7 +151,7 @@ def test_gemm_ceiling_flops_tiny_by_hand():
     hand = 2 * 64 * 784 * 128 * 2 + 2 * 64 * 128 * 10 * 3
     assert bench.gemm_flops((784, 128, 10), 64) == hand
     xp = _CountingXP()
-    wl = bench._gemm_workload(
+    wl = bench.gemm_workload(
         bench.CONFIGS["tiny"], 64, "numpy", None, 0, xp=xp, asarray=lambda a: a
     )
     wl.step()
@@ -163,7 +163,7 @@ def test_gemm_ceiling_flops_tiny_by_hand():
 def test_gemm_ceiling_flops_all_configs(name):
     cfg = bench.CONFIGS[name]
     xp = _CountingXP()
-    wl = bench._gemm_workload(cfg, cfg.batch, "numpy", None, 0, xp=xp, asarray=lambda a: a)
+    wl = bench.gemm_workload(cfg, cfg.batch, "numpy", None, 0, xp=xp, asarray=lambda a: a)
     wl.step()
     n_layers = len(cfg.sizes) - 1
     assert len(xp.calls) == 3 * n_layers - 1
@@ -237,6 +237,16 @@ def test_sweep_batches():
     assert bench.SWEEP_BATCHES[0] == 1
     assert bench.SWEEP_BATCHES[-1] == 8192
     assert all(b == 2 * a for a, b in pairwise(bench.SWEEP_BATCHES))
+
+
+def test_python_m_help_describes_the_four_implementations(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: python -m arrayprop.bench" in out
+    for impl in bench.IMPLS:
+        assert f"\n  {impl} " in out  # one entry per implementation, in its own line
 
 
 # --------------------------------------------------------------------------- timing loop
@@ -371,6 +381,30 @@ def test_plot_writer(tmp_path):
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
 
 
+# --------------------------------------------------------------------------- memory
+
+
+def test_measure_memory_runs_the_child_module(monkeypatch):
+    # Warnings as errors in the child: `python -m` warns if the package had already imported
+    # the module it is asked to run.
+    monkeypatch.setenv("PYTHONWARNINGS", "error")
+    r = bench.measure_memory("numpy-ref", "tiny", batch=8)
+    assert (r["impl"], r["config"], r["backend"], r["batch"]) == ("numpy-ref", "tiny", "numpy", 8)
+    assert isinstance(r["peak_step_bytes"], int) and r["method"]
+
+
+def test_memory_child_needs_one_spec(capsys):
+    from arrayprop.bench import memory_child
+
+    assert memory_child.main([]) == 2
+    assert "usage: python -m arrayprop.bench.memory_child" in capsys.readouterr().err
+
+
+def test_measure_memory_reports_a_failed_child():
+    with pytest.raises(RuntimeError, match="memory child for numpy-ref/nope/numpy failed"):
+        bench.measure_memory("numpy-ref", "nope")
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -442,7 +476,7 @@ def test_interleaving_settles_only_between_thread_pools(monkeypatch):
 
 
 def test_device_flag_leaves_the_cpu_backends_on_the_host():
-    from arrayprop.bench import _arrayprop_backend
+    from arrayprop.bench import arrayprop_backend
 
-    assert str(_arrayprop_backend("numpy", "cuda").device) == "cpu"
-    assert _arrayprop_backend("array_api_strict", "cuda").name == "array_api_strict"
+    assert str(arrayprop_backend("numpy", "cuda").device) == "cpu"
+    assert arrayprop_backend("array_api_strict", "cuda").name == "array_api_strict"

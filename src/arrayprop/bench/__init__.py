@@ -1,34 +1,19 @@
 """Benchmark harness: arrayprop train steps vs a GEMM ceiling, PyTorch eager and plain NumPy.
 
 Shared by ``arrayprop bench`` (through :func:`add_arguments` / :func:`run_from_args`) and
-the pytest-benchmark suite in ``benchmarks/``. See ``docs/benchmarks.md`` for the method.
-
-Four implementations are timed for every (config, backend):
-
-``arrayprop``
-    ``arrayprop.train_step`` (forward, loss, backward, SGD update) on the backend.
-``gemm``
-    The GEMM ceiling: only the matrix products a train step must do, per Dense layer
-    ``i`` with input ``A`` (batch x n_in), weight ``W`` (n_in x n_out) and output
-    gradient ``D`` (batch x n_out): forward ``A @ W``, weight gradient ``A.T @ D``, and
-    input gradient ``D @ W.T`` for every layer *except the first*, whose input is the
-    data and needs no gradient. Same backend namespace, same dtype, fresh output
-    arrays (as in a real step). ``efficiency = t_gemm / t_step``.
-``torch-eager``
-    The PyTorch peer: ``nn.Sequential`` of ``Linear`` + ``ReLU``, autograd,
-    ``torch.optim.SGD(lr=0.01)``, ``F.cross_entropy`` / ``F.mse_loss``,
-    ``zero_grad(set_to_none=True)``, same device and dtype, torch's default threads.
-``numpy-ref``
-    ``benchmarks/reference_numpy.py``: a hand-written NumPy matrix-backprop loop,
-    float32 throughout (the overhead floor on CPU).
+the pytest-benchmark suite in ``benchmarks/``. The four implementations timed for every
+(config, backend) are ``arrayprop``, ``gemm``, ``torch-eager`` and ``numpy-ref``:
+:data:`arrayprop.bench.cli.DESCRIPTION` (the ``--help`` of ``python -m arrayprop.bench``)
+says what each one runs, and ``docs/benchmarks.md`` describes the method.
 
 This package imports numpy eagerly and torch / cupy / jax / matplotlib lazily.
 """
 
 # Where things live: configs (BenchConfig, CONFIGS, sweep, GEMM shapes), workloads (the four
 # implementations as ready-to-time steps), timing (warm-up, samples, medians), memory (peak
-# memory in a subprocess), environment (machine and libraries), runner (the whole suite and
-# its ratios), report (tables, Markdown, JSON, PNG), cli (``arrayprop bench``).
+# memory, measured by memory_child in a fresh interpreter), environment (machine and
+# libraries), runner (the whole suite and its ratios), report (tables, Markdown, JSON, PNG),
+# cli (``arrayprop bench``). memory_child is not imported here: ``python -m`` runs it.
 
 from __future__ import annotations
 
@@ -52,14 +37,13 @@ from arrayprop.bench.timing import Measurement, time_workload, time_workloads
 from arrayprop.bench.workloads import Workload, load_reference, make_workload
 
 # isort: split
-# Not in __all__ but importable from here as when this package was one module: tests,
-# benchmarks/conftest.py and the memory child (`from arrayprop.bench import _memory_child`).
+# Not in __all__ but importable from here as when this package was one module (tests and
+# benchmarks/conftest.py use them).
 from arrayprop.bench.cli import main as main
 from arrayprop.bench.configs import DTYPE as DTYPE
 from arrayprop.bench.configs import SWEEP_CONFIG as SWEEP_CONFIG
-from arrayprop.bench.configs import _parse_names as _parse_names
 from arrayprop.bench.configs import get_configs as get_configs
-from arrayprop.bench.memory import _memory_child as _memory_child
+from arrayprop.bench.configs import parse_names as parse_names
 from arrayprop.bench.report import DETAIL_HEADER as DETAIL_HEADER
 from arrayprop.bench.report import MEMORY_HEADER as MEMORY_HEADER
 from arrayprop.bench.report import SUMMARY_HEADER as SUMMARY_HEADER
@@ -72,8 +56,9 @@ from arrayprop.bench.report import summary_rows as summary_rows
 from arrayprop.bench.report import to_markdown as to_markdown
 from arrayprop.bench.runner import SCHEMA as SCHEMA
 from arrayprop.bench.runner import summarize as summarize
-from arrayprop.bench.workloads import _arrayprop_backend as _arrayprop_backend
-from arrayprop.bench.workloads import _gemm_workload as _gemm_workload
+from arrayprop.bench.workloads import arrayprop_backend as arrayprop_backend
+from arrayprop.bench.workloads import gemm_workload as gemm_workload
+from arrayprop.bench.workloads import thread_pool as thread_pool
 from arrayprop.bench.workloads import torch_device_for as torch_device_for
 from arrayprop.bench.workloads import torch_peer as torch_peer
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from arrayprop.bench import main
+from arrayprop.bench.cli import main
 
 sys.exit(main())

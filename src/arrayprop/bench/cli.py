@@ -1,4 +1,7 @@
-"""The ``arrayprop bench`` command: :func:`add_arguments`, :func:`run_from_args`, :func:`main`."""
+"""The ``arrayprop bench`` command: :func:`add_arguments`, :func:`run_from_args`, :func:`main`.
+
+:data:`DESCRIPTION`, the ``--help`` text of ``python -m arrayprop.bench``, says what is timed.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +15,33 @@ from arrayprop.bench.configs import (
     CONFIGS,
     SWEEP_BATCHES,
     SWEEP_CONFIG,
-    _parse_names,
     get_configs,
+    parse_names,
 )
 from arrayprop.bench.report import format_report, write_json, write_markdown, write_plot
 from arrayprop.bench.runner import run_benchmarks
+
+#: What the harness times: the four implementations, timed for every (config, backend).
+DESCRIPTION = """\
+Benchmark harness: arrayprop train steps vs a GEMM ceiling, PyTorch eager and plain NumPy.
+
+Four implementations are timed for every (config, backend):
+
+  arrayprop    arrayprop.train_step (forward, loss, backward, SGD update) on the backend.
+  gemm         The GEMM ceiling: only the matrix products a train step must do. Per Dense
+               layer i with input A (batch x n_in), weight W (n_in x n_out) and output
+               gradient D (batch x n_out): forward A @ W, weight gradient A.T @ D, and
+               input gradient D @ W.T for every layer except the first, whose input is
+               the data and needs no gradient. Same backend namespace and dtype, fresh
+               output arrays (as in a real step). efficiency = t_gemm / t_step.
+  torch-eager  The PyTorch peer: nn.Sequential of Linear + ReLU, autograd,
+               torch.optim.SGD(lr=0.01), F.cross_entropy / F.mse_loss,
+               zero_grad(set_to_none=True); same device and dtype, torch's default threads.
+  numpy-ref    benchmarks/reference_numpy.py: a hand-written NumPy matrix-backprop loop,
+               float32 throughout (the overhead floor on CPU).
+
+The method is described in docs/benchmarks.md.
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     """Run ``arrayprop bench``; raises ``ValueError`` for bad names/options."""
     configs = get_configs(args.configs)  # validate before any work
-    backends = _parse_names(args.backends, BACKENDS, "backend")
+    backends = parse_names(args.backends, BACKENDS, "backend")
     if args.repeat < 1 or args.warmup < 0:
         raise ValueError("--repeat must be >= 1 and --warmup >= 0")
     if args.plot and importlib.util.find_spec("matplotlib") is None:
@@ -96,9 +121,11 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m arrayprop.bench``: run with ``argv``; exit status 2 for bad names/options."""
-    from arrayprop import bench  # the package docstring (the four implementations) is --help
-
-    parser = argparse.ArgumentParser(prog="python -m arrayprop.bench", description=bench.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m arrayprop.bench",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

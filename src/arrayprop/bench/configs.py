@@ -50,7 +50,23 @@ SWEEP_CONFIG = "medium"
 SWEEP_BATCHES = tuple(2**k for k in range(14))  # 1 .. 8192
 
 
-def _parse_names(text: str | Sequence[str] | None, valid: Sequence[str], what: str) -> list[str]:
+def parse_names(text: str | Sequence[str] | None, valid: Sequence[str], what: str) -> list[str]:
+    """Names picked from ``valid``, in the order given and without repeats.
+
+    Parameters
+    ----------
+    text
+        A comma-separated string or a sequence of names; ``None`` means all of ``valid``.
+    valid
+        The names allowed.
+    what
+        What a name is (``"backend"``, ``"config"`` ...), for the error message.
+
+    Raises
+    ------
+    ValueError
+        If a name is not in ``valid`` or no name is given; the message lists the valid ones.
+    """
     if text is None:
         return list(valid)
     names = text.split(",") if isinstance(text, str) else list(text)
@@ -66,7 +82,7 @@ def _parse_names(text: str | Sequence[str] | None, valid: Sequence[str], what: s
 
 def get_configs(names: str | Sequence[str] | None = None) -> list[BenchConfig]:
     """Configs by name (comma-separated string or sequence); ``None`` means all five."""
-    return [CONFIGS[n] for n in _parse_names(names, list(CONFIGS), "config")]
+    return [CONFIGS[n] for n in parse_names(names, list(CONFIGS), "config")]
 
 
 def make_data(cfg: BenchConfig, batch: int | None = None, seed: int = 0):

@@ -2,7 +2,7 @@
 
 CPU model, core count, affinity and load; Python, NumPy's BLAS and its thread count, the
 fused-SGD kernel's status; torch, CuPy, JAX and nvidia-smi when used; the git revision of
-the checkout. :func:`_env_lines` turns that dictionary into the report's bullet list.
+the checkout. :func:`env_lines` turns that dictionary into the report's bullet list.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from arrayprop import kernels
+from arrayprop.version import __version__
 
 
 def _cpu_model() -> str:
@@ -99,9 +102,6 @@ def _git_describe() -> str | None:
 
 def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -> dict:
     """Machine and library description stored with every result."""
-    import arrayprop
-    from arrayprop import kernels
-
     env: dict[str, Any] = {
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -115,7 +115,7 @@ def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -
             for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
             if k in os.environ
         },
-        "arrayprop": getattr(arrayprop, "__version__", "?"),
+        "arrayprop": __version__,
         "arrayprop_git": _git_describe(),
         "numpy": {
             "version": np.__version__,
@@ -182,7 +182,9 @@ def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -
     return env
 
 
-def _env_lines(env: dict) -> list[str]:
+def env_lines(env: dict) -> list[str]:
+    """The report's Markdown bullet list (one ``- ...`` line per item) for an :func:`environment`
+    dictionary, as read back from a result document (missing items show as ``None``)."""
     blas = env.get("numpy", {}).get("blas", {})
     lines = [
         f"- CPU: {env.get('cpu_model')} ({env.get('cpu_count')} logical cores, "

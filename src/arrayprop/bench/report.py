@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from arrayprop.bench.configs import SWEEP_CONFIG
-from arrayprop.bench.environment import _env_lines
+from arrayprop.bench.environment import env_lines
 
 
 def _fmt(v, spec, suffix=""):
@@ -131,7 +131,7 @@ def format_report(doc: dict) -> str:
             format_table(MEMORY_HEADER, memory_rows(doc)),
         ]
     s = doc.get("settings", {})
-    parts += ["", *_env_lines(doc["env"])]
+    parts += ["", *env_lines(doc["env"])]
     parts.append(f"- started {s.get('started_utc', '?')} at load average {s.get('loadavg_start')}")
     return "\n".join(parts)
 
@@ -148,7 +148,7 @@ def to_markdown(doc: dict) -> str:
     parts = [
         "## arrayprop train-step benchmark",
         "",
-        *_env_lines(doc["env"]),
+        *env_lines(doc["env"]),
         f"- timing: {s['warmup']} warm-up steps, up to {s['repeat']} samples "
         f"(>= {s['min_sample_time']} s each, at most ~{s['max_time']} s per measurement), "
         f"medians; dtype {s['dtype']}, lr {s['lr']}; started {s.get('started_utc', '?')} "

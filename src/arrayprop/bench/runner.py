@@ -18,17 +18,17 @@ from arrayprop.bench.configs import (
     LR,
     SWEEP_BATCHES,
     SWEEP_CONFIG,
-    _parse_names,
     get_configs,
+    parse_names,
 )
 from arrayprop.bench.environment import environment
 from arrayprop.bench.memory import measure_memory
 from arrayprop.bench.timing import Measurement, time_workloads
 from arrayprop.bench.workloads import (
-    _arrayprop_backend,
-    _pool,
+    arrayprop_backend,
     load_reference,
     make_workload,
+    thread_pool,
     torch_device_for,
 )
 
@@ -58,7 +58,7 @@ def run_benchmarks(
 ) -> dict:
     """Run the suite and return the result document (what :func:`write_json` stores)."""
     cfgs = get_configs(configs)
-    backends = _parse_names(backends, BACKENDS, "backend")
+    backends = parse_names(backends, BACKENDS, "backend")
     log = log or (lambda s: None)
     load_start = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -70,7 +70,7 @@ def run_benchmarks(
             log(f"note: {exc}; skipping numpy-ref")
             reference = False
     for b in backends:  # fail early, with a clear message, on a missing backend
-        _arrayprop_backend(b, device)
+        arrayprop_backend(b, device)
     # one PyTorch-eager peer per distinct torch device (cpu for numpy, cuda for cupy, ...)
     by_device: dict[str, str] = {}
     for b in backends if peer else ():
@@ -89,8 +89,8 @@ def run_benchmarks(
         if reference:
             specs.append(("numpy-ref", "numpy"))
         # group by thread pool (numpy first) so that interleaving switches library rarely
-        pools = list(dict.fromkeys(["numpy"] + [_pool(i, b) for i, b in specs]))
-        specs.sort(key=lambda s: pools.index(_pool(*s)))
+        pools = list(dict.fromkeys(["numpy"] + [thread_pool(i, b) for i, b in specs]))
+        specs.sort(key=lambda s: pools.index(thread_pool(*s)))
         wls = [make_workload(impl, cfg, b, device, batch, seed) for impl, b in specs]
         ms = time_workloads(wls, sweep=is_sweep, **timing)
         del wls

@@ -19,16 +19,17 @@ from typing import Any
 
 import numpy as np
 
+import arrayprop as ap
 from arrayprop.bench.configs import (
     BACKENDS,
     DTYPE,
     IMPLS,
     LR,
     BenchConfig,
-    _parse_names,
     gemm_flops,
     get_configs,
     make_data,
+    parse_names,
 )
 
 
@@ -76,10 +77,15 @@ class Workload:
     @property
     def pool(self) -> str:
         """The library whose worker threads run this workload (numpy, torch, cupy, jax)."""
-        return _pool(self.impl, self.backend)
+        return thread_pool(self.impl, self.backend)
 
 
-def _pool(impl: str, backend: str) -> str:
+def thread_pool(impl: str, backend: str) -> str:
+    """The library whose worker threads run ``impl`` on ``backend``: numpy, torch, cupy or jax.
+
+    The runner groups workloads by it, so that interleaved timing switches pools rarely
+    (each switch lets the idle pool's threads settle first).
+    """
     if impl == "torch-eager":
         return "torch"
     if impl == "numpy-ref" or backend == "array_api_strict":
@@ -99,9 +105,14 @@ def _noop_sync(out) -> None:
     return None
 
 
-def _arrayprop_backend(name: str, device: str | None, dtype: str = DTYPE):
-    import arrayprop as ap
+def arrayprop_backend(name: str, device: str | None, dtype: str = DTYPE) -> Any:
+    """The arrayprop backend ``name`` a benchmark runs on, ``device`` applied to accelerators.
 
+    Raises
+    ------
+    ValueError
+        If the backend's array library cannot be imported here.
+    """
     if name in ("numpy", "array_api_strict"):
         # --device names the accelerator for cupy / torch / jax; the CPU backends stay on the
         # host, so that `--backends numpy,cupy --device cuda` compares BLAS with CUDA.
@@ -119,9 +130,7 @@ def _device_str(be) -> str:
 
 def _arrayprop_workload(cfg, batch, backend, device, seed):
     """(a) arrayprop's own train step. Keep this the only place that uses its model API."""
-    import arrayprop as ap
-
-    be = _arrayprop_backend(backend, device)
+    be = arrayprop_backend(backend, device)
     x_h, y_h = make_data(cfg, batch, seed)
     model = ap.mlp(list(cfg.sizes), activation=cfg.activation, seed=seed, backend=be)
     loss = ap.SoftmaxCrossEntropy() if cfg.loss == "softmax-ce" else ap.MSE()
@@ -143,11 +152,24 @@ def _arrayprop_workload(cfg, batch, backend, device, seed):
     return Workload("arrayprop", cfg, backend, _device_str(be), batch, step, sync)
 
 
-def _gemm_workload(cfg, batch, backend, device, seed, xp=None, asarray=None, sync=None):
-    """(b) the GEMM ceiling on an arrayprop backend's namespace (or on a given ``xp``)."""
+def gemm_workload(
+    cfg: BenchConfig,
+    batch: int,
+    backend: str,
+    device: str | None,
+    seed: int,
+    xp: Any = None,
+    asarray: Callable[[Any], Any] | None = None,
+    sync: Callable[[Any], None] | None = None,
+) -> Workload:
+    """(b) the GEMM ceiling on an arrayprop backend's namespace.
+
+    Given ``xp`` (with ``asarray`` and optionally ``sync``), the products run on that
+    namespace instead: the tests count them with a namespace that only records shapes.
+    """
     dev = "cpu"
     if xp is None:
-        be = _arrayprop_backend(backend, device)
+        be = arrayprop_backend(backend, device)
         xp, asarray, dev = be.xp, be.asarray, _device_str(be)
 
         def sync(out):
@@ -271,7 +293,7 @@ def _numpy_ref_workload(cfg, batch, backend, device, seed):
 
 _BUILDERS = {
     "arrayprop": _arrayprop_workload,
-    "gemm": _gemm_workload,
+    "gemm": gemm_workload,
     "torch-eager": _torch_workload,
     "numpy-ref": _numpy_ref_workload,
 }
@@ -286,8 +308,8 @@ def make_workload(
     seed: int = 0,
 ) -> Workload:
     """Build one timed step: model/weights and data already on the device."""
-    impl = _parse_names([impl], IMPLS, "implementation")[0]
-    backend = _parse_names([backend], BACKENDS, "backend")[0]
+    impl = parse_names([impl], IMPLS, "implementation")[0]
+    backend = parse_names([backend], BACKENDS, "backend")[0]
     if isinstance(cfg, str):
         cfg = get_configs([cfg])[0]
     batch = cfg.batch if batch is None else int(batch)
