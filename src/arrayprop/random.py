@@ -9,8 +9,6 @@ header (``fit(checkpoint=...)`` resumes its shuffling exactly). NumPy only.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 
 import numpy as np
@@ -56,15 +54,23 @@ def stream_seed(seed: Seed) -> int:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
 
 
-@contextmanager
-def stepping(seed: int, step: int) -> Iterator[None]:
+class stepping:
     """Within the block, layers draw the random numbers of training step ``step`` (counted by
-    the optimizer, so a resumed run continues the stream exactly) of the stream ``seed``."""
-    token = _STEP.set((seed, step))
-    try:
-        yield
-    finally:
-        _STEP.reset(token)
+    the optimizer, so a resumed run continues the stream exactly) of the stream ``seed``.
+
+    A plain class rather than a generator context: it runs on every training step.
+    """
+
+    __slots__ = ("key", "token")
+
+    def __init__(self, seed: int, step: int) -> None:
+        self.key = (seed, step)
+
+    def __enter__(self) -> None:
+        self.token = _STEP.set(self.key)
+
+    def __exit__(self, *exc: object) -> None:
+        _STEP.reset(self.token)
 
 
 def current_step() -> tuple[int, int] | None:
