@@ -31,6 +31,21 @@ __all__ = [
 LEAKY_ALPHA = UNIT_OPEN
 
 
+def kept_output(layer: Layer, grad_out: Any) -> Any:
+    """The output ``layer``'s forward kept (in ``_a``), checked against ∂C/∂output: backward
+    after forward, the same backend, dtype and shape."""
+    a = layer._a
+    if a is None:
+        raise RuntimeError(f"{layer!r}: backward called before forward")
+    check_grad(layer, grad_out, a.dtype)
+    if tuple(grad_out.shape) != tuple(a.shape):
+        raise ShapeError(
+            f"{layer!r}: gradient of shape {tuple(grad_out.shape)} does not match the output "
+            f"shape {tuple(a.shape)}"
+        )
+    return a
+
+
 class Activation(Layer):
     """An elementwise A = f(Z) whose derivative is computed from the cached output A.
 
@@ -69,15 +84,7 @@ class Activation(Layer):
         inplace: bool = False,
         input_grad: bool = True,
     ) -> Any:
-        a = self._a
-        if a is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
-        check_grad(self, grad_out, a.dtype)
-        if tuple(grad_out.shape) != tuple(a.shape):
-            raise ShapeError(
-                f"{self!r}: gradient of shape {tuple(grad_out.shape)} does not match the output "
-                f"shape {tuple(a.shape)}"
-            )
+        a = kept_output(self, grad_out)
         self._a = None
         if not input_grad:
             return None
@@ -171,15 +178,7 @@ class Softmax(Layer):
         inplace: bool = False,
         input_grad: bool = True,
     ) -> Any:
-        a = self._a
-        if a is None:
-            raise RuntimeError("Softmax(): backward called before forward")
-        check_grad(self, grad_out, a.dtype)
-        if tuple(grad_out.shape) != tuple(a.shape):
-            raise ShapeError(
-                f"Softmax(): gradient of shape {tuple(grad_out.shape)} does not match the output "
-                f"shape {tuple(a.shape)}"
-            )
+        a = kept_output(self, grad_out)
         self._a = None
         xp = self.backend.xp
         return a * (grad_out - xp.sum(grad_out * a, axis=-1, keepdims=True))  # eq. 10
