@@ -14,10 +14,10 @@ boundary, :func:`arrayprop.data.adapter.prepare`. How :func:`fit` keeps the devi
 - **Divergence**: that same read says whether any loss of the window was NaN/inf (and at which
   step: the per-step losses stay on the device until the read) and whether every weight is still
   finite. If not, :class:`~arrayprop.errors.DivergenceError` names the epoch, the step and the
-  first layer whose weight gradient is non-finite, and the model gets back the copy of its
-  weights taken at the previous read. The granularity is one refresh window: at most
-  :data:`REFRESH_SECONDS` of training with the bar, one epoch without it. The optimizer's state
-  is not rolled back; a checkpoint file is never written after a divergence.
+  first parameter (by dotted name, with its layer) whose gradient is non-finite, and the model
+  gets back the copy of its weights taken at the previous read. The granularity is one refresh
+  window: at most :data:`REFRESH_SECONDS` of training with the bar, one epoch without it. The
+  optimizer's state is not rolled back; a checkpoint file is never written after a divergence.
 - **Ctrl-C** (SIGINT, in the main thread) is deferred to the end of the running step: the step
   completes, ``fit`` saves a checkpoint when one is configured and returns the History so far.
   A KeyboardInterrupt raised by code inside a step (a callback, a patched function) ends the run
@@ -115,6 +115,8 @@ def train_step(
         the caller, so no device→host copy happens here.
     """
     be = model.backend
+    if be is None and model.parameters():
+        be = model_backend(model, "train_step")  # a user's layer holding others
     if be is not None:
         # Moves host data and casts float data to the model's dtype (on numpy, host data counts
         # as the backend's own and would otherwise reach Dense as float64 for a float32 model).
@@ -157,10 +159,12 @@ def evaluate(
 
     Parameters
     ----------
-    x : array, shape (n, in_features)
-        Host data (NumPy, memmap) or an array of the model's backend.
-    y : array, shape (n,) or (n, outputs)
-        Integer class labels or target rows.
+    x : array, shape (n, ...)
+        Host data (NumPy, memmap) or an array of the model's backend. When the model declares
+        an input width (``model.in_features``), x's last axis must have it.
+    y : array, shape (n,) or (n, ...)
+        Integer class labels (for a model that declares its output width,
+        ``model.out_features``) or target rows of the output's shape.
     loss : str or Loss, optional
         Also report ``"loss"``: the batch-size-weighted mean of the per-batch loss values (the
         mean over samples for every loss that averages over its batch).
@@ -187,7 +191,7 @@ def evaluate(
     ms = resolve_metrics(metrics, loss)
     batch = check_argument("evaluate", "batch_size", batch_size)
     budget = _budget("evaluate", max_device_bytes)
-    expect = expected_data(model, loss, "evaluate")
+    expect = expected_data(model, loss)
     d = prepare(be, x, y, expect, what="evaluate", budget=budget)
     sums = be.to_host(eval_sums(model, d, loss, ms, batch)).tolist()
     names = (["loss"] if loss is not None else []) + [m.name for m in ms]
@@ -201,13 +205,14 @@ def predict(
 
     Parameters
     ----------
-    x : array, shape (n, in_features)
+    x : array, shape (n, ...)
         Host data (NumPy, memmap; moved to the device in chunks of at most
-        ``max_device_bytes``) or an array of the model's backend.
+        ``max_device_bytes``) or an array of the model's backend. When the model declares an
+        input width (``model.in_features``), x's last axis must have it.
 
     Returns
     -------
-    array, shape (n, outputs)
+    array, shape (n, ...)
         On the model's backend (use ``model.backend.to_host`` for a NumPy array).
 
     Raises
@@ -219,7 +224,7 @@ def predict(
     be = model_backend(model, "predict")
     batch = check_argument("predict", "batch_size", batch_size)
     budget = _budget("predict", max_device_bytes)
-    expect = expected_data(model, None, "predict")
+    expect = expected_data(model, None)
     return outputs(model, prepare(be, x, None, expect, what="predict", budget=budget), batch)
 
 
@@ -249,12 +254,16 @@ def fit(
     Parameters
     ----------
     model : Sequential (or another Layer)
-        Trained in place, on its own backend.
-    x : array, shape (n, in_features)
-        Host data (NumPy array or ``numpy.memmap``) or an array of the model's backend.
-    y : array, shape (n,) or (n, outputs)
-        Integer class labels 0..k−1 (with ``"softmax-ce"``) or target rows; same placement
-        rules as ``x``.
+        Trained in place, on its own backend (for a user's layer holding others: that of its
+        parameters).
+    x : array, shape (n, ...)
+        Host data (NumPy array or ``numpy.memmap``) or an array of the model's backend. Only
+        the model's declared input width (``model.in_features``, when not None) is checked,
+        against x's last axis.
+    y : array, shape (n,) or (n, ...)
+        Integer class labels 0..k−1 (with ``"softmax-ce"``; the model must declare its output
+        width ``model.out_features`` = k) or target rows of the output's shape (whose last axis
+        must be the declared output width); same placement rules as ``x``.
     loss : str or Loss
         ``"softmax-ce"``, ``"mse"``, ``"bce"``, ... or an instance.
     optimizer : str or Optimizer
@@ -295,7 +304,8 @@ def fit(
     Returns
     -------
     History
-        Per-epoch loss, metrics, validation numbers, samples/s, time, lr and gradient norms.
+        Per-epoch loss, metrics, validation numbers, samples/s, time, lr and the gradient
+        norms of the model's weights (named by :meth:`~arrayprop.Layer.named_parameters`).
 
     Raises
     ------
@@ -323,7 +333,7 @@ def fit(
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks: {cb!r} is not an arrayprop Callback")
     budget = _budget("fit", max_device_bytes)
-    expect = expected_data(model, loss, "fit")
+    expect = expected_data(model, loss)
     train = prepare(be, x, y, expect, what="fit", budget=budget)
     val = None
     if validation_data is not None:
@@ -363,7 +373,7 @@ def fit(
     try:
         # fit detects a non-finite loss itself (DivergenceError), so the floating-point
         # warnings a diverging step raises on the way (NumPy) would only be noise.
-        with defer_sigint(run.stop), model.backend.float_errors_ignored():
+        with defer_sigint(run.stop), be.float_errors_ignored():
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)

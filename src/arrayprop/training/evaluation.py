@@ -59,7 +59,7 @@ def _eval_sums(
     be = d.be
     xp = be.xp
     acc = accumulator_dtype(be)
-    classes = xp.arange(d.outputs, dtype=xp.int64, device=be.device)
+    classes = xp.arange(d.outputs, dtype=xp.int64, device=be.device) if d.labels else None
     total = None
     for xs, ys in d.chunks(batch):
         pred = forward_all(xp, model, xs, batch)
