@@ -277,6 +277,8 @@ def test_predict_and_evaluate_run_in_eval_mode_and_fit_in_train_mode():
 class Noise(ap.Layer):
     """Adds host-drawn noise in training mode, and remembers what it drew."""
 
+    preserves_shape = True  # so the model's output width is read past it
+
     def __init__(self):
         self.drawn = []
 
@@ -380,3 +382,48 @@ def test_flatten_round_trips_shapes(backend, rng):
     errors = ap.gradcheck(ap.Sequential(ap.Flatten(), ap.Dense(8, 2, seed=0, backend=backend)),
                           backend.to_host(x))  # fmt: skip
     assert max(errors.values()) < 1e-6
+
+
+@ap.register_layer
+class TwoDense(ap.Layer):
+    """A user's model holding two Dense layers as attributes (not a Sequential)."""
+
+    def __init__(self, backend=None):
+        self.hidden = ap.Dense(4, 6, seed=0, backend=backend)
+        self.out = ap.Dense(6, 3, seed=1, backend=backend)
+        self.backend = self.hidden.backend
+
+    def forward(self, x):
+        return self.out.forward(self.hidden.forward(x))
+
+    def backward(self, grad):
+        return self.hidden.backward(self.out.backward(grad))
+
+
+def test_a_users_model_gradchecks_saves_and_refuses_what_it_cannot_save(backend, tmp_path):
+    model = TwoDense(backend=backend)
+    x, y = _data(4)
+    errors = ap.gradcheck(model, x, y, loss=ap.SoftmaxCrossEntropy())
+    assert set(errors) == {"hidden.weight", "hidden.bias", "out.weight", "out.bias", "input"}
+    assert max(errors.values()) < 1e-6
+    loaded = ap.load_checkpoint(ap.save_checkpoint(model, tmp_path / "two.npz")).model
+    assert isinstance(loaded, TwoDense)
+    np.testing.assert_allclose(
+        loaded.backend.to_host(loaded.forward(loaded.backend.asarray(x))),
+        backend.to_host(model.forward(backend.asarray(x))),
+        rtol=1e-6,
+    )
+
+
+def test_fit_refuses_a_checkpoint_it_could_not_rebuild_before_training(tmp_path):
+    class Unregistered(Square):
+        pass
+
+    model = ap.Sequential(ap.Dense(4, 3, seed=0), Unregistered())
+    before = model[0].weight.data.copy()
+    x, y = _data()
+    with pytest.raises(CheckpointError, match="not a registered layer type"):
+        ap.fit(model, x, y, loss="softmax-ce", optimizer="sgd", epochs=1, progress=False,
+               checkpoint=tmp_path / "run.npz")  # fmt: skip
+    np.testing.assert_array_equal(model[0].weight.data, before)  # not trained
+    assert list(tmp_path.iterdir()) == []

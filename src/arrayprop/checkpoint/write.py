@@ -29,7 +29,7 @@ from arrayprop.checkpoint.format import (
     checksum,
 )
 from arrayprop.errors import CheckpointError
-from arrayprop.nn.layer import Layer
+from arrayprop.nn.layer import Layer, state_backend
 from arrayprop.nn.registry import layer_config, layer_from_config, layer_type_name
 from arrayprop.version import __version__
 
@@ -73,10 +73,10 @@ def save(
     path = Path(path)
     named = list(model.named_parameters())
     params = [p for _, p in named]
-    if not params or model.backend is None:
+    be = model.backend if model.backend is not None else state_backend(model)
+    if not params or be is None:
         raise CheckpointError(f"cannot checkpoint {model!r} to {path}: it has no parameters")
     check_rebuildable(model, path)
-    be = model.backend
     arrays: dict[str, np.ndarray] = {}
     param_info = []
     for i, (name, p) in enumerate(named):

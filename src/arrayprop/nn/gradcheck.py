@@ -102,14 +102,14 @@ def gradcheck(
 
     _, grad_out = cost_and_grad(out)
     grad_in = m.backward(grad_out)
-    analytic = {p.name or f"param{i}": be64.to_host(p.grad) for i, p in enumerate(m.parameters())}
+    named = list(m.named_parameters())
+    analytic = {name: be64.to_host(p.grad) for name, p in named}
 
     def cost() -> float:
         return float(be64.to_host(cost_and_grad(m.forward(state["x"]))[0]))
 
     errors: dict[str, float] = {}
-    for i, p in enumerate(m.parameters()):
-        name = p.name or f"param{i}"
+    for name, p in named:
 
         def set_param(value: Any, p: Any = p) -> None:
             p.data = be64.asarray(value)

@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
+from arrayprop.checkpoint.write import check_rebuildable
 from arrayprop.data.adapter import prepare
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss, get_loss
@@ -323,6 +325,9 @@ def fit(
         batch_size = check_argument("fit", "batch_size", batch_size)
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True needs a checkpoint path")
+    if checkpoint is not None:
+        # Refused now, not after the first epoch: a model the checkpoint could not rebuild.
+        check_rebuildable(model, Path(checkpoint))
     loss = get_loss(loss)
     optimizer = resolve_optimizer(optimizer, model)
     if schedule is not None and getattr(schedule, "optimizer", None) is not optimizer:
