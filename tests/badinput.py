@@ -113,7 +113,7 @@ def load_tables() -> dict[Path, ModuleType]:
 # -- builders of bad arguments shared by several packages' rows ---------------------------------
 
 #: The message of the first layer of ``small_mlp`` given input of the wrong shape.
-DENSE_INPUT = r"Dense\(3, 4\): expected input of shape \(batch, 3\)"
+DENSE_INPUT = r"Dense\(3, 4\): expected input of shape \(\.\.\., 3\)"
 
 
 def small_mlp(be: ap.Backend, sizes=(3, 4, 2), activation="relu") -> ap.Sequential:

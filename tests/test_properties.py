@@ -244,7 +244,8 @@ def test_dense_forward(backend_name, data):
     out = _outcome("dense", lambda: layer.forward(x), quiet=_moderate(host))
     if out is None:
         return
-    assert tuple(out.shape) == (host.shape[0], n_out) and out.dtype == be.dtype
+    # Dense maps (..., n_in) to (..., n_out).
+    assert tuple(out.shape) == (*host.shape[:-1], n_out) and out.dtype == be.dtype
     if _moderate(host):
         w, b = _host(be, layer.weight.data), _host(be, layer.bias.data)
         tol = _tol(be.dtype_name)
@@ -281,7 +282,7 @@ def test_sequential_forward_and_predict(backend_name, data):
     out = _outcome("sequential", call, quiet=_moderate(host))
     if out is None:
         return
-    assert tuple(out.shape) == (host.shape[0], sizes[-1]) and out.dtype == be.dtype
+    assert tuple(out.shape) == (*host.shape[:-1], sizes[-1]) and out.dtype == be.dtype
     if _moderate(host) and be.dtype_name != "float16":
         assert np.all(np.isfinite(_host(be, out)))
 

@@ -8,9 +8,21 @@ header (``fit(checkpoint=...)`` resumes its shuffling exactly). NumPy only.
 
 from __future__ import annotations
 
+import zlib
+from contextvars import ContextVar
+
 import numpy as np
 
-__all__ = ["Seed", "host_rng", "rng_from_state", "rng_state"]
+__all__ = [
+    "Seed",
+    "current_step",
+    "host_rng",
+    "rng_from_state",
+    "rng_state",
+    "step_rng",
+    "stepping",
+    "stream_seed",
+]
 
 #: What ``seed=`` arguments take: an int, a Generator (used as is) or None (fresh entropy).
 Seed = int | np.random.Generator | None
@@ -30,6 +42,46 @@ def host_rng(seed: Seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(seed)
+
+
+#: (seed, step) of the training step running now, set by ``train_step`` and ``fit``.
+_STEP: ContextVar[tuple[int, int] | None] = ContextVar("arrayprop_step", default=None)
+
+
+def stream_seed(seed: Seed) -> int:
+    """The root of the per-step random stream for a training ``seed``: the int itself, else 0
+    (a Generator or None gives the same stream every run; pass an int to choose another)."""
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
+
+
+class stepping:
+    """Within the block, layers draw the random numbers of training step ``step`` (counted by
+    the optimizer, so a resumed run continues the stream exactly) of the stream ``seed``.
+
+    A plain class rather than a generator context: it runs on every training step.
+    """
+
+    __slots__ = ("key", "token")
+
+    def __init__(self, seed: int, step: int) -> None:
+        self.key = (seed, step)
+
+    def __enter__(self) -> None:
+        self.token = _STEP.set(self.key)
+
+    def __exit__(self, *exc: object) -> None:
+        _STEP.reset(self.token)
+
+
+def current_step() -> tuple[int, int] | None:
+    """(seed, step) of the running training step, or None outside one."""
+    return _STEP.get()
+
+
+def step_rng(seed: int, step: int, name: str) -> np.random.Generator:
+    """The host Generator of the layer at dotted path ``name`` for training step ``step``:
+    the same numbers for the same (seed, step, name) on every backend and every run."""
+    return np.random.default_rng([seed, step, zlib.crc32(name.encode())])
 
 
 def rng_state(rng: np.random.Generator) -> dict:

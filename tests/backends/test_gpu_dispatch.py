@@ -276,11 +276,14 @@ def test_dense_backward_goes_through_the_matmul_dispatcher(monkeypatch):
     layer.forward(x)
     g = np.ones((4, 2))
     dx = layer.backward(g)
-    assert calls == [((3, 4), (4, 2)), ((4, 2), (2, 3))]
+    assert calls == [((4, 2), (2, 3))]  # δ Wᵀ now; ∂C/∂W = Xᵀδ when first read
     np.testing.assert_allclose(layer.weight.grad, x.T @ g)
+    assert calls == [((4, 2), (2, 3)), ((3, 4), (4, 2))]
     np.testing.assert_allclose(dx, g @ layer.weight.data.T)
     layer.forward(x)
     assert layer.backward(g, input_grad=False) is None
+    assert len(calls) == 2
+    np.testing.assert_allclose(layer.weight.grad, x.T @ g)
     assert len(calls) == 3
 
 

@@ -164,6 +164,9 @@ def test_gradcheck_passes_on_numpy(capsys):
     for expected in ("Dense(4, 3)", "ReLU", "Softmax", "RMSE", "BCE(logits)", "SoftmaxCE(labels)"):
         assert expected in names
     assert any(name.startswith("mlp") for name in names)
+    # N-D input: Flatten, a Dense per position, and a model that starts with a Flatten.
+    assert {"Flatten", "Dense(2, 3) per position"} <= names
+    assert any(name.startswith("Flatten + mlp") for name in names)
     assert all(status == "ok" and float(err) < 1e-6 for _, err, status in rows)
     assert f"{len(rows)} passed, 0 failed" in out
 
@@ -179,6 +182,22 @@ def test_gradcheck_catches_a_wrong_backward(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert re.search(r"^  Sigmoid\s+\S+\s+FAIL$", out, flags=re.M)
     assert re.search(r"^  Tanh\s+\S+\s+ok$", out, flags=re.M)
+
+
+def test_gradcheck_catches_a_wrong_flatten_backward(monkeypatch, capsys):
+    real = ap.Flatten.backward
+
+    def swapped(self, grad):
+        shape = self._shape
+        g = real(self, grad)  # the right shape, with the two trailing axes' values swapped
+        return np.swapaxes(np.asarray(g).reshape(shape[0], shape[2], shape[1]), 1, 2)
+
+    monkeypatch.setattr(ap.Flatten, "backward", swapped)
+    assert cli.main(["gradcheck", "--backend", "numpy"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^  Flatten\s+\S+\s+FAIL$", out, flags=re.M)
+    assert re.search(r"^  Flatten \+ mlp .*FAIL$", out, flags=re.M)
+    assert re.search(r"^  Dense\(2, 3\) per position\s+\S+\s+ok$", out, flags=re.M)
 
 
 def test_bench_subcommand_is_wired():

@@ -12,8 +12,8 @@ import pytest
 
 import arrayprop as ap
 from arrayprop import validation
-from arrayprop.data.adapter import Expect, host_array, prepare
-from arrayprop.errors import BackendMismatchError
+from arrayprop.data.adapter import Expect, gather_rows, host_array, prepare
+from arrayprop.errors import BackendMismatchError, DataError, ShapeError
 from helpers import count_to_host
 
 FEATURES, CLASSES, N = 5, 3, 40
@@ -138,3 +138,54 @@ def test_host_array_refuses_arrays_of_device_libraries():
     a = np.ones(3)  # NumPy arrays pass uncopied
     assert host_array(a, "x") is a
     np.testing.assert_array_equal(host_array([[1, 2]], "x"), np.array([[1, 2]]))
+
+
+# -- N-D data: x (n, ...), only the declared widths are checked ---------------------------------
+
+
+def test_gather_rows_takes_whole_rows_of_nd_memmaps(tmp_path):
+    x = np.arange(6 * 2 * 3, dtype=np.float32).reshape(6, 2, 3)
+    np.save(tmp_path / "x.npy", x)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    for rows, want in [(slice(1, 4), x[1:4]), (np.array([4, 0, 5]), x[[4, 0, 5]])]:
+        got = gather_rows(mm, rows)
+        assert type(got) is np.ndarray and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, want)
+
+
+def test_prepare_without_declared_widths_checks_only_the_samples():
+    be = ap.get_backend("numpy", dtype="float64")
+    free = Expect(None, None, "Net")
+    x, t = np.ones((5, 7, 2)), np.zeros((5, 3))
+    d = prepare(be, x, t, Expect(None, None, "Net", "MSE()"), what="fit", budget=2**20)
+    assert (d.n, d.labels, d.outputs, d.row_bytes) == (5, False, None, (14 + 3) * 8)
+    assert tuple(d.y.shape) == (5, 3)  # taken as they are: the loss compares them
+    d = prepare(be, np.ones(4), None, free, what="predict", budget=2**20)
+    assert (d.n, d.row_bytes) == (4, 8)
+    with pytest.raises(ShapeError, match=r"^predict: x must have shape \(n, \.\.\.\), got \(\)$"):
+        prepare(be, np.float64(1.0), None, free, what="predict", budget=2**20)
+    with pytest.raises(DataError, match=r"^fit: x is empty \(0 samples\)$"):
+        prepare(be, np.ones((0, 3, 2)), None, free, what="fit", budget=2**20)
+    with pytest.raises(
+        ShapeError, match=r"^fit: y has shape \(5,\) \(class labels\) but the model "
+    ):
+        prepare(be, x, np.zeros(5, dtype=np.int64), free, what="fit", budget=2**20)
+
+
+def test_prepare_checks_the_last_axis_of_nd_data_against_the_declared_widths():
+    be = ap.get_backend("numpy", dtype="float64")
+    expect = Expect(2, 3, "Dense(2, 3)")
+    d = prepare(
+        be, np.ones((4, 7, 2)), np.zeros(4, dtype=np.int64), expect, what="fit", budget=2**20
+    )
+    assert (d.labels, d.row_bytes) == (True, 14 * 8 + 8)
+    with pytest.raises(
+        ShapeError,
+        match=r"^fit: x has 5 features along its last axis but the model's first layer "
+        r"Dense\(2, 3\) expects 2; expected x of shape \(n, \.\.\., 2\), got \(4, 7, 5\)$",
+    ):
+        prepare(be, np.ones((4, 7, 5)), None, expect, what="fit", budget=2**20)
+    d = prepare(be, np.ones((4, 7, 2)), np.ones((4, 7, 3)), expect, what="fit", budget=2**20)
+    assert (d.labels, d.row_bytes) == (False, (14 + 21) * 8)
+    with pytest.raises(ShapeError, match=r"^fit: y must have shape \(4, \.\.\., 3\) "):
+        prepare(be, np.ones((4, 7, 2)), np.ones((4, 7, 2)), expect, what="fit", budget=2**20)

@@ -148,10 +148,10 @@ CASES = [
         DENSE_INPUT + r", got \(3,\)",
     ),
     Case(
-        "dense-3d-input",
-        lambda be, _: ap.Dense(3, 4, backend=be).forward(ones(be, (2, 5, 3))),
+        "dense-3d-input-wrong-width",
+        lambda be, _: ap.Dense(3, 4, backend=be).forward(ones(be, (2, 5, 4))),
         ShapeError,
-        DENSE_INPUT + r", got \(2, 5, 3\)",
+        DENSE_INPUT + r", got \(2, 5, 4\)",
     ),
     Case(
         "dense-int-input",
@@ -207,7 +207,7 @@ CASES = [
         "dense-backward-wrong-width",
         lambda be, _: _after_forward(ap.Dense(3, 4, backend=be), be).backward(ones(be, (5, 3))),
         ShapeError,
-        r"Dense\(3, 4\): expected gradient of shape \(batch, 4\), got \(5, 3\)",
+        r"Dense\(3, 4\): expected gradient of shape \(\.\.\., 4\), got \(5, 3\)",
     ),
     Case(
         "dense-backward-wrong-rows",
@@ -270,7 +270,7 @@ CASES = [
         "relu-1d-input",
         lambda be, _: ap.ReLU().forward(ones(be, (3,))),
         ShapeError,
-        r"ReLU\(\): expected input of shape \(batch, features\), got \(3,\)",
+        r"ReLU\(\): expected input of shape \(batch, \.\.\.\), got \(3,\)",
     ),
     Case(
         "tanh-backward-before-forward",
@@ -312,7 +312,7 @@ CASES = [
         "sequential-backward-wrong-shape",
         lambda be, _: _after_forward(small_mlp(be), be).backward(ones(be, (5, 3))),
         ShapeError,
-        r"Dense\(4, 2\): expected gradient of shape \(batch, 2\), got \(5, 3\)",
+        r"Dense\(4, 2\): expected gradient of shape \(\.\.\., 2\), got \(5, 3\)",
     ),
     Case(
         "sequential-mixed-backends",
@@ -414,7 +414,7 @@ CASES = [
         "layer-from-unknown-config",
         lambda be, _: ap.nn.layer_from_config({"type": "Conv2d"}, backend=be),
         ValueError,
-        r"unknown layer type 'Conv2d'; valid: Dense",
+        r"unknown layer type 'Conv2d'; valid: .*Dense.*register your own",
     ),
     # losses: shared cases (one per loss) and label / target checks
     *_loss_cases(),

@@ -129,16 +129,17 @@ def test_training_outputs_live_on_the_backend(backend, dtype, rng):
 def test_wrong_input_width_names_the_layer_and_both_shapes(backend):
     layer = ap.Dense(784, 128, seed=0, backend=backend)
     x = backend.asarray(np.zeros((32, 785)))
-    expected = "Dense(784, 128): expected input of shape (batch, 784), got (32, 785)"
+    expected = "Dense(784, 128): expected input of shape (..., 784), got (32, 785)"
     with pytest.raises(ShapeError) as info:
         layer.forward(x)
     assert str(info.value) == expected
 
 
 @pytest.mark.parametrize("name", ALL_LAYERS)
-def test_inputs_must_be_matrices(backend, name):
+def test_inputs_need_a_batch_axis_and_a_feature_axis(backend, name):
     layer = make_layer(name, backend=backend)
-    with pytest.raises(ShapeError, match=r"expected input of shape \(batch, .*got \(4,\)"):
+    expected = r"\(\.\.\., 4\)" if name == "dense" else r"\(batch, \.\.\.\)"
+    with pytest.raises(ShapeError, match=rf"expected input of shape {expected}, got \(4,\)"):
         layer.forward(backend.asarray(np.ones(4)))
 
 

@@ -149,7 +149,7 @@ def test_grad_norms_are_those_of_the_last_step(backend, small):
     h = ap.fit(
         m, x, y, loss="softmax-ce", optimizer="sgd", epochs=1, batch_size=None, progress=None
     )
-    assert h.layers == ["0: Dense(5, 6)", "2: Dense(6, 4)", "4: Dense(4, 3)"]
+    assert h.layers == ["0.weight", "2.weight", "4.weight"]  # the weights, by dotted name
     np.testing.assert_allclose(h.grad_norm[0], [np.linalg.norm(g) for g in gW], rtol=1e-10)
 
 

@@ -15,11 +15,11 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from arrayprop.backends import Backend, get_backend
+from arrayprop.backends import Backend, backend_of, get_backend
 from arrayprop.checkpoint.format import FORMAT_NAME, FORMAT_VERSION, HEADER, ZIP_MAGIC, checksum
 from arrayprop.errors import CheckpointError
-from arrayprop.nn.config import layer_from_config, sequential_from_config
 from arrayprop.nn.layer import Layer
+from arrayprop.nn.registry import layer_from_config
 
 __all__ = ["Checkpoint", "load", "restore_optimizer"]
 
@@ -91,16 +91,13 @@ def load(
     arch = header.get("architecture")
     if not isinstance(arch, dict):
         fail("header has no architecture")
-    _check_architecture(arch, arrays, fail)
+    _check_architecture(arch, header, arrays, fail)
     be = get_backend(backend, device=device, dtype=header["dtype"] if dtype is None else dtype)
     try:
-        if arch.get("type") == "Sequential":
-            model = sequential_from_config(arch, backend=be)
-        else:
-            model = layer_from_config(arch, backend=be)
+        model = layer_from_config(arch, backend=be)
     except (KeyError, TypeError, ValueError) as exc:
         fail(f"cannot rebuild the architecture ({exc})")
-    _set_weights(model, header, arrays, be, fail)
+    _set_state(model, header, arrays, fail)
     optimizer_state = _optimizer_state(header, arrays, len(model.parameters()), fail)
     extra = dict(header.get("extra") or {})
     for name in header.get("extra_arrays", []):
@@ -224,46 +221,86 @@ def _parse_header(raw: np.ndarray, fail) -> dict[str, Any]:
     return header
 
 
-def _check_architecture(arch: dict[str, Any], arrays: dict, fail) -> None:
-    """The Dense sizes of ``arch`` must be the shapes of the stored weights, checked before
-    the model is built: a checksum proves integrity, not authorship, and an edited header
-    asking for a Dense(100000, 100000) must not make load allocate 75 GiB first."""
-    layers = arch.get("layers") if arch.get("type") == "Sequential" else [arch]
-    if not isinstance(layers, list) or not all(isinstance(c, dict) for c in layers):
-        fail("cannot rebuild the architecture (malformed layer list)")
-    needed = []
-    for c in layers:
-        if c.get("type") == "Dense":
-            needed += [(c.get("in_features"), c.get("out_features")), (c.get("out_features"),)]
+def _check_architecture(arch: dict[str, Any], header: dict[str, Any], arrays: dict, fail) -> None:
+    """The stored parameters must be the ones the header lists, and the Dense sizes of ``arch``
+    the shapes stored under their names — checked before the model is built: a checksum proves
+    integrity, not authorship, and an edited header asking for a Dense(100000, 100000) must not
+    make load allocate 75 GiB first."""
+    listed = header.get("parameters")
+    if not isinstance(listed, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) for e in listed
+    ):
+        fail("header has no list of named parameters")
     stored = sum(1 for name in arrays if name.startswith("param."))
-    if stored != len(needed):
-        fail(f"holds {stored} parameter arrays, its architecture has {len(needed)}")
-    for i, shape in enumerate(needed):
+    if stored != len(listed):
+        fail(f"holds {stored} parameter arrays, its header lists {len(listed)}")
+    shapes = {}
+    for i, entry in enumerate(listed):
         array = arrays.get(f"param.{i}")
         if array is None:
-            fail(f"missing array param.{i}")
-        if tuple(array.shape) != shape:
-            fail(f"parameter {i} has shape {tuple(array.shape)}, its architecture needs {shape}")
+            fail(f"missing array param.{i} ({entry['name']})")
+        shapes[entry["name"]] = tuple(array.shape)
+    for where, config in _dense_configs(arch, "", fail):
+        for attr, shape in (
+            ("weight", (config.get("in_features"), config.get("out_features"))),
+            ("bias", (config.get("out_features"),)),
+        ):
+            name = f"{where}.{attr}" if where else attr
+            if name not in shapes:
+                fail(f"its architecture needs a parameter {name}, which it does not hold")
+            if shapes[name] != shape:
+                fail(f"parameter {name} has shape {shapes[name]}, its architecture needs {shape}")
 
 
-def _set_weights(model: Layer, header: dict[str, Any], arrays: dict, be: Backend, fail) -> None:
-    params = model.parameters()
-    saved = header.get("parameters", [])
-    if len(saved) != len(params):
-        fail(f"holds {len(saved)} parameter arrays, its architecture has {len(params)}")
-    for i, p in enumerate(params):
-        host = arrays.get(f"param.{i}")
-        if host is None:
-            fail(f"missing array param.{i} ({p.name})")
-        if tuple(host.shape) != p.shape:
-            fail(
-                f"parameter {p.name or i} has shape {tuple(host.shape)}, its architecture needs "
-                f"{p.shape}"
-            )
-        if host.dtype.kind != "f":
-            fail(f"parameter {p.name or i} has dtype {host.dtype}, expected floating point")
-        p.data = be.asarray(host, dtype=be.dtype)
-        p.grad = None
+def _dense_configs(arch: Any, where: str, fail) -> list[tuple[str, dict[str, Any]]]:
+    """(path, config) of every Dense inside a (nested) Sequential architecture."""
+    if not isinstance(arch, dict):
+        fail("cannot rebuild the architecture (malformed layer config)")
+    if arch.get("type") == "Dense":
+        return [(where, arch)]
+    if arch.get("type") != "Sequential":
+        return []
+    layers = arch.get("layers")
+    if not isinstance(layers, list):
+        fail("cannot rebuild the architecture (malformed layer list)")
+    found = []
+    for i, child in enumerate(layers):
+        found += _dense_configs(child, f"{where}.{i}" if where else str(i), fail)
+    return found
+
+
+def _set_state(model: Layer, header: dict[str, Any], arrays: dict, fail) -> None:
+    """Load the stored parameters and buffers into ``model`` by name."""
+    for kind, named in (("param", model.named_parameters()), ("buffer", model.named_buffers())):
+        named = dict(named)
+        listed = header.get("parameters" if kind == "param" else "buffers", [])
+        if not isinstance(listed, list):
+            fail(f"header field {kind}s is not a list")
+        names = [e.get("name") if isinstance(e, dict) else None for e in listed]
+        if sorted(map(str, names)) != sorted(named):
+            fail(f"holds {kind}s {names}, its architecture has {list(named)}")
+        state = {}
+        for i, name in enumerate(names):
+            host = arrays.get(f"{kind}.{i}")
+            if host is None:
+                fail(f"missing array {kind}.{i} ({name})")
+            item = named[name]
+            if tuple(host.shape) != item.shape:
+                fail(
+                    f"{kind} {name} has shape {tuple(host.shape)}, its architecture needs "
+                    f"{item.shape}"
+                )
+            if kind == "param" and host.dtype.kind != "f":
+                fail(f"parameter {name} has dtype {host.dtype}, expected floating point")
+            state[name] = host
+        for name, item in named.items():
+            be = backend_of(item.data)
+            floating = state[name].dtype.kind == "f"
+            dtype = model.backend.dtype if floating else None
+            arr = be.asarray(state[name], dtype=dtype)
+            item.data = be.xp.asarray(arr, copy=True)
+            if kind == "param":
+                item.grad = None
 
 
 def _optimizer_state(

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from arrayprop.backends import backend_of
 from arrayprop.checkpoint.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -28,7 +29,8 @@ from arrayprop.checkpoint.format import (
     checksum,
 )
 from arrayprop.errors import CheckpointError
-from arrayprop.nn.layer import Layer
+from arrayprop.nn.layer import Layer, state_backend
+from arrayprop.nn.registry import layer_config, layer_from_config, layer_type_name
 from arrayprop.version import __version__
 
 __all__ = ["save"]
@@ -69,27 +71,35 @@ def save(
         If the file cannot be written; the previous file at ``path`` is then left untouched.
     """
     path = Path(path)
-    params = model.parameters()
-    if not params or model.backend is None:
+    named = list(model.named_parameters())
+    params = [p for _, p in named]
+    be = model.backend if model.backend is not None else state_backend(model)
+    if not params or be is None:
         raise CheckpointError(f"cannot checkpoint {model!r} to {path}: it has no parameters")
-    be = model.backend
+    check_rebuildable(model, path)
     arrays: dict[str, np.ndarray] = {}
     param_info = []
-    for i, p in enumerate(params):
+    for i, (name, p) in enumerate(named):
         host = np.asarray(be.to_host(p.data))
         arrays[f"param.{i}"] = host
-        param_info.append({"name": p.name, "shape": list(host.shape)})
+        param_info.append({"name": name, "shape": list(host.shape)})
+    buffer_info = []
+    for i, (name, b) in enumerate(model.named_buffers()):
+        host = np.asarray(backend_of(b.data).to_host(b.data))
+        arrays[f"buffer.{i}"] = host
+        buffer_info.append({"name": name, "shape": list(host.shape), "dtype": host.dtype.str})
 
     header: dict[str, Any] = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "arrayprop_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "architecture": model.config(),
+        "architecture": layer_config(model),
         "dtype": be.dtype_name,
         "backend": be.name,
         "device": str(be.device),
         "parameters": param_info,
+        "buffers": buffer_info,
         "optimizer": None if optimizer is None else _optimizer_header(optimizer, params, arrays),
     }
     header["extra"], header["extra_arrays"] = _split_extra(extra, arrays, path)
@@ -105,6 +115,53 @@ def save(
     arrays[HEADER] = np.frombuffer(canonical_json(header), dtype=np.uint8)
     _write_atomic(path, arrays)
     return path
+
+
+def check_rebuildable(model: Layer, path: Path) -> None:
+    """Refuse, before anything is written, a model that :func:`~arrayprop.checkpoint.load`
+    could not rebuild: a layer whose class is not registered, a config that is not JSON, or a
+    config from which the class does not rebuild a layer with the same state names and shapes.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the layer (its path in the model) and the fix.
+    """
+    for where, layer in model.named_layers():
+        label = f"layer {where!r} ({type(layer).__qualname__})" if where else f"{model!r}"
+        if layer_type_name(type(layer)) is None:
+            raise CheckpointError(
+                f"cannot checkpoint to {path}: {label} is not a registered layer type, so "
+                "loading could not rebuild it; decorate its class with @arrayprop.register_layer "
+                "(and give it config() returning its constructor arguments)"
+            )
+        config = layer_config(layer)
+        try:
+            json.dumps(config, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"cannot checkpoint to {path}: the config() of {label} is not JSON ({exc})"
+            ) from exc
+        if type(layer).__module__.startswith("arrayprop."):
+            continue  # built-ins rebuild from their config by construction (tested)
+        try:
+            rebuilt = layer_from_config(config, backend=layer.backend)
+        except Exception as exc:
+            raise CheckpointError(
+                f"cannot checkpoint to {path}: {label} does not rebuild from its config "
+                f"{config} ({type(exc).__name__}: {exc}); make config() return the arguments "
+                "its __init__ needs"
+            ) from exc
+        if _state_shapes(rebuilt) != _state_shapes(layer):
+            raise CheckpointError(
+                f"cannot checkpoint to {path}: {label} rebuilt from its config {config} has state "
+                f"{_state_shapes(rebuilt)}, not {_state_shapes(layer)}; make config() return the "
+                "arguments its __init__ needs"
+            )
+
+
+def _state_shapes(layer: Layer) -> dict[str, tuple[int, ...]]:
+    return {name: item.shape for name, item in [*layer.named_parameters(), *layer.named_buffers()]}
 
 
 def _optimizer_header(

@@ -10,8 +10,9 @@ import numpy as np
 from arrayprop import data
 from arrayprop.backends import BACKENDS, Backend, get_backend
 from arrayprop.nn.activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
-from arrayprop.nn.containers import mlp
+from arrayprop.nn.containers import Sequential, mlp
 from arrayprop.nn.dense import Dense
+from arrayprop.nn.flatten import Flatten
 from arrayprop.nn.gradcheck import gradcheck
 from arrayprop.nn.losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, SoftmaxCrossEntropy
 
@@ -36,10 +37,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def gradcheck_cases(be: Backend) -> list[tuple[str, Any, Any, Any, Any]]:
-    """(name, layer or loss, x, y, loss) for every layer, every loss and two deep models.
+    """(name, layer or loss, x, y, loss) for every layer, every loss and three deep models.
 
     ``be`` is a float64 backend; inputs are drawn from a fixed seed and kept away from the
     kinks of ReLU / LeakyReLU (|z| > 0.05), where a central difference is not a derivative.
+    Besides rows (5, 4), layers also see N-D input: Flatten and a Dense applied per position
+    take the same values as (5, 2, 2), and a model starting with a Flatten reads them too.
     """
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 4))
@@ -48,8 +51,11 @@ def gradcheck_cases(be: Backend) -> list[tuple[str, Any, Any, Any, Any]]:
     onehot = data.one_hot(labels, 3, dtype=np.float64)
     logits = be.asarray(rng.standard_normal((5, 3)))
     probs = be.asarray(rng.uniform(0.1, 0.9, (5, 3)))
+    x3 = be.xp.reshape(x, (5, 2, 2))
     cases: list[tuple[str, Any, Any, Any, Any]] = [
         ("Dense(4, 3)", Dense(4, 3, seed=1, backend=be), x, None, None),
+        ("Dense(2, 3) per position", Dense(2, 3, seed=1, backend=be), x3, None, None),
+        ("Flatten", Flatten(), x3, None, None),
         ("ReLU", ReLU(), x, None, None),
         ("LeakyReLU(0.1)", LeakyReLU(0.1), x, None, None),
         ("Sigmoid", Sigmoid(), x, None, None),
@@ -65,10 +71,13 @@ def gradcheck_cases(be: Backend) -> list[tuple[str, Any, Any, Any, Any]]:
         ("SoftmaxCE(labels)", SoftmaxCrossEntropy(), logits, labels, None),
         ("SoftmaxCE(one-hot)", SoftmaxCrossEntropy(), logits, onehot, None),
     ]
-    for act, loss in (("tanh", SoftmaxCrossEntropy()), ("sigmoid", MSE())):
+    loss_ce = SoftmaxCrossEntropy()
+    for act, loss in (("tanh", loss_ce), ("sigmoid", MSE())):
         model = mlp([4, 8, 7, 6, 3], act, seed=2, backend=be)
         target = labels if isinstance(loss, SoftmaxCrossEntropy) else onehot
         cases.append((f"mlp 4-8-7-6-3 {act} + {loss!r}", model, x, target, loss))
+    flat = Sequential(Flatten(), *mlp([4, 8, 3], "tanh", seed=3, backend=be))
+    cases.append(("Flatten + mlp 4-8-3 tanh + SoftmaxCrossEntropy()", flat, x3, labels, loss_ce))
     return cases
 
 

@@ -32,22 +32,28 @@ __all__ = ["DeviceData", "Expect", "gather_rows", "host_array", "is_resident", "
 class Expect:
     """What the model takes: the shape checks of :func:`prepare` and their messages.
 
+    The widths are the ones the model declares (``model.in_features``, ``model.out_features``);
+    None where it declares none (a model starting with a Flatten, a user's layer), and then that
+    width goes unchecked.
+
     Attributes
     ----------
-    features : int
-        ``in_features`` of the first Dense layer: x has shape (n, features).
-    outputs : int
-        ``out_features`` of the last Dense layer: targets have shape (n, outputs), or class
-        labels 0..outputs−1 have shape (n,).
+    features : int or None
+        The model's input width: x has shape (n, ..., features). With None, x is (n, ...).
+    outputs : int or None
+        The model's output width: target rows have shape (n, ..., outputs), or class labels
+        0..outputs−1 have shape (n,). With None, target rows (n, ...) are taken as they are
+        (the loss compares them with the predictions) and class labels are refused: their
+        range cannot be checked.
     first : str
-        How messages name the first layer (its repr).
+        How messages name the model's first layer (its repr).
     rows_only : str or None
         How messages name the loss when it takes target rows only, never class labels (a
         regression loss, binary cross-entropy); None when labels are fine.
     """
 
-    features: int
-    outputs: int
+    features: int | None
+    outputs: int | None
     first: str
     rows_only: str | None = None
 
@@ -60,21 +66,23 @@ class DeviceData:
     ----------
     be : Backend
         The model's backend.
-    x : array, shape (n, features)
+    x : array, shape (n, ...)
         On the device in the model's dtype when ``resident``, else the host array.
-    y : array, shape (n,) or (n, outputs), or None
+    y : array, shape (n,) or (n, ...), or None
         int64 class labels (``labels``: a one-hot row is made per batch) or target rows in the
         model's dtype, placed like ``x``; None for predict.
     n : int
         Samples.
-    outputs : int
-        The model's outputs (the number of classes of labels).
+    outputs : int or None
+        The model's declared output width (the number of classes of labels; never None with
+        labels).
     resident : bool
         The whole set is on the device.
     labels : bool
         ``y`` holds class labels.
     row_bytes : int
-        Device bytes of one sample: its x row and its label or target row.
+        Device bytes of one sample: its x row (all its axes after the first) and its label or
+        target row.
     budget : int
         ``max_device_bytes``: what the data may take while it is consumed.
     """
@@ -83,7 +91,7 @@ class DeviceData:
     x: Any
     y: Any
     n: int
-    outputs: int
+    outputs: int | None
     resident: bool
     labels: bool
     row_bytes: int
@@ -116,8 +124,8 @@ class DeviceData:
 
         Yields
         ------
-        xb : array, shape (b, features)
-        yb : array, shape (b,) or (b, outputs), or None
+        xb : array, shape (b, ...)
+        yb : array, shape (b,) or (b, ...), or None
         """
         take = self.be.xp.take
         for xs, ys, perm, lo, hi in self._pieces(order, start, self.chunk_rows(batch)):
@@ -173,9 +181,10 @@ def prepare(be: Backend, x: Any, y: Any, expect: Expect, *, what: str, budget: i
     ----------
     be : Backend
         The model's backend.
-    x : array, shape (n, features)
-        Host data (NumPy array, memmap, nested lists) or an array of ``be``.
-    y : array, shape (n,) or (n, outputs), or None
+    x : array, shape (n, ...)
+        Host data (NumPy array, memmap, nested lists) or an array of ``be``. When the model
+        declares an input width, the last axis must have it.
+    y : array, shape (n,) or (n, ...), or None
         Class labels or target rows, host or device (placed where ``x`` is); None for predict.
     expect : Expect
         What the model takes.
@@ -210,9 +219,9 @@ def prepare(be: Backend, x: Any, y: Any, expect: Expect, *, what: str, budget: i
         x = be.asarray(x, dtype=be.dtype, check_range=False)
     else:
         _check_host(x, y, labels, expect.outputs, what, cast_to, budget)
-    row_bytes = expect.features * itemsize
+    row_bytes = _row_size(x) * itemsize
     if y is not None:
-        row_bytes += 8 if labels else expect.outputs * itemsize
+        row_bytes += 8 if labels else _row_size(y) * itemsize
         if on_device and labels:
             y = xp.astype(y, xp.int64)
         elif on_device:
@@ -252,7 +261,8 @@ def host_array(x: object, what: str) -> np.ndarray:
 
 
 def gather_rows(x: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
-    """``x[rows]`` as one contiguous in-memory array, ready for one device copy.
+    """``x[rows]`` (rows along the first axis, every other axis whole) as one contiguous
+    in-memory array, ready for one device copy.
 
     ``rows`` is an index array (a chunk of a shuffled order) or a slice. Reading a memmap this
     way touches only the rows of the chunk.
@@ -278,15 +288,29 @@ def _beside_x(be: Backend, y: Any, x_on_device: bool, cast_to: validation.CastTo
     return be.to_host(y) if is_resident(be, y) else host_array(y, what)
 
 
+def _row_size(a: Any) -> int:
+    """Values per sample of ``a`` (n, ...): the product of its axes after the first."""
+    return math.prod(tuple(a.shape)[1:])
+
+
 def _check_x(x: Any, expect: Expect, what: str) -> int:
-    """Samples in ``x``, after checking its shape against the model's first layer."""
+    """Samples in ``x``, after checking its shape against the model's declared input width."""
     shape, n_in = tuple(x.shape), expect.features
-    if len(shape) != 2:
+    if n_in is None:
+        if len(shape) < 1:
+            raise ShapeError(f"{what}: x must have shape (n, ...), got {shape}")
+    elif len(shape) < 2:
         raise ShapeError(f"{what}: x must have shape (n, {n_in}), got {shape}")
-    if shape[1] != n_in:
+    elif shape[-1] != n_in and len(shape) == 2:
         raise ShapeError(
             f"{what}: x has {shape[1]} features per sample but the model's first layer "
             f"{expect.first} expects {n_in}; expected x of shape (n, {n_in}), got {shape}"
+        )
+    elif shape[-1] != n_in:
+        raise ShapeError(
+            f"{what}: x has {shape[-1]} features along its last axis but the model's first "
+            f"layer {expect.first} expects {n_in}; expected x of shape (n, ..., {n_in}), got "
+            f"{shape}"
         )
     if shape[0] == 0:
         raise DataError(f"{what}: x is empty (0 samples)")
@@ -296,10 +320,23 @@ def _check_x(x: Any, expect: Expect, what: str) -> int:
 def _check_y(
     xp: Any, y: Any, n: int, expect: Expect, what: str, on_device: bool
 ) -> tuple[Any, bool]:
-    """``y`` as labels (n,) or target rows (n, outputs), and whether it holds labels."""
+    """``y`` as labels (n,) or target rows (n, ...), and whether it holds labels.
+
+    Target rows must end in the model's declared output width; a model that declares none
+    takes them as they are (the loss compares them with its predictions).
+    """
     n_out = expect.outputs
     if y.ndim == 0 or y.shape[0] != n:
         raise ShapeError(f"{what}: x has {n} samples but y has shape {tuple(y.shape)}")
+    if n_out is None:
+        if y.ndim == 1 and expect.rows_only is None:
+            raise ShapeError(
+                f"{what}: y has shape ({n},) (class labels) but the model declares no output "
+                f"width (its last layer has no out_features), so labels cannot be checked; "
+                "pass one-hot or target rows of the model's output shape "
+                "(arrayprop.data.one_hot)"
+            )
+        return y, False
     labels = y.ndim == 1 and n_out > 1
     if labels and expect.rows_only is not None:
         raise ShapeError(
@@ -309,10 +346,15 @@ def _check_y(
     if not labels:
         if y.ndim == 1:
             y = xp.reshape(y, (n, 1)) if on_device else y.reshape(n, 1)
-        if tuple(y.shape) != (n, n_out):
+        if y.ndim == 2 and tuple(y.shape) != (n, n_out):
             raise ShapeError(
                 f"{what}: y must have shape ({n},) (labels) or ({n}, {n_out}) for a model with "
                 f"{n_out} outputs, got {tuple(y.shape)}"
+            )
+        if y.ndim > 2 and y.shape[-1] != n_out:
+            raise ShapeError(
+                f"{what}: y must have shape ({n}, ..., {n_out}) for a model with {n_out} outputs, "
+                f"got {tuple(y.shape)}"
             )
     return y, labels
 

@@ -38,8 +38,8 @@ __all__ = [
     "linear",
     "matmul",
     "portable",
-    "sgd_linear_update",
     "sgd_update",
+    "sgd_xt_delta_update",
     "softmax",
     "softmax_cross_entropy",
     "softmax_cross_entropy_labels",
@@ -144,9 +144,9 @@ def sgd_update(backend, w, g, lr):
 
 
 def fused_sgd(backend) -> bool:
-    """Whether :func:`sgd_linear_update` on this backend is one in-place GEMM that never writes
-    the weight gradient (NumPy with its OpenBLAS bound, see ``backends/numpy/blas.py``). Only
-    then does :func:`~arrayprop.train_step` fold plain SGD into the backward pass."""
+    """Whether :func:`sgd_xt_delta_update` on this backend is one in-place GEMM that never
+    writes the weight gradient (NumPy with its OpenBLAS bound, see
+    :mod:`arrayprop.backends.numpy.blas`). Only then does ``SGD(fused="auto")`` fold."""
     fast = _fast(backend)
     return bool(fast and getattr(fast, "FUSED_SGD", False))
 
@@ -161,13 +161,14 @@ def fused_sgd_status() -> str:
     return fast.fused_sgd_status()
 
 
-def sgd_linear_update(backend, w, b, x, delta, lr):
-    """W ← W − η Xᵀδ, b ← b − η Σ_rows δ for a Dense layer; returns (W, b), the same buffers
-    on NumPy (the optimizer-owned weights are updated in place), new arrays elsewhere."""
+def sgd_xt_delta_update(backend, w, x, delta, lr):
+    """W ← W − η Xᵀδ for a weight whose gradient is the product Xᵀδ (eq. 7a), without storing
+    the gradient where the backend can (NumPy with its BLAS bound: one GEMM with β = 1).
+    w (in, out), x (rows, in), delta (rows, out); returns W, the same buffer on NumPy."""
     fast = _fast(backend)
-    if fast and hasattr(fast, "sgd_linear_update"):
-        return fast.sgd_linear_update(w, b, x, delta, lr)
-    return portable.sgd_linear_update(backend.xp, w, b, x, delta, lr)
+    if fast and hasattr(fast, "sgd_xt_delta_update"):
+        return fast.sgd_xt_delta_update(w, x, delta, lr)
+    return portable.sgd_xt_delta_update(backend.xp, w, x, delta, lr)
 
 
 def adam_update(backend, w, g, m, v, lr, beta1, beta2, eps, bias_c1, bias_c2):

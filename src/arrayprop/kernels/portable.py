@@ -71,9 +71,9 @@ def activation_grad(xp, kind: str, a, grad_a, alpha: float = 0.0) -> Any:
 
 
 def softmax(xp, z) -> Any:
-    """Row-wise softmax, shifted by the row maximum so that no exponential overflows."""
-    e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
-    return e / xp.sum(e, axis=1, keepdims=True)
+    """Softmax over the last axis, shifted by the row maximum so that no exponential overflows."""
+    e = xp.exp(z - xp.max(z, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
 
 
 def bias_grad(xp, delta) -> Any:
@@ -108,13 +108,13 @@ def sgd_update(xp, w, g, lr: float) -> Any:
     return w - lr * g  # eq. 7
 
 
-def sgd_linear_update(xp, w, b, x, delta, lr: float) -> tuple[Any, Any]:
-    """Plain SGD on a Dense layer straight from its backward inputs (eq. 7a: eq. 7 with eqs. 5–6):
-    W ← W − η Xᵀδ and b ← b − η Σ_rows δ, the gradients not kept. Returns the new (W, b).
+def sgd_xt_delta_update(xp, w, x, delta, lr: float) -> Any:
+    """Plain SGD on a weight whose gradient is Xᵀδ (eq. 7 with eq. 5, i.e. eq. 7a):
+    W ← W − η Xᵀδ. Returns the new W.
 
-    x : (batch, in), delta : (batch, out), w : (in, out), b : (out,)
+    x : (rows, in), delta : (rows, out), w : (in, out)
     """
-    return w - lr * (x.T @ delta), b - lr * bias_grad(xp, delta)  # eq. 7a
+    return w - lr * (x.T @ delta)  # eq. 7a
 
 
 def adam_update(

@@ -1,8 +1,9 @@
 """Layers, losses and initialisers: the model side of the math (docs/math.md).
 
 One concept per module: :mod:`.parameter`, :mod:`.layer` (the protocol), :mod:`.dense`,
-:mod:`.activations`, :mod:`.containers` (Sequential, mlp), :mod:`.config` (rebuilding models
-from their config), :mod:`.losses`, :mod:`.init` and :mod:`.gradcheck`.
+:mod:`.activations`, :mod:`.flatten`, :mod:`.containers` (Sequential, mlp), :mod:`.registry`
+(the layer types checkpoints rebuild), :mod:`.summary`, :mod:`.losses`, :mod:`.init` and
+:mod:`.gradcheck`.
 
 Array API only, through ``backend.xp``; see docs/architecture.md for what nn/ may import.
 """
@@ -17,9 +18,9 @@ from arrayprop.nn.activations import (
     Softmax,
     Tanh,
 )
-from arrayprop.nn.config import LAYER_TYPES, layer_from_config, sequential_from_config
 from arrayprop.nn.containers import Sequential, mlp
 from arrayprop.nn.dense import Dense
+from arrayprop.nn.flatten import Flatten
 from arrayprop.nn.gradcheck import gradcheck, relative_error
 from arrayprop.nn.init import (
     glorot_normal,
@@ -40,7 +41,8 @@ from arrayprop.nn.losses import (
     SoftmaxCrossEntropy,
     get_loss,
 )
-from arrayprop.nn.parameter import Parameter
+from arrayprop.nn.parameter import Buffer, Parameter
+from arrayprop.nn.registry import LAYER_TYPES, layer_config, layer_from_config, register_layer
 
 __all__ = [
     "ACTIVATIONS",
@@ -50,7 +52,9 @@ __all__ = [
     "RMSE",
     "Activation",
     "BinaryCrossEntropy",
+    "Buffer",
     "Dense",
+    "Flatten",
     "Identity",
     "L2Loss",
     "Layer",
@@ -69,10 +73,11 @@ __all__ = [
     "gradcheck",
     "he_normal",
     "he_uniform",
+    "layer_config",
     "layer_from_config",
     "mlp",
     "normal",
+    "register_layer",
     "relative_error",
-    "sequential_from_config",
     "zeros",
 ]

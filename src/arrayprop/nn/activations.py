@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from arrayprop import kernels
-from arrayprop.backends import Backend
 from arrayprop.errors import ShapeError
-from arrayprop.nn.layer import Layer, check_2d, check_grad
+from arrayprop.nn.layer import Layer, check_grad, check_last_axis
+from arrayprop.nn.registry import register_layer
 from arrayprop.validation import UNIT_OPEN, check
 
 __all__ = [
@@ -31,6 +31,21 @@ __all__ = [
 LEAKY_ALPHA = UNIT_OPEN
 
 
+def kept_output(layer: Layer, grad_out: Any) -> Any:
+    """The output ``layer``'s forward kept (in ``_a``), checked against ∂C/∂output: backward
+    after forward, the same backend, dtype and shape."""
+    a = layer._a
+    if a is None:
+        raise RuntimeError(f"{layer!r}: backward called before forward")
+    check_grad(layer, grad_out, a.dtype)
+    if tuple(grad_out.shape) != tuple(a.shape):
+        raise ShapeError(
+            f"{layer!r}: gradient of shape {tuple(grad_out.shape)} does not match the output "
+            f"shape {tuple(a.shape)}"
+        )
+    return a
+
+
 class Activation(Layer):
     """An elementwise A = f(Z) whose derivative is computed from the cached output A.
 
@@ -38,8 +53,9 @@ class Activation(Layer):
     """
 
     kind = "identity"
-    caches_output = True
-    fuses_sgd = True
+    speed_hints = True
+    retains_output = True
+    preserves_shape = True
 
     def __init__(self) -> None:
         self._a = None
@@ -55,8 +71,8 @@ class Activation(Layer):
         return 0.0
 
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
-        be = self._backend_for(x)
-        check_2d(self, x, None, "input")
+        be = self.backend_for(x)
+        check_last_axis(self, x, None, "input")
         a = kernels.activation(be, self.kind, x, self._alpha, inplace=inplace)  # eq. 2
         self._a = a
         return a
@@ -67,17 +83,8 @@ class Activation(Layer):
         *,
         inplace: bool = False,
         input_grad: bool = True,
-        sgd_lr: float | None = None,
     ) -> Any:
-        a = self._a
-        if a is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
-        check_grad(self, grad_out, a)
-        if tuple(grad_out.shape) != tuple(a.shape):
-            raise ShapeError(
-                f"{self!r}: gradient of shape {tuple(grad_out.shape)} does not match the output "
-                f"shape {tuple(a.shape)}"
-            )
+        a = kept_output(self, grad_out)
         self._a = None
         if not input_grad:
             return None
@@ -87,31 +94,36 @@ class Activation(Layer):
         )
 
 
+@register_layer
 class Identity(Activation):
     """f(z) = z, f'(z) = 1."""
 
     kind = "identity"
-    caches_output = False
+    retains_output = False
 
 
+@register_layer
 class ReLU(Activation):
     """f(z) = max(z, 0), f'(z) = [z > 0]  (read off the output: [a > 0])."""
 
     kind = "relu"
 
 
+@register_layer
 class Sigmoid(Activation):
     """f(z) = 1 / (1 + e^{−z}), f'(z) = a (1 − a). Stable for any |z| (no overflow)."""
 
     kind = "sigmoid"
 
 
+@register_layer
 class Tanh(Activation):
     """f(z) = tanh z, f'(z) = 1 − a²."""
 
     kind = "tanh"
 
 
+@register_layer
 class LeakyReLU(Activation):
     """f(z) = z for z > 0, else alpha·z; f'(z) = 1 or alpha (alpha > 0)."""
 
@@ -129,24 +141,20 @@ class LeakyReLU(Activation):
         return f"LeakyReLU(alpha={self.alpha})"
 
     def config(self) -> dict[str, Any]:
-        return {"type": "LeakyReLU", "alpha": self.alpha}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], backend: Backend | None = None) -> LeakyReLU:
-        layer = cls(alpha=config["alpha"])
-        layer.backend = backend
-        return layer
+        return {"alpha": self.alpha}
 
 
+@register_layer
 class Softmax(Layer):
-    """Row-wise softmax, a_i = e^{z_i} / Σ_j e^{z_j} (max-shifted: no overflow).
+    """Softmax over the last axis, a_i = e^{z_i} / Σ_j e^{z_j} (max-shifted: no overflow).
 
     Backward: ∂C/∂z = a ⊙ (g − Σ_j g_j a_j) (eq. 10). With a cross-entropy loss prefer
     :class:`~arrayprop.nn.SoftmaxCrossEntropy` on the logits, which fuses both.
     """
 
-    caches_output = True
-    fuses_sgd = True
+    speed_hints = True
+    retains_output = True
+    preserves_shape = True
 
     def __init__(self) -> None:
         self._a = None
@@ -158,8 +166,8 @@ class Softmax(Layer):
         self._a = None
 
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
-        be = self._backend_for(x)
-        check_2d(self, x, None, "input")
+        be = self.backend_for(x)
+        check_last_axis(self, x, None, "input")
         self._a = kernels.softmax(be, x)
         return self._a
 
@@ -169,20 +177,11 @@ class Softmax(Layer):
         *,
         inplace: bool = False,
         input_grad: bool = True,
-        sgd_lr: float | None = None,
     ) -> Any:
-        a = self._a
-        if a is None:
-            raise RuntimeError("Softmax(): backward called before forward")
-        check_grad(self, grad_out, a)
-        if tuple(grad_out.shape) != tuple(a.shape):
-            raise ShapeError(
-                f"Softmax(): gradient of shape {tuple(grad_out.shape)} does not match the output "
-                f"shape {tuple(a.shape)}"
-            )
+        a = kept_output(self, grad_out)
         self._a = None
         xp = self.backend.xp
-        return a * (grad_out - xp.sum(grad_out * a, axis=1, keepdims=True))  # eq. 10
+        return a * (grad_out - xp.sum(grad_out * a, axis=-1, keepdims=True))  # eq. 10
 
 
 #: Activation names accepted by :func:`~arrayprop.nn.mlp` and the CLI.

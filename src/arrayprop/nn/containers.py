@@ -12,8 +12,9 @@ from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import BackendMismatchError
 from arrayprop.nn.activations import ACTIVATIONS
 from arrayprop.nn.dense import WIDTH, Dense
-from arrayprop.nn.layer import Layer
-from arrayprop.nn.parameter import Parameter
+from arrayprop.nn.layer import Layer, state_backend
+from arrayprop.nn.mode import evaluating
+from arrayprop.nn.registry import layer_config, layer_from_config, register_layer
 from arrayprop.random import host_rng
 from arrayprop.validation import POSITIVE_INT, check
 
@@ -23,19 +24,17 @@ __all__ = ["BATCH_SIZE", "Sequential", "mlp"]
 BATCH_SIZE = POSITIVE_INT
 
 
+@register_layer
 class Sequential(Layer):
     """A stack of layers applied in order; backward runs them in reverse.
 
     All layers with parameters must share one backend (library, device and dtype); parameter-free
-    layers adopt it.
+    layers adopt it. Parameters are named by position and attribute: ``"0.weight"``.
     """
 
-    # The output may be an inner layer's cached output, so an outer model must not overwrite it.
-    caches_output = True
-
-    @property
-    def fuses_sgd(self) -> bool:  # type: ignore[override]
-        return all(layer.fuses_sgd for layer in self.layers)
+    speed_hints = True
+    # The output may be an inner layer's kept output, so an outer model must not overwrite it.
+    retains_output = True
 
     def __init__(self, *layers: Layer) -> None:
         if len(layers) == 1 and isinstance(layers[0], list | tuple):
@@ -44,23 +43,24 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Layer")
         # Compared by value: equal backends reached by different get_backend calls are one.
-        backends = {str(layer.backend): layer.backend for layer in layers if layer.parameters()}
+        backends = {}
+        for layer in layers:
+            be = state_backend(layer)
+            if be is not None:
+                backends[str(be)] = be
         if len(backends) > 1:
             names = ", ".join(backends)
             raise BackendMismatchError(f"Sequential: layers live on different backends: {names}")
         self.layers = list(layers)
         self.backend = next(iter(backends.values()), None)
         if self.backend is not None:
-            for layer in self.layers:
+            for _, layer in self.named_layers():
                 layer.backend = self.backend
-        self._name_parameters()
+        self.assign_names()
 
-    def _name_parameters(self) -> None:
+    def named_children(self):
         for i, layer in enumerate(self.layers):
-            for attr in ("weight", "bias"):
-                p = getattr(layer, attr, None)
-                if isinstance(p, Parameter):
-                    p.name = f"{i}.{attr}"
+            yield str(i), layer
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
@@ -79,80 +79,95 @@ class Sequential(Layer):
     def dtype(self) -> Any:
         return None if self.backend is None else self.backend.dtype
 
+    @property
+    def in_features(self) -> int | None:
+        """The input width the model declares: its first layer's ``in_features``, looking past
+        shape-preserving layers (activations); None when the first shape-changing layer declares
+        none (a Flatten, a user's layer)."""
+        for layer in self.layers:
+            width = getattr(layer, "in_features", None)
+            if width is not None or not layer.preserves_shape:
+                return width
+        return None
+
+    @property
+    def out_features(self) -> int | None:
+        """The output width the model declares: its last shape-changing layer's
+        ``out_features`` (None when that layer declares none)."""
+        for layer in reversed(self.layers):
+            width = getattr(layer, "out_features", None)
+            if width is not None or not layer.preserves_shape:
+                return width
+        return None
+
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
-        """Apply every layer in order.  x : (batch, in_features) -> (batch, out_features)."""
+        """Apply every layer in order.  x : (batch, ...) -> the last layer's output."""
         owned = inplace
         for layer in self.layers:
-            out = layer.forward(x, inplace=owned)
+            out = layer.forward(x, inplace=owned) if layer.speed_hints else layer.forward(x)
             # The next layer may overwrite this output unless the layer keeps it for backward
             # or passed its input through (Identity: then the buffer is still the caller's).
-            owned = not layer.caches_output and out is not x
+            owned = layer.speed_hints and not layer.retains_output and out is not x
             x = out
         return x
 
-    def backward(
-        self,
-        grad_out: Any,
-        *,
-        inplace: bool = False,
-        input_grad: bool = True,
-        sgd_lr: float | None = None,
-    ) -> Any:
+    def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
         """Backpropagate ∂C/∂output through the layers in reverse (eq. 3–6).
 
         With ``input_grad=False`` the first layer skips ∂C/∂input (not needed to train) and
-        None is returned. ``sgd_lr`` is passed to every layer (see :class:`Layer`).
+        None is returned.
         """
         g = grad_out
         owned = inplace
-        fused = {} if sgd_lr is None else {"sgd_lr": sgd_lr}
         for i in range(len(self.layers) - 1, -1, -1):
-            g_in = self.layers[i].backward(
-                g, inplace=owned, input_grad=input_grad or i > 0, **fused
-            )
+            layer = self.layers[i]
+            if layer.speed_hints:
+                g_in = layer.backward(g, inplace=owned, input_grad=input_grad or i > 0)
+            else:
+                g_in = layer.backward(g)
+                if i == 0 and not input_grad:
+                    g_in = None
             # A new array is ours to overwrite; one passed through (Identity) may be the caller's.
-            owned = owned or g_in is not g
+            owned = (owned or g_in is not g) and layer.speed_hints
             g = g_in
         return g
-
-    def parameters(self) -> list[Parameter]:
-        return [p for layer in self.layers for p in layer.parameters()]
 
     def clear_cache(self) -> None:
         for layer in self.layers:
             layer.clear_cache()
 
     def config(self) -> dict[str, Any]:
-        return {"type": "Sequential", "layers": [layer.config() for layer in self.layers]}
+        return {"layers": [layer_config(layer) for layer in self.layers]}
 
-    def to(self, backend: str | Backend, device: Any = None, dtype: Any = None) -> Sequential:
-        """A copy of the model on another backend / device / dtype; this model is unchanged.
-
-        A backend given by name keeps the model's dtype unless ``dtype`` is given.
-        """
-        if dtype is None and self.backend is not None and not isinstance(backend, Backend):
-            dtype = self.backend.dtype_name
-        target = get_backend(backend, device=device, dtype=dtype)
-        return Sequential(*(layer.to(target) for layer in self.layers))
+    @classmethod
+    def from_config(cls, config: dict[str, Any], backend: Backend | None = None) -> Sequential:
+        """Rebuild from :meth:`config` (fresh parameters): every layer through the registry."""
+        layers = config.get("layers") if isinstance(config, dict) else None
+        if not isinstance(layers, list):
+            raise ValueError("Sequential config: expected a list under 'layers'")
+        return cls(*(layer_from_config(c, backend=backend) for c in layers))
 
     def predict(self, x: Any, batch_size: int | None = None) -> Any:
-        """The model's output for ``x`` (host or backend array), in batches; no gradient state.
+        """The model's output for ``x`` (host or backend array), in batches, in evaluation mode;
+        no gradient state is kept.
 
-        x : (n, in_features) -> array of shape (n, out_features) on the model's backend.
+        x : (n, ..., in_features) -> array of shape (n, ..., out_features) on the model's backend.
         """
         # A model without parameters (only activations) runs wherever its input lives.
-        be = self.backend if self.backend is not None else self._backend_for(x)
+        be = self.backend if self.backend is not None else self.backend_for(x)
         # Host float data takes the model's dtype (on NumPy a host array is also a backend array).
         x = be.asarray(x, what="predict: x")
         if batch_size is not None:
             batch_size = check("predict", "batch_size", batch_size, BATCH_SIZE)
         n = x.shape[0] if x.ndim else 0
         step = n if batch_size is None or batch_size >= n else batch_size
-        # Explicit trailing axes and an in-range stop: the standard specifies nothing else.
-        outs = [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)] if n else []
-        self.clear_cache()
-        if not outs:
-            return self.forward(x)
+        with evaluating(self):
+            # Explicit trailing axes and an in-range stop: the standard specifies nothing else.
+            outs = (
+                [self.forward(x[i : min(i + step, n), ...]) for i in range(0, n, step)] if n else []
+            )
+            if not outs:
+                return self.forward(x)
         return outs[0] if len(outs) == 1 else be.xp.concat(outs, axis=0)
 
 

@@ -6,15 +6,17 @@ Array API only, through ``backend.xp``; backend-specific speed lives behind
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
-from arrayprop.nn.init import get_initializer
-from arrayprop.nn.layer import Layer, check_2d, check_grad
+from arrayprop.nn.init import INITIALIZERS, get_initializer
+from arrayprop.nn.layer import Layer, check_grad, check_last_axis
 from arrayprop.nn.parameter import Parameter
+from arrayprop.nn.registry import register_layer
 from arrayprop.random import host_rng
 from arrayprop.validation import POSITIVE_INT, check
 
@@ -24,6 +26,7 @@ __all__ = ["WIDTH", "Dense"]
 WIDTH = POSITIVE_INT
 
 
+@register_layer
 class Dense(Layer):
     """Fully connected layer, Z = X W + b.
 
@@ -52,7 +55,7 @@ class Dense(Layer):
     bias : Parameter, shape (out_features,)
     """
 
-    fuses_sgd = True
+    speed_hints = True
 
     def __init__(
         self,
@@ -96,77 +99,63 @@ class Dense(Layer):
         return f"Dense({self.in_features}, {self.out_features})"
 
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
-        """Z = X W + b.  x : (batch, in_features) -> (batch, out_features)."""
+        """Z = X W + b.  x : (..., in_features) -> (..., out_features)."""
         be = self.backend
         if not be.owns(x):
             be.check(x, f"{self!r} input")
-        check_2d(self, x, self.in_features, "input")
+        check_last_axis(self, x, self.in_features, "input")
         if x.dtype != self.weight.data.dtype:
             raise DTypeError(
                 f"{self!r}: expected input of dtype {be.dtype_name}, got {x.dtype}; convert the "
                 "data with backend.asarray (integer data must be cast to float explicitly)"
             )
+        if self.training and self.weight.grad_factors is not None:
+            # The previous step's factors of ∂C/∂W: drop them now rather than keep two steps'
+            # (an evaluation pass leaves the last training step's gradient readable).
+            self.weight.grad = None
+        lead = tuple(x.shape[:-1])
+        if len(lead) > 1:  # (..., in) as rows of one GEMM
+            x = be.xp.reshape(x, (-1, self.in_features))
         self._x = x
-        return kernels.linear(be, x, self.weight.data, self.bias.data)  # eq. 1
+        z = kernels.linear(be, x, self.weight.data, self.bias.data)  # eq. 1
+        return z if len(lead) == 1 else be.xp.reshape(z, (*lead, self.out_features))
 
-    def backward(
-        self,
-        grad_out: Any,
-        *,
-        inplace: bool = False,
-        input_grad: bool = True,
-        sgd_lr: float | None = None,
-    ) -> Any:
-        """Given δ = ∂C/∂Z (batch, out_features): ∂C/∂W = Xᵀ δ, ∂C/∂b = Σ_rows δ; returns δ Wᵀ."""
+    def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
+        """Given δ = ∂C/∂Z (..., out_features): sets ∂C/∂W = Xᵀ δ (formed when read, so an
+        optimizer may fold it into its update) and ∂C/∂b = Σ_rows δ; returns δ Wᵀ."""
         x = self._x
         if x is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        check_grad(self, grad_out, x)
-        check_2d(self, grad_out, self.out_features, "gradient")
-        if grad_out.shape[0] != x.shape[0]:
-            raise ShapeError(
-                f"{self!r}: gradient has {grad_out.shape[0]} rows but the input had {x.shape[0]}"
-            )
+        check_grad(self, grad_out, x.dtype)
+        check_last_axis(self, grad_out, self.out_features, "gradient")
         be = self.backend
-        self._x = None
-        if sgd_lr is not None:
-            # δ Wᵀ needs the weights before the update, so it goes first (eq. 7a).
-            g_in = kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None  # eq. 4
-            w, b = kernels.sgd_linear_update(  # eq. 7a
-                be, self.weight.data, self.bias.data, x, grad_out, sgd_lr
+        shape = tuple(grad_out.shape)
+        delta = grad_out if len(shape) == 2 else be.xp.reshape(grad_out, (-1, self.out_features))
+        if delta.shape[0] != x.shape[0]:
+            raise ShapeError(
+                f"{self!r}: gradient has {delta.shape[0]} rows but the input had {x.shape[0]}"
             )
-            self.weight.data, self.bias.data = w, b
-            self.weight.grad = self.bias.grad = None
-            return g_in
-        self.weight.grad = kernels.matmul(be, x.T, grad_out)  # eq. 5
-        self.bias.grad = kernels.bias_grad(be, grad_out)  # eq. 6
-        return kernels.matmul(be, grad_out, self.weight.data.T) if input_grad else None  # eq. 4
-
-    def parameters(self) -> list[Parameter]:
-        return [self.weight, self.bias]
+        self._x = None
+        self.weight.set_grad_factors(be, x, delta)  # eq. 5, formed when read
+        self.bias.grad = kernels.bias_grad(be, delta)  # eq. 6
+        if not input_grad:
+            return None
+        g_in = kernels.matmul(be, delta, self.weight.data.T)  # eq. 4
+        return g_in if len(shape) == 2 else be.xp.reshape(g_in, (*shape[:-1], self.in_features))
 
     def clear_cache(self) -> None:
         self._x = None
 
+    def gemm_flops(self, sample_shape: tuple[int, ...]) -> int:
+        """FLOPs of the forward GEMM per sample whose output has ``sample_shape`` (..., out)."""
+        rows = math.prod(sample_shape[:-1])
+        return 2 * self.in_features * self.out_features * rows
+
     def config(self) -> dict[str, Any]:
-        return {
-            "type": "Dense",
+        config: dict[str, Any] = {
             "in_features": self.in_features,
             "out_features": self.out_features,
-            "init": self.init,
         }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], backend: Backend | None = None) -> Dense:
-        """A Dense of the configured widths with freshly initialised weights (default init)."""
-        return cls(config["in_features"], config["out_features"], backend=backend)
-
-    def to(self, backend: Backend) -> Dense:
-        src = self.backend
-        return Dense(
-            self.in_features,
-            self.out_features,
-            weight=src.to_host(self.weight.data),
-            bias=src.to_host(self.bias.data),
-            backend=backend,
-        )
+        if self.init in INITIALIZERS:  # a custom initialiser cannot be named in a file
+            config["init"] = self.init
+        return config

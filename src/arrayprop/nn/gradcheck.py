@@ -102,14 +102,14 @@ def gradcheck(
 
     _, grad_out = cost_and_grad(out)
     grad_in = m.backward(grad_out)
-    analytic = {p.name or f"param{i}": be64.to_host(p.grad) for i, p in enumerate(m.parameters())}
+    named = list(m.named_parameters())
+    analytic = {name: be64.to_host(p.grad) for name, p in named}
 
     def cost() -> float:
         return float(be64.to_host(cost_and_grad(m.forward(state["x"]))[0]))
 
     errors: dict[str, float] = {}
-    for i, p in enumerate(m.parameters()):
-        name = p.name or f"param{i}"
+    for name, p in named:
 
         def set_param(value: Any, p: Any = p) -> None:
             p.data = be64.asarray(value)
@@ -139,6 +139,9 @@ def _gradcheck_loss(loss: Loss, pred: Any, target: Any, eps: float) -> dict[str,
         t = be.to_host(target)
         if "float" in str(t.dtype):
             t = t.astype("float64")
+    if be is not None and not _is_plain_host(pred):
+        # On the predictions' backend: a user's loss may not convert its target itself.
+        t = be64.asarray(t, dtype=be64.dtype if "float" in str(getattr(t, "dtype", "")) else None)
     state = {"p": be64.asarray(p_host)}
     _, grad = loss.value_and_grad(state["p"], t)
     analytic = be64.to_host(grad)

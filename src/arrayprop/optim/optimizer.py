@@ -99,11 +99,6 @@ class Optimizer:
         """Whether every one of ``params`` is among the parameters this optimizer updates."""
         return self._param_ids.issuperset(map(id, params))
 
-    def plain_sgd_lr(self) -> float | None:
-        """η when :meth:`step` is exactly W ← W − η ∂C/∂W for every parameter (no state, no
-        decay), so the update may be folded into the backward pass; else None."""
-        return None
-
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None

@@ -38,6 +38,7 @@ class SGD(Optimizer):
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
+        fused: bool | str = "auto",
     ) -> None:
         super().__init__(params, lr)
         self.momentum = check("SGD", "momentum", momentum, HYPERPARAMETERS["momentum"])
@@ -47,6 +48,14 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs a positive momentum")
+        if fused not in (True, False, "auto"):
+            raise ValueError(f"SGD: fused must be True, False or 'auto', got {fused!r}")
+        if fused is True and (self.momentum or self.weight_decay):
+            raise ValueError(
+                "SGD: fused=True needs plain SGD (momentum=0, weight_decay=0): only "
+                "W ← W − η Xᵀδ folds into one GEMM"
+            )
+        self.fused = fused
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
@@ -56,10 +65,31 @@ class SGD(Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def plain_sgd_lr(self) -> float | None:
-        if type(self) is not SGD or self.momentum or self.weight_decay:
-            return None
-        return self.lr
+    def folds(self) -> bool:
+        """Whether :meth:`step` folds W ← W − η Xᵀδ into one GEMM for parameters whose gradient
+        is an unformed product (Dense weights): plain SGD, ``fused`` not False, and with
+        ``"auto"`` only where the backend does it in place (NumPy with its BLAS bound)."""
+        if self.fused is False or self.momentum or self.weight_decay:
+            return False
+        return self.fused is True or kernels.fused_sgd(self.backend)
+
+    def step(self) -> None:
+        """Apply one update to every parameter that has a gradient.
+
+        Folded parameters (see :meth:`folds`) keep their gradient factors, so ``.grad`` still
+        gives this step's gradient when read afterwards.
+        """
+        if not self.folds():
+            super().step()
+            return
+        self.steps += 1
+        for i, p in enumerate(self.params):
+            factors = p.grad_factors
+            if factors is not None:
+                _, x, delta = factors
+                p.data = kernels.sgd_xt_delta_update(self.backend, p.data, x, delta, self.lr)
+            elif p.grad is not None:
+                p.data = self._update(i, p.data, p.grad)
 
     def _update(self, i: int, w: Any, g: Any) -> Any:
         if self.weight_decay:

@@ -14,10 +14,10 @@ boundary, :func:`arrayprop.data.adapter.prepare`. How :func:`fit` keeps the devi
 - **Divergence**: that same read says whether any loss of the window was NaN/inf (and at which
   step: the per-step losses stay on the device until the read) and whether every weight is still
   finite. If not, :class:`~arrayprop.errors.DivergenceError` names the epoch, the step and the
-  first layer whose weight gradient is non-finite, and the model gets back the copy of its
-  weights taken at the previous read. The granularity is one refresh window: at most
-  :data:`REFRESH_SECONDS` of training with the bar, one epoch without it. The optimizer's state
-  is not rolled back; a checkpoint file is never written after a divergence.
+  first parameter (by dotted name, with its layer) whose gradient is non-finite, and the model
+  gets back the copy of its weights taken at the previous read. The granularity is one refresh
+  window: at most :data:`REFRESH_SECONDS` of training with the bar, one epoch without it. The
+  optimizer's state is not rolled back; a checkpoint file is never written after a divergence.
 - **Ctrl-C** (SIGINT, in the main thread) is deferred to the end of the running step: the step
   completes, ``fit`` saves a checkpoint when one is configured and returns the History so far.
   A KeyboardInterrupt raised by code inside a step (a callback, a patched function) ends the run
@@ -37,16 +37,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
-from arrayprop import kernels
-from arrayprop.backends import Backend
+from arrayprop.checkpoint.write import check_rebuildable
 from arrayprop.data.adapter import prepare
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss, get_loss
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
-from arrayprop.random import host_rng
+from arrayprop.random import host_rng, stepping, stream_seed
 from arrayprop.training.args import (
     DEFAULT_METRICS,
     check_argument,
@@ -80,28 +80,35 @@ WINDOW_STEPS = 1024
 
 
 def train_step(
-    model: Layer, loss: Loss, optimizer: Optimizer, x: Any, y: Any, *, keep_grads: bool = False
+    model: Layer,
+    loss: Loss,
+    optimizer: Optimizer,
+    x: Any,
+    y: Any,
+    *,
+    keep_grads: bool = False,
+    seed: int = 0,
 ) -> Any:
-    """One gradient-descent step on the mini-batch (x, y).
+    """One gradient-descent step on the mini-batch (x, y), in training mode.
 
     Runs the forward pass, the loss and its gradient, the backward pass (which skips ∂C/∂x, not
-    needed to train) and ``optimizer.step()``.
-
-    With plain :class:`~arrayprop.optim.SGD` (no momentum, no weight decay) on a backend whose
-    kernels fold the update into the weight-gradient GEMM (NumPy with its OpenBLAS,
-    :func:`arrayprop.kernels.fused_sgd`), each Dense layer applies W ← W − η Xᵀδ during the
-    backward pass as one BLAS call and the weight gradient is never stored (eq. 7a of
-    docs/math.md): the weights are the same, but ``.grad`` is None afterwards.
-    ``keep_grads=True`` keeps the separate ``optimizer.step()`` and the gradients.
+    needed to train, where the model takes that hint) and ``optimizer.step()``. Afterwards
+    every parameter's ``.grad`` holds this step's gradient (a Dense weight gradient is formed
+    when first read: plain :class:`~arrayprop.SGD` on NumPy folds it into its update instead,
+    eq. 7a of docs/math.md).
 
     Parameters
     ----------
-    x : array, shape (batch, in_features)
+    x : array, shape (batch, ...)
         On the model's backend (host data is copied there first).
     y : array
         Targets in the form the loss takes, e.g. integer labels (batch,).
     keep_grads : bool
-        Never fold the update into the backward pass, so every ``Parameter.grad`` is set.
+        Form every gradient before the update, so that no optimizer folds it (the update then
+        reads the stored gradients, as with every other optimizer).
+    seed : int
+        Root of the per-step random stream layers draw from (:meth:`Layer.step_rng`), keyed by
+        it and ``optimizer.steps``.
 
     Returns
     -------
@@ -110,29 +117,28 @@ def train_step(
         the caller, so no device→host copy happens here.
     """
     be = model.backend
+    if be is None and model.parameters():
+        be = model_backend(model, "train_step")  # a user's layer holding others
     if be is not None:
         # Moves host data and casts float data to the model's dtype (on numpy, host data counts
         # as the backend's own and would otherwise reach Dense as float64 for a float32 model).
         x = be.asarray(x, what="train_step: x")
-    pred = model.forward(x)
-    value, grad = loss.value_and_grad(pred, y)
-    lr = None if keep_grads or be is None else _fused_sgd_lr(model, optimizer, be)
-    if lr is None:
-        model.backward(grad, inplace=True, input_grad=False)
-    else:
-        model.backward(grad, inplace=True, input_grad=False, sgd_lr=lr)
-    optimizer.step()  # counts the step; with sgd_lr no gradient is left to apply
+    if not model.training:
+        model.train()
+    if "path" not in vars(model):  # a user's model not yet named (Sequential names itself)
+        model.assign_names()
+    with stepping(seed, optimizer.steps):
+        pred = model.forward(x)
+        value, grad = loss.value_and_grad(pred, y)
+        if model.speed_hints:
+            model.backward(grad, inplace=True, input_grad=False)
+        else:
+            model.backward(grad)
+    if keep_grads:
+        for p in model.parameters():
+            _ = p.grad  # formed now: the update reads it rather than folding it
+    optimizer.step()
     return value
-
-
-def _fused_sgd_lr(model: Layer, optimizer: Optimizer, be: Backend) -> float | None:
-    """η when this step may fold plain SGD into the backward pass: the optimizer is plain SGD
-    over every parameter of the model, every layer takes ``sgd_lr``, and the backend's kernel
-    does it as one in-place GEMM (elsewhere folding would gain nothing)."""
-    lr = optimizer.plain_sgd_lr()
-    if lr is None or not model.fuses_sgd or not kernels.fused_sgd(be):
-        return None
-    return lr if optimizer.owns(model.parameters()) else None
 
 
 def _budget(whose: str, max_device_bytes: int | None) -> int:
@@ -155,10 +161,12 @@ def evaluate(
 
     Parameters
     ----------
-    x : array, shape (n, in_features)
-        Host data (NumPy, memmap) or an array of the model's backend.
-    y : array, shape (n,) or (n, outputs)
-        Integer class labels or target rows.
+    x : array, shape (n, ...)
+        Host data (NumPy, memmap) or an array of the model's backend. When the model declares
+        an input width (``model.in_features``), x's last axis must have it.
+    y : array, shape (n,) or (n, ...)
+        Integer class labels (for a model that declares its output width,
+        ``model.out_features``) or target rows of the output's shape.
     loss : str or Loss, optional
         Also report ``"loss"``: the batch-size-weighted mean of the per-batch loss values (the
         mean over samples for every loss that averages over its batch).
@@ -185,7 +193,7 @@ def evaluate(
     ms = resolve_metrics(metrics, loss)
     batch = check_argument("evaluate", "batch_size", batch_size)
     budget = _budget("evaluate", max_device_bytes)
-    expect = expected_data(model, loss, "evaluate")
+    expect = expected_data(model, loss)
     d = prepare(be, x, y, expect, what="evaluate", budget=budget)
     sums = be.to_host(eval_sums(model, d, loss, ms, batch)).tolist()
     names = (["loss"] if loss is not None else []) + [m.name for m in ms]
@@ -199,13 +207,14 @@ def predict(
 
     Parameters
     ----------
-    x : array, shape (n, in_features)
+    x : array, shape (n, ...)
         Host data (NumPy, memmap; moved to the device in chunks of at most
-        ``max_device_bytes``) or an array of the model's backend.
+        ``max_device_bytes``) or an array of the model's backend. When the model declares an
+        input width (``model.in_features``), x's last axis must have it.
 
     Returns
     -------
-    array, shape (n, outputs)
+    array, shape (n, ...)
         On the model's backend (use ``model.backend.to_host`` for a NumPy array).
 
     Raises
@@ -217,7 +226,7 @@ def predict(
     be = model_backend(model, "predict")
     batch = check_argument("predict", "batch_size", batch_size)
     budget = _budget("predict", max_device_bytes)
-    expect = expected_data(model, None, "predict")
+    expect = expected_data(model, None)
     return outputs(model, prepare(be, x, None, expect, what="predict", budget=budget), batch)
 
 
@@ -247,12 +256,16 @@ def fit(
     Parameters
     ----------
     model : Sequential (or another Layer)
-        Trained in place, on its own backend.
-    x : array, shape (n, in_features)
-        Host data (NumPy array or ``numpy.memmap``) or an array of the model's backend.
-    y : array, shape (n,) or (n, outputs)
-        Integer class labels 0..k−1 (with ``"softmax-ce"``) or target rows; same placement
-        rules as ``x``.
+        Trained in place, on its own backend (for a user's layer holding others: that of its
+        parameters).
+    x : array, shape (n, ...)
+        Host data (NumPy array or ``numpy.memmap``) or an array of the model's backend. Only
+        the model's declared input width (``model.in_features``, when not None) is checked,
+        against x's last axis.
+    y : array, shape (n,) or (n, ...)
+        Integer class labels 0..k−1 (with ``"softmax-ce"``; the model must declare its output
+        width ``model.out_features`` = k) or target rows of the output's shape (whose last axis
+        must be the declared output width); same placement rules as ``x``.
     loss : str or Loss
         ``"softmax-ce"``, ``"mse"``, ``"bce"``, ... or an instance.
     optimizer : str or Optimizer
@@ -293,7 +306,8 @@ def fit(
     Returns
     -------
     History
-        Per-epoch loss, metrics, validation numbers, samples/s, time, lr and gradient norms.
+        Per-epoch loss, metrics, validation numbers, samples/s, time, lr and the gradient
+        norms of the model's weights (named by :meth:`~arrayprop.Layer.named_parameters`).
 
     Raises
     ------
@@ -311,6 +325,9 @@ def fit(
         batch_size = check_argument("fit", "batch_size", batch_size)
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True needs a checkpoint path")
+    if checkpoint is not None:
+        # Refused now, not after the first epoch: a model the checkpoint could not rebuild.
+        check_rebuildable(model, Path(checkpoint))
     loss = get_loss(loss)
     optimizer = resolve_optimizer(optimizer, model)
     if schedule is not None and getattr(schedule, "optimizer", None) is not optimizer:
@@ -321,7 +338,7 @@ def fit(
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks: {cb!r} is not an arrayprop Callback")
     budget = _budget("fit", max_device_bytes)
-    expect = expected_data(model, loss, "fit")
+    expect = expected_data(model, loss)
     train = prepare(be, x, y, expect, what="fit", budget=budget)
     val = None
     if validation_data is not None:
@@ -350,6 +367,8 @@ def fit(
         refresh_seconds=REFRESH_SECONDS,
         window_steps=WINDOW_STEPS,
     )
+    run.random_seed = stream_seed(seed)
+    model.assign_names()
     if resume and os.path.exists(checkpoint):
         restore_run(run, checkpoint)
     model.stop_training = False
@@ -359,7 +378,7 @@ def fit(
     try:
         # fit detects a non-finite loss itself (DivergenceError), so the floating-point
         # warnings a diverging step raises on the way (NumPy) would only be noise.
-        with defer_sigint(run.stop), model.backend.float_errors_ignored():
+        with defer_sigint(run.stop), be.float_errors_ignored():
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)

@@ -12,8 +12,9 @@ from typing import Any
 
 from arrayprop.backends import Backend
 from arrayprop.data.adapter import Expect
-from arrayprop.nn.layer import Layer
+from arrayprop.nn.layer import Layer, state_backend
 from arrayprop.nn.losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, Loss
+from arrayprop.nn.parameter import Parameter
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.registry import get_optimizer
 from arrayprop.training.callbacks import EpochLog, ProgressBar
@@ -42,29 +43,69 @@ def check_argument(whose: str, name: str, value: Any) -> Any:
 
 
 def model_backend(model: Layer, what: str) -> Backend:
-    """The backend ``model`` lives on (``ValueError`` when it has no parameters)."""
+    """The backend ``model`` lives on: its own (a :class:`~arrayprop.Sequential` sets one) or,
+    for a user's layer holding other layers, that of its first parameter (``ValueError`` when it
+    has no parameters)."""
     be = getattr(model, "backend", None)
+    if be is None and isinstance(model, Layer):
+        be = next((layer.backend for layer in _owners(model) if layer.backend is not None), None)
+        if be is None:
+            be = state_backend(model)
     if be is None:
         raise ValueError(f"{what}: the model has no parameters, so no backend to train on")
     return be
 
 
-def dense_layers(model: Layer) -> list[tuple[int, Layer]]:
-    """(index, layer) of every layer with a weight matrix, in forward order."""
-    layers = list(model.layers) if hasattr(model, "layers") else [model]
-    return [(i, layer) for i, layer in enumerate(layers) if hasattr(layer, "in_features")]
+def _owners(model: Layer) -> list[Layer]:
+    """The layers inside ``model`` (itself included) that hold parameters of their own."""
+    return [
+        layer
+        for _, layer in model.named_layers()
+        if any(isinstance(v, Parameter) for v in vars(layer).values())
+    ]
 
 
-def expected_data(model: Layer, loss: Loss | None, what: str) -> Expect:
-    """What ``model`` (trained or scored with ``loss``) takes as data: widths, and whether class
-    labels are fine (not for regression losses and binary cross-entropy)."""
-    dense = dense_layers(model)
-    if not dense:
-        raise ValueError(f"{what}: the model has no Dense layer")
-    first = dense[0][1]
+def describe(layer: Layer) -> str:
+    """How messages name a layer: its repr, or its class name when it has no repr of its own
+    (a user's layer without ``__repr__``)."""
+    if type(layer).__repr__ is object.__repr__:
+        return type(layer).__name__
+    return repr(layer)
+
+
+def first_layer(model: Layer) -> Layer:
+    """The layer that reads the model's input: for a :class:`~arrayprop.Sequential` its first
+    shape-changing layer (past activations), else the model itself."""
+    for layer in getattr(model, "layers", ()):
+        if getattr(layer, "in_features", None) is not None or not layer.preserves_shape:
+            return layer
+    return model
+
+
+def named_weights(model: Layer) -> list[tuple[str, Parameter]]:
+    """The model's weights by dotted name: every parameter with two axes or more (the biases
+    and other vectors left out), in :meth:`~arrayprop.Layer.named_parameters` order."""
+    return [(name, p) for name, p in model.named_parameters() if len(p.shape) >= 2]
+
+
+def owner_of(model: Layer, name: str) -> Layer:
+    """The layer holding the parameter of dotted ``name`` (the model itself for a top-level
+    one)."""
+    path = name.rpartition(".")[0]
+    return dict(model.named_layers()).get(path, model)
+
+
+def expected_data(model: Layer, loss: Loss | None) -> Expect:
+    """What ``model`` (trained or scored with ``loss``) takes as data: the input and output
+    widths it declares (``model.in_features`` / ``model.out_features``, None where it declares
+    none), and whether class labels are fine (not for regression losses and binary
+    cross-entropy)."""
     rows_only = isinstance(loss, (*REGRESSION_LOSSES, BinaryCrossEntropy))
     return Expect(
-        first.in_features, dense[-1][1].out_features, repr(first), repr(loss) if rows_only else None
+        getattr(model, "in_features", None),
+        getattr(model, "out_features", None),
+        describe(first_layer(model)),
+        repr(loss) if rows_only else None,
     )
 
 

@@ -1,7 +1,7 @@
 """What :func:`~arrayprop.fit` reports and who it reports to: History, callbacks, progress.
 
 - :class:`History` is the per-epoch record ``fit`` returns: training and validation loss and
-  metrics, samples/s, wall time, learning rate and the norm of each Dense layer's weight gradient.
+  metrics, samples/s, wall time, learning rate and the norm of each weight's gradient.
 - A :class:`Callback` hears ``on_train_begin``, ``on_epoch_begin``, ``on_epoch_end`` and
   ``on_train_end``; ``on_epoch_end`` returning True (or setting ``model.stop_training = True``)
   ends training after that epoch. :class:`EarlyStopping`, :class:`ModelCheckpoint` and
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from arrayprop import checkpoint
+from arrayprop.nn.layer import state_backend
 from arrayprop.validation import NON_NEGATIVE, POSITIVE_INT, Interval, Options, check
 
 __all__ = [
@@ -49,9 +50,9 @@ class History:
     Every key of the epoch logs is a list with one entry per epoch, readable as an attribute:
     ``history.loss``, ``history.accuracy``, ``history.val_loss``, ``history.samples_per_s``,
     ``history.time`` (seconds), ``history.lr`` and ``history.grad_norm`` (per epoch, a list with
-    the Frobenius norm ‖∂C/∂W‖ of each Dense layer's weight gradient at the epoch's last step,
-    in the order of :attr:`layers`; a deep sigmoid net shows vanishing gradients as norms that
-    shrink towards the input).
+    the Frobenius norm ‖∂C/∂W‖ of the gradient of each weight — every parameter with two axes
+    or more — at the epoch's last step, in the order of :attr:`layers`; a deep sigmoid net shows
+    vanishing gradients as norms that shrink towards the input).
 
     Attributes
     ----------
@@ -60,7 +61,8 @@ class History:
     epochs : list of int
         The epoch numbers recorded (from 1; a resumed run continues the numbering).
     layers : list of str
-        Names of the layers whose gradient norms are recorded, e.g. ``"0: Dense(64, 128)"``.
+        Dotted names of the weights whose gradient norms are recorded, as
+        :meth:`~arrayprop.Layer.named_parameters` gives them, e.g. ``"0.weight"``.
     interrupted : bool
         True when training ended on a KeyboardInterrupt.
     stopped_early : bool
@@ -154,13 +156,20 @@ class Callback:
         """After the last epoch, also when training stops early or is interrupted."""
 
 
+def _xp(model: Any) -> Any:
+    """The namespace of the model's arrays (a user's layer holding others has no ``backend`` of
+    its own: then that of its first parameter)."""
+    be = getattr(model, "backend", None)
+    return (be if be is not None else state_backend(model)).xp
+
+
 def _copy_weights(model: Any) -> list[Any]:
-    xp = model.backend.xp
+    xp = _xp(model)
     return [xp.asarray(p.data, copy=True) for p in model.parameters()]
 
 
 def _set_weights(model: Any, weights: list[Any]) -> None:
-    xp = model.backend.xp
+    xp = _xp(model)
     for p, w in zip(model.parameters(), weights, strict=True):
         p.data = xp.asarray(w, copy=True)
 

@@ -13,6 +13,7 @@ from arrayprop.backends import Backend
 from arrayprop.data.adapter import DeviceData
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
+from arrayprop.nn.mode import evaluating
 from arrayprop.training.metrics import Metric
 
 __all__ = ["accumulator_dtype", "eval_sums", "forward_all", "outputs"]
@@ -33,9 +34,10 @@ def forward_all(xp: Any, model: Layer, x: Any, batch: int) -> Any:
 
 
 def outputs(model: Layer, d: DeviceData, batch: int) -> Any:
-    """The model's output for the whole set ``d``: a device array (n, outputs)."""
+    """The model's output for the whole set ``d`` in evaluation mode: a device array (n, ...)."""
     xp = d.be.xp
-    outs = [forward_all(xp, model, xs, batch) for xs, _ in d.chunks(batch)]
+    with evaluating(model):
+        outs = [forward_all(xp, model, xs, batch) for xs, _ in d.chunks(batch)]
     return outs[0] if len(outs) == 1 else xp.concat(outs, axis=0)
 
 
@@ -44,12 +46,20 @@ def eval_sums(
 ) -> Any:
     """Device vector [Σ_batches loss·n_b (if ``loss``), Σ metric_j ...] over the whole set.
 
-    Divided by ``d.n``, these are the batch-size-weighted mean loss and the metrics.
+    Divided by ``d.n``, these are the batch-size-weighted mean loss and the metrics. The model
+    runs in evaluation mode.
     """
+    with evaluating(model):
+        return _eval_sums(model, d, loss, metrics, batch)
+
+
+def _eval_sums(
+    model: Layer, d: DeviceData, loss: Loss | None, metrics: list[Metric], batch: int
+) -> Any:
     be = d.be
     xp = be.xp
     acc = accumulator_dtype(be)
-    classes = xp.arange(d.outputs, dtype=xp.int64, device=be.device)
+    classes = xp.arange(d.outputs, dtype=xp.int64, device=be.device) if d.labels else None
     total = None
     for xs, ys in d.chunks(batch):
         pred = forward_all(xp, model, xs, batch)

@@ -22,7 +22,8 @@ from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
-from arrayprop.training.args import dense_layers
+from arrayprop.random import stepping
+from arrayprop.training.args import describe, model_backend, named_weights, owner_of
 from arrayprop.training.callbacks import Callback, EpochLog, History
 from arrayprop.training.evaluation import accumulator_dtype, eval_sums
 from arrayprop.training.metrics import Metric
@@ -105,6 +106,9 @@ class Run:
     and :data:`arrayprop.training.api.WINDOW_STEPS`, read by ``fit`` when it starts.
     """
 
+    #: Root of the per-step random stream (``fit``'s seed; see :func:`arrayprop.random.stepping`).
+    random_seed: int = 0
+
     def __init__(
         self,
         model: Layer,
@@ -129,19 +133,22 @@ class Run:
         self.model, self.loss, self.optimizer, self.metrics = model, loss, optimizer, metrics
         self.schedule = schedule
         self.refresh_seconds, self.window_steps = refresh_seconds, window_steps
-        self.be = be = model.backend
+        self.be = be = model_backend(model, "fit")
         self.xp = be.xp
         self.acc = accumulator_dtype(be)
         self.train, self.val = train, val
         self.batch, self.shuffle, self.rng, self.epochs = batch, shuffle, rng, epochs
         self.display, self.callbacks = display, callbacks
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
-        self.params = model.parameters()
-        self.dense = dense_layers(model)
+        self.named_params = list(model.named_parameters())
+        self.params = [p for _, p in self.named_params]
+        # The weights (parameters of two axes or more) whose gradient norms History records.
+        weights = named_weights(model)
+        self.weights = [p for _, p in weights]
         self.steps_per_epoch = -(-train.n // batch)
         self.window = _Window(self.xp, self.acc, len(metrics))
         self.stop = Stop()
-        self.history = History([f"{i}: {layer!r}" for i, layer in self.dense])
+        self.history = History([name for name, _ in weights])
         # Position: completed epochs, steps done in the current one, whether that one has
         # begun (its order drawn: the Generator has moved on) and its shuffled order.
         self.epoch_done = 0
@@ -191,13 +198,10 @@ class Run:
     def _diverged(self, bad_step: int, loss_bad: bool) -> None:
         xp, be = self.xp, self.be
         culprit = None
-        for i, layer in self.dense:
-            for p in layer.parameters():
-                g = p.grad
-                if g is not None and not bool(be.to_host(xp.all(xp.isfinite(g)))):
-                    culprit = f"layer {i} {layer!r} ({p.name or 'weight'})"
-                    break
-            if culprit:
+        for name, p in self.named_params:
+            g = p.grad
+            if g is not None and not bool(be.to_host(xp.all(xp.isfinite(g)))):
+                culprit = f"{name} of {describe(owner_of(self.model, name))}"
                 break
         for p, w in zip(self.params, self.finite_weights, strict=True):
             p.data, p.grad = w, None
@@ -214,7 +218,7 @@ class Run:
         err = DivergenceError(
             f"training diverged at epoch {epoch}, step {bad_step + 1} of "
             f"{self.steps_per_epoch}: {what} (lr={getattr(self.optimizer, 'lr', '?')}); first "
-            f"layer with a non-finite gradient at the last step: {where}. The weights were "
+            f"parameter with a non-finite gradient at the last step: {where}. The weights were "
             f"restored to those of {restored} (the last finite read); try a smaller learning "
             "rate"
         )
@@ -236,7 +240,10 @@ class Run:
         start_samples = min(self.step * B, n)
         self.display.begin(epoch, n, start_samples)
         forward, backward = model.forward, model.backward
+        # A user's model takes backward(grad) only; built-ins also take the speed hints.
+        hints = {"inplace": True, "input_grad": False} if model.speed_hints else {}
         value_and_grad, opt_step = loss.value_and_grad, optimizer.step
+        model.train()
         metrics = self.metrics
         losses_append = self.window.losses.append
         metric_lists = self.window.metrics
@@ -252,11 +259,12 @@ class Run:
         done = self.step
         try:
             for xb, yb in d.batches(B, self.order, done * B):
-                pred = forward(xb)
-                target = yb if classes is None else xp.astype(yb[:, None] == classes, dtype)
-                value, grad = value_and_grad(pred, target)
-                sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
-                backward(grad, inplace=True, input_grad=False)
+                with stepping(self.random_seed, optimizer.steps):
+                    pred = forward(xb)
+                    target = yb if classes is None else xp.astype(yb[:, None] == classes, dtype)
+                    value, grad = value_and_grad(pred, target)
+                    sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
+                    backward(grad, **hints)
                 opt_step()
                 nb = xb.shape[0]
                 if nb < B:
@@ -286,8 +294,8 @@ class Run:
         xp, acc = self.xp, self.acc
         t_end = time.perf_counter()
         norms = []
-        for _, layer in self.dense:
-            g = layer.weight.grad
+        for p in self.weights:
+            g = p.grad
             norms.append(
                 xp.asarray(math.nan, dtype=acc, device=self.be.device)
                 if g is None

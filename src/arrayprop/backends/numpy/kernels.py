@@ -15,7 +15,7 @@ import numpy as np
 from arrayprop.backends.numpy import blas as numpy_blas
 from arrayprop.kernels import portable
 
-#: Whether :func:`sgd_linear_update` folds the update into one GEMM (else it is unfused).
+#: Whether :func:`sgd_xt_delta_update` folds the update into one GEMM (else it is unfused).
 FUSED_SGD = numpy_blas.GEMM is not None
 
 
@@ -126,17 +126,14 @@ def sgd_update(w, g, lr):
 FUSE_MIN_WEIGHTS = 16384
 
 
-def sgd_linear_update(w, b, x, delta, lr):
+def sgd_xt_delta_update(w, x, delta, lr):
     # W ← W − η Xᵀδ as one BLAS call (α = −η, β = 1) when NumPy's OpenBLAS is bound and W is
     # big enough; otherwise the gradient is formed and subtracted in place.
     if w.size < FUSE_MIN_WEIGHTS or not numpy_blas.add_xt_delta(w, x, delta, -lr):
         g = np.matmul(x.T, delta)
         g *= lr
         w -= g
-    g = bias_grad(delta)
-    g *= lr
-    b -= g
-    return w, b
+    return w
 
 
 def adam_update(w, g, m, v, lr, beta1, beta2, eps, bias_c1, bias_c2):
