@@ -14,6 +14,10 @@ What is fused (equation numbers from docs/math.md):
 - ``activation_grad``: δ = g ⊙ f'(Z) in one pass (eqs. 3–4), f' read off the output A (eq. 9).
 - ``sgd_update`` / ``adam_update``: W ← W − η ∂W (eq. 7) and the Adam step (eq. 16), in place.
 
+``bias_grad`` (Σ_rows δ, eq. 6) is CuPy's own reduction over the rows, not a kernel of ours.
+Every name :mod:`arrayprop.kernels` calls on a fast module without a ``hasattr`` guard must be
+defined here (tests/kernels/test_dispatch_table.py checks that).
+
 Every kernel is a ``cupy.ElementwiseKernel`` built on first use and cached here; CuPy compiles
 it once per dtype (``T`` = float16, float32 or float64) and device and keeps the binary in its
 disk cache. float16 is computed in float32 registers (``acc_t``) and rounded once on store;
@@ -191,6 +195,12 @@ def activation_grad(kind, a, grad_a, alpha, inplace):
     if inplace:
         return _elementwise("grad", kind, True)(a, alpha, grad_a)
     return _elementwise("grad", kind, False)(a, grad_a, alpha)
+
+
+def bias_grad(delta):
+    # ∂C/∂b = Σ_rows δ (eq. 6), a new (out,) array: CuPy's reduction (CUB where enabled), which
+    # accumulates float16 in float32 registers; no cuBLAS call, so it is legal under capture.
+    return cupy.sum(delta, axis=0)
 
 
 def sgd_update(w, g, lr):
