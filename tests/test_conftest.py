@@ -18,7 +18,7 @@ import pytest
 import arrayprop as ap
 
 CONFTEST = Path(__file__).with_name("conftest.py")
-PROBE = '''
+PROBE = """
 import os
 import subprocess
 import sys
@@ -29,7 +29,7 @@ def test_probe(backend):
     # A subprocess (as the CLI tests start) sees no device setting from the suite.
     code = "import os; print('CHILD', os.environ.get('ARRAYPROP_DEVICE'))"
     print(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
-'''
+"""
 
 
 def _run(tmp_path: Path, *args: str, env_extra: dict[str, str] | None = None):
