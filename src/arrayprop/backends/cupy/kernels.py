@@ -38,6 +38,10 @@ import cupy
 
 from arrayprop.kernels.portable import ACTIVATIONS
 
+#: The dtypes every kernel is written for (``T``); scripts/cupy_compile_check.py compiles each
+#: kernel of :func:`all_kernels` for each of them with NVRTC.
+DTYPES = ("float16", "float32", "float64")
+
 # acc_t: the type the arithmetic runs in; float16 data is widened to float.
 _PREAMBLE = r"""
 template <typename U> struct ap_acc { typedef U type; };
@@ -147,6 +151,13 @@ def _adam_kernel() -> cupy.ElementwiseKernel:
         "arrayprop_adam_update",
         preamble=_PREAMBLE,
     )
+
+
+def all_kernels() -> list[cupy.ElementwiseKernel]:
+    """Every ElementwiseKernel this module can launch (built, not compiled: CuPy compiles on
+    the first call, per dtype and device)."""
+    out = [_elementwise(op, kind, inplace) for op, inplace in _SIGNATURES for kind in ACTIVATIONS]
+    return [*out, _sgd_kernel(), _adam_kernel()]
 
 
 # A GEMM that stays legal under CUDA stream capture, installed by .capture.CupyCapture while a
