@@ -6,8 +6,9 @@
 #                        of its own ($(CUPY_VENV): CuPy and NVRTC wheels, no driver needed)
 # On a lent GPU machine (CuPy, PyTorch, NumPy, pytest there; no package registry):
 #   make wheels-gpu   here, with network: the pure-Python wheels the suite needs, into .whl/
-#   make test-gpu     there, with .whl/ carried along: tests on cupy and torch-cuda, benchmarks
-#                     (scripts/gpu_check.sh; docs/gpu.md)
+#   make test-gpu     there, with .whl/ carried along: every GPU check in stages with hard
+#                     limits (at most 9 minutes), 5 result files in $(GPU_OUT)
+#                     (scripts/gpu_once.sh; docs/gpu.md)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,7 +19,7 @@ TORCH_SPEC ?= torch==2.13.0
 # (cp312, manylinux) and optional: only the benchmark's --plot needs it.
 GPU_PYTHON_VERSION ?= 3.12
 GPU_WHEELS ?= array-api-compat==1.16.0 array-api-strict==2.6.1 hypothesis==6.170.15 \
-	sortedcontainers==2.4.0 tqdm==4.70.1
+	sortedcontainers==2.4.0 tqdm==4.70.1 pytest-xdist==3.8.0 execnet==2.1.2
 GPU_PLOT_WHEELS ?= matplotlib==3.11.2 contourpy==1.3.3 cycler==0.12.1 fonttools==4.68.0 \
 	kiwisolver==1.5.1 pillow==13.0.0 pyparsing==3.3.3 python-dateutil==4.0.0 tzdata==2026.6
 GPU_DOWNLOAD = $(PYTHON) -m pip download -q --no-deps --only-binary=:all: \
@@ -79,8 +80,10 @@ wheels-gpu:
 	$(GPU_DOWNLOAD) -d .whl $(GPU_WHEELS)
 	$(GPU_DOWNLOAD) -d .whl/plot $(GPU_PLOT_WHEELS)
 
+GPU_OUT ?= out/gpu
+
 test-gpu:
-	bash scripts/gpu_check.sh all
+	bash scripts/gpu_once.sh $(GPU_OUT)
 
 clean:
 	rm -rf $(VENV) $(CUPY_VENV) .pytest_cache .ruff_cache .benchmarks .hypothesis
