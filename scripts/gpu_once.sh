@@ -248,10 +248,16 @@ ARCH=$(head -n 1 "$WORK/nvidia-smi.txt" | awk -F', ' '{print $4}' | tr -d '.[:sp
 [[ "$ARCH" =~ ^[0-9]+$ ]] || ARCH=90
 
 # --------------------------------------------------------------------------- the stages
-# Warnings are errors in the suite (pyproject.toml); one raised by a library while it is
-# imported would stop collection, so the libraries' own warnings are shown instead.
-PYTEST=("$PY" -m pytest -p no:cacheprovider -q -rfE --maxfail=50
-    -W "default:::cupy" -W "default:::cupy_backends" -W "default:::torch" -W "default:::jax")
+# Warnings are errors in the suite (pyproject.toml's filterwarnings); one that a library raises
+# while it is imported would stop collection (0 tests). So the libraries' own warnings are shown
+# instead: the project's filters plus a "default" line for the libraries' modules, as an ini
+# override because only the ini form takes a regex (-W matches one module name exactly).
+LIBS='default:::(cupy|cupyx|cupy_backends|torch|jax|jaxlib)(\..*)?'
+FILTERS=$("$PY" -c 'import sys, tomllib
+opts = tomllib.load(open("pyproject.toml", "rb"))["tool"]["pytest"]["ini_options"]
+print("\n".join([*opts.get("filterwarnings", []), sys.argv[1]]))' "$LIBS" 2>/dev/null) ||
+    FILTERS="error"$'\n'"$LIBS"
+PYTEST=("$PY" -m pytest -p no:cacheprovider -q -rfE --maxfail=50 -o "filterwarnings=$FILTERS")
 XDIST=()
 "$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 8)
 BENCH=("$PY" -c "import sys; from arrayprop.cli import main; sys.exit(main())" bench)
