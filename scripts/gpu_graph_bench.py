@@ -8,6 +8,9 @@ Each figure is the median over ``--repeat`` timed runs of ``--steps`` consecutiv
 fixed batch, with a device synchronisation before and after each run (so it is the sustained
 per-step time, host issue included). Same networks, losses and batch sizes as ``arrayprop
 bench`` (float32, SGD lr 0.01).
+
+Exit status 1 when a capture failed on any config (the graph column then timed the eager
+fallback: the tables still get written, marked), so that a script stage running this fails.
 """
 
 from __future__ import annotations
@@ -157,6 +160,10 @@ def main(argv=None) -> int:
             lines.append("\n\\* capture failed; eager fallback timed (see graphs.json reasons)")
         with open(args.markdown, "w") as f:
             f.write("\n".join(lines) + "\n")
+    failed = [r["config"] for r in records if not r["graph_captured"]]
+    if failed:
+        print(f"CUDA-graph capture failed on: {', '.join(failed)}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

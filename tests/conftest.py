@@ -1,7 +1,14 @@
 """The test matrix: a ``backend`` fixture over every installed, usable backend.
 
 numpy and array_api_strict always; torch, jax and cupy when they import and (cupy) see a GPU.
-Pick backends with ``pytest --backend numpy,torch`` or ``ARRAYPROP_BACKEND=array_api_strict``.
+Pick backends with ``pytest --backend numpy,torch`` or ``ARRAYPROP_BACKEND=array_api_strict``,
+and their device with ``pytest --device cuda`` (e.g. ``--backend cupy,torch --device cuda``).
+
+The device is a pytest option, not an environment variable: options reach pytest-xdist workers
+and stay out of the subprocesses tests start (the CLI tests), whereas ``ARRAYPROP_DEVICE`` is
+the library's own default (``get_backend()`` reads it) and, set for a test run, would move every
+``get_backend()`` call of the suite and of those subprocesses (numpy asked for "cuda"). So the
+suite refuses to start with ``ARRAYPROP_DEVICE`` set.
 """
 
 from __future__ import annotations
@@ -32,6 +39,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="comma-separated backends to test (default: ARRAYPROP_BACKEND, else all installed)",
     )
+    parser.addoption(
+        "--device",
+        default=None,
+        help="device of the backends under test, e.g. cuda or cuda:1 (default: each library's "
+        "default); every selected backend must have it",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("ARRAYPROP_DEVICE"):
+        raise pytest.UsageError(
+            f"ARRAYPROP_DEVICE={os.environ['ARRAYPROP_DEVICE']} is set: it would become the "
+            "device of every get_backend() call in the tests and in the CLI subprocesses they "
+            "start. Unset it and pass the device as an option: pytest --backend cupy,torch "
+            "--device cuda"
+        )
+    _check_device(config, selected_backends(config))
+
+
+def selected_device(config: pytest.Config) -> str | None:
+    """The ``--device`` option (None: each library's default device)."""
+    return config.getoption("--device") or None
 
 
 def selected_backends(config: pytest.Config) -> list[str]:
@@ -48,6 +77,20 @@ def selected_backends(config: pytest.Config) -> list[str]:
     return names
 
 
+def _check_device(config: pytest.Config, names: list[str]) -> None:
+    device = selected_device(config)
+    if device is None:
+        return
+    for name in names:
+        try:
+            ap.get_backend(name, device=device)
+        except BackendUnavailableError as exc:
+            raise pytest.UsageError(
+                f"--device {device}: backend {name!r} cannot use it ({exc}); select the "
+                "backends that have that device with --backend"
+            ) from None
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend_name" in metafunc.fixturenames:
         metafunc.parametrize("backend_name", selected_backends(metafunc.config))
@@ -59,9 +102,10 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def backend(backend_name: str) -> ap.Backend:
-    """The backend under test, float64 (the dtype of every gradient check)."""
-    return ap.get_backend(backend_name, device=os.environ.get("ARRAYPROP_DEVICE"), dtype="float64")
+def backend(backend_name: str, request: pytest.FixtureRequest) -> ap.Backend:
+    """The backend under test on the ``--device`` device, float64 (the dtype of every
+    gradient check)."""
+    return ap.get_backend(backend_name, device=selected_device(request.config), dtype="float64")
 
 
 @pytest.fixture

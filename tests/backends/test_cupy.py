@@ -119,6 +119,17 @@ def test_linear_and_matmul(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_grad(dtype):
+    be = _be(dtype)
+    delta = _rand(be, (64, 24), 14, 1.0)
+    delta0 = delta.copy()
+    g = kernels.bias_grad(be, delta)
+    assert g.shape == (24,)
+    _close(be, g, portable.bias_grad(be.xp, delta), dtype)
+    cupy.testing.assert_array_equal(delta, delta0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_sgd_update_in_place(dtype):
     be = _be(dtype)
     w, g = _rand(be, (40, 24), 6, 1.0), _rand(be, (40, 24), 7, 1.0)
@@ -143,15 +154,19 @@ def test_adam_update_in_place(dtype):
         _close(be, actual, exp, dtype)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_train_step_on_cupy_matches_numpy(dtype):
+def test_train_step_on_cupy_matches_numpy(dtype, optimizer):
     rng = np.random.default_rng(12)
     x, y = rng.normal(size=(64, 20)), rng.integers(0, 5, size=64)
     losses = {}
     models = {}
     for name in ("numpy", "cupy"):
         model = ap.mlp([20, 32, 16, 5], seed=3, backend=name, dtype=dtype)
-        opt = ap.SGD(model.parameters(), lr=0.1)
+        if optimizer == "sgd":
+            opt = ap.SGD(model.parameters(), lr=0.1)
+        else:
+            opt = ap.Adam(model.parameters(), lr=0.01)
         be = model.backend
         xb, yb = be.asarray(x), be.asarray(y)
         loss = ap.SoftmaxCrossEntropy()

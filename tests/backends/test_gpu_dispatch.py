@@ -3,25 +3,21 @@
 - A backend whose adapter is CuPy's dispatches to its fast module
   (:mod:`arrayprop.backends.cupy.kernels`) when it imports, and to the portable kernels when CuPy
   is absent or ``ARRAYPROP_KERNELS=portable``.
-- The CuPy kernels themselves run here on a stand-in ``cupy`` module whose ``ElementwiseKernel``
-  *interprets* the kernel's C source on NumPy arrays. That checks each kernel's formula, its
-  argument order and which buffer it overwrites against the portable reference; compiling the C
-  for real and running it on a device is tests/backends/test_cupy.py's job.
+- The CuPy kernels themselves run here on a stand-in ``cupy`` module (tests/cupy_standin.py)
+  whose ``ElementwiseKernel`` *interprets* the kernel's C source on NumPy arrays. That checks
+  each kernel's formula, its argument order and which buffer it overwrites against the portable
+  reference; compiling the C for real is scripts/cupy_compile_check.py's job, running it on a
+  device tests/backends/test_cupy.py's.
 - The NumPy fast paths (matmul, bias_activation, adam_update) against the portable ones, and
   the portable Adam against the textbook algorithm.
 """
 
 from __future__ import annotations
 
-import importlib
-import math
 import os
-import re
 import subprocess
 import sys
-import types
 from pathlib import Path
-from typing import ClassVar
 
 import array_api_compat.numpy as npx
 import numpy as np
@@ -32,121 +28,14 @@ from arrayprop import kernels
 from arrayprop.backends.cupy import CupyBackend
 from arrayprop.backends.numpy import kernels as numpy_fast
 from arrayprop.kernels import portable
+from cupy_standin import (
+    FakeElementwiseKernel,
+    forget_cupy_fast,
+    import_cupy_fast,
+    restoring_cupy_fast,
+)
 
-CUPY_FAST = "arrayprop.backends.cupy.kernels"
 KINDS = portable.ACTIVATIONS
-
-
-# --------------------------------------------------------------------------- a stand-in for cupy
-
-
-def _params(text: str) -> list[tuple[str, str]]:
-    return [tuple(p.split()) for p in text.split(",") if p.strip()]
-
-
-def _python(expr: str) -> str:
-    """Rewrite one C expression of a kernel (casts already removed) as Python."""
-    expr = expr.strip()
-    depth, q, c = 0, None, None
-    for i, ch in enumerate(expr):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif depth == 0 and ch == "?" and q is None:
-            q = i
-        elif depth == 0 and ch == ":" and q is not None and c is None:
-            c = i
-    if q is not None:
-        cond, then, other = expr[:q], expr[q + 1 : c], expr[c + 1 :]
-        return f"_where({_python(cond)}, {_python(then)}, {_python(other)})"
-    out, i = [], 0
-    while i < len(expr):
-        if expr[i] != "(":
-            out.append(expr[i])
-            i += 1
-            continue
-        depth, j = 1, i + 1
-        while depth:
-            depth += {"(": 1, ")": -1}.get(expr[j], 0)
-            j += 1
-        out.append("(" + _python(expr[i + 1 : j - 1]) + ")")
-        i = j
-    return "".join(out)
-
-
-def _unary(np_f, math_f):
-    return lambda v: np_f(v) if isinstance(v, np.ndarray) else math_f(v)
-
-
-class FakeElementwiseKernel:
-    """Runs an ``ElementwiseKernel``'s operation on NumPy arrays, as the GPU would per element.
-
-    Array parameters of type ``T`` are broadcast, widened to the accumulation type (float32 for
-    float16, as ``acc_t``), output parameters start from the given buffers (so in-place kernels
-    read them) and are written back into them.
-    """
-
-    calls: ClassVar[list[str]] = []
-
-    def __init__(self, in_params, out_params, operation, name, preamble=""):
-        assert re.fullmatch(r"[A-Za-z_]\w*", name), name
-        assert "ap_acc" not in operation or "struct ap_acc" in preamble
-        self.ins, self.outs, self.name = _params(in_params), _params(out_params), name
-        self.statements = []
-        for stmt in re.sub(r"\((acc_t|T)\)", "", operation).split(";"):
-            stmt = " ".join(stmt.split())
-            if not stmt or stmt.startswith("typedef"):
-                continue
-            target, expr = re.fullmatch(r"(?:acc_t )?(\w+) = (.*)", stmt).groups()
-            self.statements.append((target, compile(_python(expr), name, "eval")))
-
-    def __call__(self, *args):
-        FakeElementwiseKernel.calls.append(self.name)
-        ins, outs = args[: len(self.ins)], list(args[len(self.ins) :])
-        assert len(outs) in (0, len(self.outs)), f"{self.name}: bad argument count"
-        typed = [
-            a
-            for (t, _), a in zip(self.ins + self.outs, list(ins) + outs, strict=False)
-            if t == "T" and isinstance(a, np.ndarray)
-        ]
-        dtype = typed[0].dtype
-        assert all(a.dtype == dtype for a in typed), f"{self.name}: mixed dtypes"
-        acc = np.float32 if dtype == np.float16 else dtype
-        shape = np.broadcast_shapes(*(a.shape for a in typed))
-        if not outs:
-            outs = [np.empty(shape, dtype) for _ in self.outs]
-        env = {
-            "_where": np.where,
-            "exp": _unary(np.exp, math.exp),
-            "tanh": _unary(np.tanh, math.tanh),
-            "sqrt": _unary(np.sqrt, math.sqrt),
-        }
-        for (t, n), a in zip(self.ins, ins, strict=True):
-            env[n] = a.astype(acc) if t == "T" else float(a)
-        for (_, n), a in zip(self.outs, outs, strict=True):
-            assert a.shape == shape, f"{self.name}: output {n} of shape {a.shape}, need {shape}"
-            env[n] = a.astype(acc)
-        for target, code in self.statements:
-            env[target] = eval(code, env)  # the kernel's own statements, translated above
-        for (_, n), a in zip(self.outs, outs, strict=True):
-            a[...] = np.broadcast_to(env[n], shape)
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
-
-def _fake_cupy() -> types.ModuleType:
-    mod = types.ModuleType("cupy")
-    mod.ElementwiseKernel = FakeElementwiseKernel
-    mod.matmul = np.matmul
-    return mod
-
-
-def _forget_cupy_fast() -> None:
-    sys.modules.pop(CUPY_FAST, None)
-    import arrayprop.backends.cupy as cupy_package
-
-    if hasattr(cupy_package, "kernels"):
-        delattr(cupy_package, "kernels")
 
 
 @pytest.fixture
@@ -158,20 +47,15 @@ def fast(monkeypatch):
 @pytest.fixture
 def fresh_dispatch(fast):
     """Let a test decide what ``import cupy`` gives; restore the real state afterwards."""
-    saved = sys.modules.get(CUPY_FAST)
-    _forget_cupy_fast()
-    yield
-    _forget_cupy_fast()
-    if saved is not None:
-        sys.modules[CUPY_FAST] = saved
+    with restoring_cupy_fast():
+        forget_cupy_fast()
+        yield
 
 
 @pytest.fixture
 def fake_cupy(monkeypatch, fresh_dispatch):
     """``import cupy`` gives the NumPy stand-in; returns cupy_fast built on it."""
-    monkeypatch.setitem(sys.modules, "cupy", _fake_cupy())
-    FakeElementwiseKernel.calls = []
-    return importlib.import_module(CUPY_FAST)
+    return import_cupy_fast(monkeypatch)
 
 
 def _cupy_backend() -> CupyBackend:
@@ -360,6 +244,31 @@ def test_cupy_fast_matmul_uses_the_capturable_gemm_inside_the_block(fake_cupy):
         fake_cupy.linear(a, a, np.zeros(2))
     fake_cupy.matmul(a, a)
     assert len(used) == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_cupy_fast_bias_grad_matches_portable(fake_cupy, dtype):
+    rng = np.random.default_rng(12)
+    delta = rng.normal(size=(9, 4)).astype(dtype)
+    delta0 = delta.copy()
+    g = fake_cupy.bias_grad(delta)
+    assert g.shape == (4,)
+    _close(g, portable.bias_grad(np, delta0.astype(np.float64)), dtype)
+    np.testing.assert_array_equal(delta, delta0)  # a new array; delta is only read
+
+
+def test_bias_grad_dispatches_to_cupy_fast(fake_cupy, cupy_backend):
+    delta = np.arange(12.0).reshape(4, 3)
+    calls = []
+    real = fake_cupy.bias_grad
+
+    def counting(d):
+        calls.append(d.shape)
+        return real(d)
+
+    fake_cupy.bias_grad = counting
+    np.testing.assert_allclose(kernels.bias_grad(cupy_backend, delta), delta.sum(axis=0))
+    assert calls == [(4, 3)]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])

@@ -480,3 +480,75 @@ def test_device_flag_leaves_the_cpu_backends_on_the_host():
 
     assert str(arrayprop_backend("numpy", "cuda").device) == "cpu"
     assert arrayprop_backend("array_api_strict", "cuda").name == "array_api_strict"
+
+
+# --------------------------------------------------------------------------- device naming
+
+
+class _CudaDevice:
+    """Prints like ``cupy.cuda.Device(0)``."""
+
+    id = 0
+
+    def __str__(self):
+        return "<CUDA Device 0>"
+
+
+class _CupyBackend:
+    name = "cupy"
+    device = _CudaDevice()
+
+
+def test_the_cupy_device_is_named_like_the_cuda_peer():
+    from arrayprop.bench.workloads import _device_str
+
+    assert _device_str(_CupyBackend()) == "cuda:0"
+    # ... which is the device of the PyTorch peer the runner builds for cupy
+    assert bench.torch_device_for("cupy", "cuda") == "cuda:0"
+    assert bench.torch_device_for("cupy", None) == "cuda:0"
+    assert bench.torch_device_for("cupy", "cuda:1") == "cuda:1"
+    assert bench.torch_device_for("torch", "cuda") == "cuda:0"
+    # --device moves only the device backends: numpy's peer stays on the CPU
+    assert bench.torch_device_for("numpy", "cuda") == "cpu"
+    assert bench.torch_device_for("torch", None) == "cpu"
+
+
+def _measurement(impl, backend, device, t):
+    return bench.Measurement("tiny", impl, backend, device, 64, [t, t], 10, 2)
+
+
+def test_a_cuda_row_is_compared_with_the_cuda_peer_only():
+    rows = bench.summarize(
+        [
+            _measurement("arrayprop", "cupy", "cuda:0", 0.001),
+            _measurement("arrayprop", "numpy", "cpu", 0.002),
+            _measurement("torch-eager", "torch", "cpu", 0.004),
+            _measurement("torch-eager", "torch", bench.torch_device_for("cupy", "cuda"), 0.003),
+        ]
+    )
+    by_backend = {r["backend"]: r for r in rows}
+    assert by_backend["cupy"]["vs_torch_eager"] == pytest.approx(3.0)
+    assert by_backend["numpy"]["vs_torch_eager"] == pytest.approx(2.0)
+    # With only a CPU peer, a CUDA row has no peer (it used to take the CPU one).
+    (row,) = bench.summarize(
+        [
+            _measurement("arrayprop", "cupy", "cuda:0", 0.001),
+            _measurement("torch-eager", "torch", "cpu", 0.004),
+        ]
+    )
+    assert row["vs_torch_eager"] is None and row["torch_eager_ms_per_step"] is None
+
+
+def test_memory_of_a_cupy_workload_takes_the_device_memory_path(monkeypatch):
+    from arrayprop.bench import memory_child, workloads
+
+    def make_workload(impl, cfg, backend, device, batch, seed):
+        dev = workloads._device_str(_CupyBackend())
+        return workloads.Workload(
+            impl, bench.CONFIGS[cfg], backend, dev, 64, lambda: None, lambda out: None
+        )
+
+    monkeypatch.setattr(memory_child, "make_workload", make_workload)
+    monkeypatch.setattr(memory_child, "_gpu_memory", lambda wl, result: {**result, "method": "gpu"})
+    out = memory_child.measure_step({"impl": "arrayprop", "config": "tiny", "backend": "cupy"})
+    assert out["method"] == "gpu" and out["device"] == "cuda:0"

@@ -147,6 +147,46 @@ def test_failed_capture_falls_back_to_eager_steps():
     assert step.captures == 0 and step.graph_steps == 0 and step.eager_steps == 12
 
 
+class _NoCublas:
+    """A backend whose capture machinery cannot be set up, as CuPy's when libcublas does not
+    open through ctypes (CublasGemm raises OSError while the capture is built)."""
+
+    def __init__(self):
+        self.attempts = 0
+
+    def __call__(self, *_):  # set on the class: called without the backend instance
+        self.attempts += 1
+        raise OSError("cannot open cuBLAS through ctypes (tried libcublas.so.12)")
+
+
+def test_unloadable_cublas_falls_back_to_eager_steps_from_the_constructor(monkeypatch):
+    no_cublas = _NoCublas()
+    model, loss, opt = _setup()
+    monkeypatch.setattr(type(model.backend), "graph_capture", no_cublas)
+    step = CudaGraphStep(model, loss, opt, (BATCH, FEATURES), (BATCH,))  # no exception
+    assert not step.captured
+    assert step.reason == (
+        "capture unavailable: OSError: cannot open cuBLAS through ctypes (tried libcublas.so.12)"
+    )
+    x, y = _data()
+    losses = _train(step, x, y)
+    ref_losses, ref_model = _reference()
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-12)
+    _assert_same_model(model, ref_model)
+    assert step.eager_steps == 12 and step.graph_steps == 0 and step.captures == 0
+    step.reset()  # tries to set the capture up again, and still cannot
+    assert no_cublas.attempts == 2 and step.reason.startswith("capture unavailable: OSError")
+    step(x[:BATCH], y[:BATCH])
+    assert step.eager_steps == 13
+
+
+def test_unloadable_cublas_raises_in_strict_mode(monkeypatch):
+    model, loss, opt = _setup()
+    monkeypatch.setattr(type(model.backend), "graph_capture", _NoCublas())
+    with pytest.raises(RuntimeError, match="CudaGraphStep: capture unavailable: OSError"):
+        CudaGraphStep(model, loss, opt, (BATCH, FEATURES), (BATCH,), strict=True)
+
+
 def test_reset_allows_another_capture_after_a_failure():
     fake = FakeCapture(fail=RuntimeError("boom"))
     step, _, _ = _graph_step(fake, warmup=0)

@@ -6,6 +6,8 @@ compute dtype; training against float32 training; loss scaling by forcing an ove
 from __future__ import annotations
 
 import os
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -192,6 +194,48 @@ def test_tf32_switch_for_cupy_sets_the_environment_variable(monkeypatch):
         assert enable_tf32("cupy", False) is True
         assert os.environ["CUPY_TF32"] == "0"
     assert "CUPY_TF32" not in os.environ
+
+
+class CUDARuntimeError(RuntimeError):
+    """CuPy's error type (cupy_backends.cuda.api.runtime), as raised without a CUDA driver."""
+
+
+def _cupy_without_driver(monkeypatch):
+    """A stand-in cupy whose TF32 switch fails as CuPy 14 does where no driver is usable:
+    set_compute_type asks the device for its compute capability."""
+    calls = []
+
+    def set_compute_type(dtype, mode):
+        calls.append(mode)
+        raise CUDARuntimeError(
+            "cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime "
+            "version"
+        )
+
+    linalg = types.ModuleType("cupy._core._routines_linalg")
+    linalg.COMPUTE_TYPE_DEFAULT, linalg.COMPUTE_TYPE_TF32 = 1, 4
+    linalg.set_compute_type = set_compute_type
+    core = types.ModuleType("cupy._core")
+    core._routines_linalg = linalg
+    cupy = types.ModuleType("cupy")
+    cupy._core = core
+    for name, mod in (("cupy", cupy), ("cupy._core", core), (linalg.__name__, linalg)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    return calls
+
+
+def test_tf32_for_cupy_without_a_driver_is_backend_unavailable(monkeypatch):
+    calls = _cupy_without_driver(monkeypatch)
+    monkeypatch.setenv("CUPY_TF32", "0")
+    with pytest.raises(
+        BackendUnavailableError, match=r"no CUDA device is usable.*InsufficientDriver"
+    ):
+        enable_tf32("cupy")
+    assert calls == [4]
+    assert os.environ["CUPY_TF32"] == "0"  # unchanged
+    with pytest.raises(BackendUnavailableError), tf32("cupy"):
+        pytest.fail("the block must not run")
+    assert os.environ["CUPY_TF32"] == "0"
 
 
 def test_tf32_is_refused_for_cpu_only_libraries():

@@ -182,7 +182,8 @@ def summarize(results: Sequence[Measurement | dict]) -> list[dict]:
         )
         peers = by_key.get((*key, "torch-eager"), [])
         tdev = torch_device_for(r["backend"], r["device"] if r["device"] != "cpu" else None)
-        peer = next((p for p in peers if p["device"] == tdev), peers[0] if peers else None)
+        # Only the peer on the same device: never a CPU peer for a CUDA row, or the reverse.
+        peer = next((p for p in peers if p["device"] == tdev), None)
         ref = next(iter(by_key.get((*key, "numpy-ref"), [])), None)
         out.append(
             {

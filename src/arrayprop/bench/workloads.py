@@ -105,6 +105,10 @@ def _noop_sync(out) -> None:
     return None
 
 
+#: Backends whose arrays always live on the host, whatever ``--device`` says.
+HOST_ONLY = ("numpy", "array_api_strict")
+
+
 def arrayprop_backend(name: str, device: str | None, dtype: str = DTYPE) -> Any:
     """The arrayprop backend ``name`` a benchmark runs on, ``device`` applied to accelerators.
 
@@ -113,7 +117,7 @@ def arrayprop_backend(name: str, device: str | None, dtype: str = DTYPE) -> Any:
     ValueError
         If the backend's array library cannot be imported here.
     """
-    if name in ("numpy", "array_api_strict"):
+    if name in HOST_ONLY:
         # --device names the accelerator for cupy / torch / jax; the CPU backends stay on the
         # host, so that `--backends numpy,cupy --device cuda` compares BLAS with CUDA.
         device = None
@@ -124,8 +128,17 @@ def arrayprop_backend(name: str, device: str | None, dtype: str = DTYPE) -> Any:
 
 
 def _device_str(be) -> str:
+    """The device as results name it, and as :func:`torch_device_for` names the peer's.
+
+    CuPy's device prints as ``<CUDA Device 0>``: it is named ``cuda:N`` like PyTorch's, so
+    that a CuPy row is compared with the CUDA peer and ``--memory`` measures device memory.
+    """
     dev = getattr(be, "device", None)
-    return "cpu" if dev is None else str(dev)
+    if dev is None:
+        return "cpu"
+    if be.name == "cupy":
+        return f"cuda:{dev.id}"
+    return str(dev)
 
 
 def _arrayprop_workload(cfg, batch, backend, device, seed):
@@ -204,15 +217,18 @@ def gemm_workload(
 
 
 def torch_device_for(backend: str, device: str | None) -> str:
-    """The device the PyTorch peer runs on for a given arrayprop backend/device."""
+    """The device the PyTorch peer runs on for a given arrayprop backend/device: the device
+    that backend's arrays are on, named as results name it (``"cpu"``, ``"cuda:N"``)."""
+    if backend in HOST_ONLY:
+        return "cpu"  # --device does not move the host backends (see _arrayprop_backend)
     if device:
         d = str(device)
         if d.startswith(("cuda", "gpu")):
-            return "cuda" + (d[d.index(":") :] if ":" in d else "")
+            return "cuda:" + (d.split(":", 1)[1] if ":" in d else "0")
         if d.isdigit() and backend == "cupy":
             return f"cuda:{d}"
         return d if backend == "torch" else "cpu"
-    return "cuda" if backend == "cupy" else "cpu"
+    return "cuda:0" if backend == "cupy" else "cpu"
 
 
 def _torch_model(sizes, params, device, dtype):

@@ -27,9 +27,10 @@ How (docs/gpu.md has the long version):
   can be handed a block the graph still writes. Events order the private stream after the
   caller's current stream and back; replays run on the caller's current stream.
 - Capture can fail (a host synchronisation inside the step, an optimizer that is not known to
-  be capturable, cuBLAS not loadable through ctypes). Then the step falls back to eager
-  training silently, without a warning: :attr:`CudaGraphStep.captured` is False and
-  :attr:`CudaGraphStep.reason` says why. Pass ``strict=True`` to raise instead.
+  be capturable, cuBLAS not loadable through ctypes, which shows already when the step is
+  constructed). Then the step falls back to eager training silently, without a warning:
+  :attr:`CudaGraphStep.captured` is False and :attr:`CudaGraphStep.reason` says why. Pass
+  ``strict=True`` to raise ``RuntimeError`` instead.
 
 Only CuPy has a capture; on any other backend the constructor raises
 :class:`~arrayprop.errors.BackendUnavailableError`.
@@ -106,18 +107,13 @@ class CudaGraphStep:
         capture: Any = None,
     ) -> None:
         be = model.backend
+        unavailable = None
         if capture is None:
             if be is None:  # a model without parameters has no backend yet
                 raise BackendUnavailableError(
                     "CudaGraphStep: CUDA graphs need the 'cupy' backend, but the model has none"
                 )
-            try:
-                capture = be.graph_capture()
-            except BackendUnavailableError as exc:
-                raise BackendUnavailableError(
-                    f"CudaGraphStep: {exc}; use arrayprop.train_step for eager steps on other "
-                    "backends"
-                ) from exc
+            capture, unavailable = _open_capture(be, strict)
         self.x_shape = _shape("x_shape", x_shape, 2)
         self.y_shape = _shape("y_shape", y_shape, None)
         if self.y_shape[0] != self.x_shape[0]:
@@ -139,7 +135,9 @@ class CudaGraphStep:
         self.x = be.zeros(self.x_shape)
         self.y = be.zeros(self.y_shape, dtype=y_dtype)
         self.loss_value = be.zeros(())
-        self.reason: str | None = None
+        # Set when the capture machinery could not even be set up (cuBLAS not loadable): every
+        # step then runs eagerly, as after a failed capture.
+        self.reason: str | None = unavailable
         self.graph_steps = self.eager_steps = self.captures = 0
         self._graph = None
         self._warm = 0
@@ -159,6 +157,8 @@ class CudaGraphStep:
         """
         self._graph = None
         self.reason = None
+        if self._capture is None:  # the machinery failed to set up: try again
+            self._capture, self.reason = _open_capture(self.backend, self.strict)
 
     def __call__(self, x: Any, y: Any) -> Any:
         """One training step on (x, y); returns the loss (a 0-d device array)."""
@@ -306,6 +306,26 @@ class CudaGraphStep:
         for p, g in zip(opt.params, self._grads, strict=True):
             p.grad = g
         self._eager_since_launch = False
+
+
+def _open_capture(be: Any, strict: bool) -> tuple[Any, str | None]:
+    """(the backend's capture, None), or (None, why) when its machinery cannot be set up.
+
+    A backend without CUDA graphs raises :class:`BackendUnavailableError` (a usage error, so
+    it propagates); any other failure (CuPy's cuBLAS not loadable through ctypes, no handle,
+    no stream) is the documented eager fallback, or ``RuntimeError`` when ``strict``.
+    """
+    try:
+        return be.graph_capture(), None
+    except BackendUnavailableError as exc:
+        raise BackendUnavailableError(
+            f"CudaGraphStep: {exc}; use arrayprop.train_step for eager steps on other backends"
+        ) from exc
+    except Exception as exc:
+        reason = f"capture unavailable: {type(exc).__name__}: {exc}"
+        if strict:
+            raise RuntimeError(f"CudaGraphStep: {reason}") from exc
+        return None, reason
 
 
 def _shape(name: str, shape: Sequence[int], ndim: int | None) -> tuple[int, ...]:

@@ -105,11 +105,26 @@ class CupyBackend(Backend):
 
     @classmethod
     def restore_tf32(cls, setting: str | None) -> None:
-        if setting is None:
-            os.environ.pop("CUPY_TF32", None)
-        else:
-            os.environ["CUPY_TF32"] = setting
-        cublas.set_cupy_tf32(_on(setting))
+        previous = cls.tf32_setting()
+        _set_env(setting)
+        try:
+            cublas.set_cupy_tf32(_on(setting))
+        except RuntimeError as exc:
+            # CuPy checks the device's compute capability when TF32 is switched on, and raises
+            # its CUDARuntimeError (a RuntimeError) where it is installed without a usable CUDA
+            # driver or device. That is this library's "no usable device": nothing changes.
+            _set_env(previous)
+            raise BackendUnavailableError(
+                f"backend 'cupy' is installed but no CUDA device is usable, so TF32 cannot be "
+                f"switched ({type(exc).__name__}: {exc})"
+            ) from exc
+
+
+def _set_env(setting: str | None) -> None:
+    if setting is None:
+        os.environ.pop("CUPY_TF32", None)
+    else:
+        os.environ["CUPY_TF32"] = setting
 
 
 def _on(setting: str | None) -> bool:

@@ -14,6 +14,10 @@ What is fused (equation numbers from docs/math.md):
 - ``activation_grad``: δ = g ⊙ f'(Z) in one pass (eqs. 3–4), f' read off the output A (eq. 9).
 - ``sgd_update`` / ``adam_update``: W ← W − η ∂W (eq. 7) and the Adam step (eq. 16), in place.
 
+``bias_grad`` (Σ_rows δ, eq. 6) is CuPy's own reduction over the rows, not a kernel of ours.
+Every name :mod:`arrayprop.kernels` calls on a fast module without a ``hasattr`` guard must be
+defined here (tests/kernels/test_dispatch_table.py checks that).
+
 Every kernel is a ``cupy.ElementwiseKernel`` built on first use and cached here; CuPy compiles
 it once per dtype (``T`` = float16, float32 or float64) and device and keeps the binary in its
 disk cache. float16 is computed in float32 registers (``acc_t``) and rounded once on store;
@@ -33,6 +37,10 @@ from typing import Any
 import cupy
 
 from arrayprop.kernels.portable import ACTIVATIONS
+
+#: The dtypes every kernel is written for (``T``); scripts/cupy_compile_check.py compiles each
+#: kernel of :func:`all_kernels` for each of them with NVRTC.
+DTYPES = ("float16", "float32", "float64")
 
 # acc_t: the type the arithmetic runs in; float16 data is widened to float.
 _PREAMBLE = r"""
@@ -145,6 +153,13 @@ def _adam_kernel() -> cupy.ElementwiseKernel:
     )
 
 
+def all_kernels() -> list[cupy.ElementwiseKernel]:
+    """Every ElementwiseKernel this module can launch (built, not compiled: CuPy compiles on
+    the first call, per dtype and device)."""
+    out = [_elementwise(op, kind, inplace) for op, inplace in _SIGNATURES for kind in ACTIVATIONS]
+    return [*out, _sgd_kernel(), _adam_kernel()]
+
+
 # A GEMM that stays legal under CUDA stream capture, installed by .capture.CupyCapture while a
 # CudaGraphStep warms up and captures a step: CuPy refuses every cuBLAS call on a capturing stream.
 _gemm: Callable[[Any, Any], Any] | None = None
@@ -191,6 +206,12 @@ def activation_grad(kind, a, grad_a, alpha, inplace):
     if inplace:
         return _elementwise("grad", kind, True)(a, alpha, grad_a)
     return _elementwise("grad", kind, False)(a, grad_a, alpha)
+
+
+def bias_grad(delta):
+    # ∂C/∂b = Σ_rows δ (eq. 6), a new (out,) array: CuPy's reduction (CUB where enabled), which
+    # accumulates float16 in float32 registers; no cuBLAS call, so it is legal under capture.
+    return cupy.sum(delta, axis=0)
 
 
 def sgd_update(w, g, lr):
