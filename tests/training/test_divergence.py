@@ -12,21 +12,8 @@ import pytest
 
 import arrayprop as ap
 import arrayprop.training.api as train_mod
-import fitref
 from arrayprop.errors import DivergenceError
 from fitref import assert_weights, model_weights
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny matrices: torch's intra-op threads only contend for the cores (10x slower here)."""
-    with fitref.one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return fitref.digits()
 
 
 def _first_bad_step(backend, x, y, lr, batch, seed=0):

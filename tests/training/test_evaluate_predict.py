@@ -10,20 +10,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-import fitref
 from fitref import Ref
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny matrices: torch's intra-op threads only contend for the cores (10x slower here)."""
-    with fitref.one_torch_thread():
-        yield
-
-
-@pytest.fixture
-def small(rng):
-    return fitref.small_classification(rng)
 
 
 def test_evaluate_and_predict_match_reference(backend, small):

@@ -9,20 +9,7 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-import fitref
 from fitref import assert_weights, model_weights
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny matrices: torch's intra-op threads only contend for the cores (10x slower here)."""
-    with fitref.one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return fitref.digits()
 
 
 def test_digits_reach_high_test_accuracy_numpy(digits):

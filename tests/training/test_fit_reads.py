@@ -10,21 +10,8 @@ import pytest
 
 import arrayprop as ap
 import arrayprop.training.api as train_mod
-import fitref
 from fitref import Ref
 from helpers import count_to_host
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny matrices: torch's intra-op threads only contend for the cores (10x slower here)."""
-    with fitref.one_torch_thread():
-        yield
-
-
-@pytest.fixture
-def small(rng):
-    return fitref.small_classification(rng)
 
 
 def test_sums_survive_on_device_reductions(backend, small, monkeypatch):

@@ -7,23 +7,9 @@ from __future__ import annotations
 import signal
 
 import numpy as np
-import pytest
 
 import arrayprop as ap
-import fitref
 from fitref import Ref, assert_weights, interrupting_step, model_weights, ref_weights
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny matrices: torch's intra-op threads only contend for the cores (10x slower here)."""
-    with fitref.one_torch_thread():
-        yield
-
-
-@pytest.fixture
-def small(rng):
-    return fitref.small_classification(rng)
 
 
 def test_keyboard_interrupt_from_a_callback_returns_history(backend, small, tmp_path):

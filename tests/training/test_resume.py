@@ -9,26 +9,8 @@ import numpy as np
 import pytest
 
 import arrayprop as ap
-import fitref
 from arrayprop.errors import CheckpointError
 from fitref import assert_weights, interrupting_step, model_weights
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny matrices: torch's intra-op threads only contend for the cores (10x slower here)."""
-    with fitref.one_torch_thread():
-        yield
-
-
-@pytest.fixture
-def small(rng):
-    return fitref.small_classification(rng)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return fitref.digits()
 
 
 def _resume_setup(backend, optimizer="sgd"):
