@@ -31,9 +31,9 @@ __all__ = [
 LEAKY_ALPHA = UNIT_OPEN
 
 
-def kept_output(layer: Layer, grad_out: Any) -> Any:
-    """The output ``layer``'s forward kept (in ``_a``), checked against ∂C/∂output: backward
-    after forward, the same backend, dtype and shape."""
+def take_output(layer: Layer, grad_out: Any) -> Any:
+    """The output ``layer``'s forward kept (in ``_a``), checked against ∂C/∂output (backward
+    after forward, the same backend, dtype and shape) and released: one backward per forward."""
     a = layer._a
     if a is None:
         raise RuntimeError(f"{layer!r}: backward called before forward")
@@ -43,6 +43,7 @@ def kept_output(layer: Layer, grad_out: Any) -> Any:
             f"{layer!r}: gradient of shape {tuple(grad_out.shape)} does not match the output "
             f"shape {tuple(a.shape)}"
         )
+    layer._a = None
     return a
 
 
@@ -77,15 +78,8 @@ class Activation(Layer):
         self._a = a
         return a
 
-    def backward(
-        self,
-        grad_out: Any,
-        *,
-        inplace: bool = False,
-        input_grad: bool = True,
-    ) -> Any:
-        a = kept_output(self, grad_out)
-        self._a = None
+    def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
+        a = take_output(self, grad_out)
         if not input_grad:
             return None
         # δ = ∂C/∂A ⊙ f'(Z): the factor of eqs. 3–4 that belongs to this layer.
@@ -171,15 +165,8 @@ class Softmax(Layer):
         self._a = kernels.softmax(be, x)
         return self._a
 
-    def backward(
-        self,
-        grad_out: Any,
-        *,
-        inplace: bool = False,
-        input_grad: bool = True,
-    ) -> Any:
-        a = kept_output(self, grad_out)
-        self._a = None
+    def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
+        a = take_output(self, grad_out)
         xp = self.backend.xp
         return a * (grad_out - xp.sum(grad_out * a, axis=-1, keepdims=True))  # eq. 10
 
