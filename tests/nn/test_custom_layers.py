@@ -415,6 +415,14 @@ def test_a_users_model_gradchecks_saves_and_refuses_what_it_cannot_save(backend,
     )
 
 
+def test_summary_of_a_model_that_is_no_chain_has_one_row():
+    text = str(TwoDense().summary(input_shape=(4,)))
+    rows = [line for line in text.splitlines() if line.startswith("0 (")]
+    assert rows == [rows[0]] and "(TwoDense)" in rows[0] and "(None, 3)" in rows[0]
+    assert "Total params: 51" in text  # 4·6 + 6 + 6·3 + 3
+    assert "GEMM FLOPs per sample (forward): 84" in text  # 2·4·6 + 2·6·3
+
+
 def test_fit_refuses_a_checkpoint_it_could_not_rebuild_before_training(tmp_path):
     class Unregistered(Square):
         pass

@@ -18,8 +18,8 @@ class Summary:
     Attributes
     ----------
     rows : list of (name, type, output shape, parameters)
-        One per layer directly inside the model (the model itself when it has none); the batch
-        axis of an output shape is ``None``.
+        One per layer of a chain (a Sequential), else one for the model itself; the batch axis
+        of an output shape is ``None``.
     total, trainable, non_trainable : int
         Parameter counts (trainable: every :class:`~arrayprop.nn.Parameter`; non-trainable:
         the elements of the model's buffers).
@@ -91,12 +91,16 @@ def summarize(model: Any, input_shape: tuple[int, ...] | None = None) -> Summary
                 "sample's shape, without the batch axis)"
             )
         input_shape = (width,)
-    children = list(model.named_children()) or [("", model)]
+    # A chain (Sequential: a list ``layers`` run in order) gets a row per layer; any other
+    # model one row, since its forward may use its inner layers in any order.
+    chain = getattr(model, "layers", None)
+    children = [(str(i), layer) for i, layer in enumerate(chain)] if isinstance(chain, list) else []
+    children = children or [("", model)]
     out = Summary(title=type(model).__name__)
     x = be.zeros((1, *input_shape))
     with evaluating(model):
         for name, layer in children:
-            x = layer(x) if len(children) > 1 or layer is not model else model(x)
+            x = layer(x)
             count = sum(math.prod(p.shape) for p in layer.parameters())
             out.rows.append((name or "0", type(layer).__name__, (None, *tuple(x.shape)[1:]), count))
             for _, inner in layer.named_layers():
