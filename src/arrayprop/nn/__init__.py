@@ -1,25 +1,30 @@
 """Layers, losses and initialisers: the model side of the math (docs/math.md).
 
 One concept per module: :mod:`.parameter`, :mod:`.layer` (the protocol), :mod:`.dense`,
-:mod:`.activations`, :mod:`.flatten`, :mod:`.containers` (Sequential, mlp), :mod:`.registry`
-(the layer types checkpoints rebuild), :mod:`.summary`, :mod:`.losses`, :mod:`.init` and
-:mod:`.gradcheck`.
+:mod:`.activations`, :mod:`.dropout`, :mod:`.flatten`, :mod:`.containers` (Sequential, mlp),
+:mod:`.registry` (the layer types checkpoints rebuild), :mod:`.summary`, :mod:`.losses`,
+:mod:`.init` and :mod:`.gradcheck`.
 
 Array API only, through ``backend.xp``; see docs/architecture.md for what nn/ may import.
 """
 
 from arrayprop.nn.activations import (
     ACTIVATIONS,
+    ELU,
+    GELU,
     Activation,
     Identity,
     LeakyReLU,
     ReLU,
     Sigmoid,
+    SiLU,
     Softmax,
+    Softplus,
     Tanh,
 )
 from arrayprop.nn.containers import Sequential, mlp
 from arrayprop.nn.dense import Dense
+from arrayprop.nn.dropout import Dropout
 from arrayprop.nn.flatten import Flatten
 from arrayprop.nn.gradcheck import gradcheck, relative_error
 from arrayprop.nn.init import (
@@ -46,6 +51,8 @@ from arrayprop.nn.registry import LAYER_TYPES, layer_config, layer_from_config, 
 
 __all__ = [
     "ACTIVATIONS",
+    "ELU",
+    "GELU",
     "LAYER_TYPES",
     "LOSSES",
     "MSE",
@@ -54,6 +61,7 @@ __all__ = [
     "BinaryCrossEntropy",
     "Buffer",
     "Dense",
+    "Dropout",
     "Flatten",
     "Identity",
     "L2Loss",
@@ -63,9 +71,11 @@ __all__ = [
     "Parameter",
     "ReLU",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Softmax",
     "SoftmaxCrossEntropy",
+    "Softplus",
     "Tanh",
     "get_loss",
     "glorot_normal",
