@@ -134,6 +134,50 @@ def _loss_cases():
 # -- the rows -----------------------------------------------------------------------------
 
 CASES = [
+    # BatchNorm1d, BatchNorm2d, LayerNorm
+    Case(
+        "batchnorm1d-wrong-channels",
+        lambda be, _: ap.BatchNorm1d(3, backend=be).forward(ones(be, (5, 4))),
+        ShapeError,
+        r"BatchNorm1d\(3\): expected input of shape \(N, 3\) or \(N, 3, L\), got \(5, 4\)",
+    ),
+    Case(
+        "batchnorm2d-wrong-rank",
+        lambda be, _: ap.BatchNorm2d(3, backend=be).forward(ones(be, (5, 3))),
+        ShapeError,
+        r"BatchNorm2d\(3\): expected input of shape \(N, 3, H, W\), got \(5, 3\)",
+    ),
+    Case(
+        "batchnorm1d-batch-of-1-in-training",
+        lambda be, _: ap.BatchNorm1d(3, backend=be).forward(ones(be, (1, 3))),
+        ShapeError,
+        r"BatchNorm1d\(3\): expected more than 1 value per channel in training mode, got "
+        r"input of shape \(1, 3\)",
+    ),
+    Case(
+        "batchnorm1d-int-input",
+        lambda be, _: ap.BatchNorm1d(3, backend=be).forward(ones(be, (5, 3), np.int64)),
+        DTypeError,
+        r"BatchNorm1d\(3\): expected input of dtype float64, got .*int64",
+    ),
+    Case(
+        "batchnorm1d-foreign-library",
+        lambda be, _: ap.BatchNorm1d(3, backend=be).forward(foreign(be)),
+        BackendMismatchError,
+        r"BatchNorm1d\(3\) input: expected an array of Backend",
+    ),
+    Case(
+        "batchnorm1d-backward-foreign-gradient",
+        lambda be, _: _after_forward(ap.BatchNorm1d(3, backend=be), be).backward(foreign(be)),
+        BackendMismatchError,
+        r"BatchNorm1d\(3\) gradient: expected an array",
+    ),
+    Case(
+        "layernorm-wrong-trailing-shape",
+        lambda be, _: ap.LayerNorm((2, 3), backend=be).forward(ones(be, (4, 3, 2))),
+        ShapeError,
+        r"LayerNorm\(\(2, 3\)\): expected input of shape \(batch, \.\.\., 2, 3\), got \(4, 3, 2\)",
+    ),
     # Dense
     Case(
         "dense-wrong-width",

@@ -1,9 +1,9 @@
 """Layers, losses and initialisers: the model side of the math (docs/math.md).
 
 One concept per module: :mod:`.parameter`, :mod:`.layer` (the protocol), :mod:`.dense`,
-:mod:`.activations`, :mod:`.dropout`, :mod:`.flatten`, :mod:`.containers` (Sequential, mlp),
-:mod:`.registry` (the layer types checkpoints rebuild), :mod:`.summary`, :mod:`.losses`,
-:mod:`.init` and :mod:`.gradcheck`.
+:mod:`.activations`, :mod:`.dropout`, :mod:`.flatten`, :mod:`.normalization` (BatchNorm,
+LayerNorm), :mod:`.containers` (Sequential, mlp), :mod:`.registry` (the layer types checkpoints
+rebuild), :mod:`.summary`, :mod:`.losses`, :mod:`.init` and :mod:`.gradcheck`.
 
 Array API only, through ``backend.xp``; see docs/architecture.md for what nn/ may import.
 """
@@ -46,6 +46,7 @@ from arrayprop.nn.losses import (
     SoftmaxCrossEntropy,
     get_loss,
 )
+from arrayprop.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from arrayprop.nn.parameter import Buffer, Parameter
 from arrayprop.nn.registry import LAYER_TYPES, layer_config, layer_from_config, register_layer
 
@@ -58,6 +59,8 @@ __all__ = [
     "MSE",
     "RMSE",
     "Activation",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "BinaryCrossEntropy",
     "Buffer",
     "Dense",
@@ -66,6 +69,7 @@ __all__ = [
     "Identity",
     "L2Loss",
     "Layer",
+    "LayerNorm",
     "LeakyReLU",
     "Loss",
     "Parameter",
