@@ -133,6 +133,21 @@ def test_train_step_lowers_the_loss(backend, rng):
     assert last < 0.5 * first
 
 
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_sequential_backward_passes_the_none_of_a_first_embedding_on(backend, rng, input_grad):
+    model = tiny_model(backend)
+    x, _ = data(rng)
+    out = model.forward(backend.asarray(x))
+    assert model.backward(backend.xp.ones_like(out), input_grad=input_grad) is None
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_summary_runs_on_integer_indices(backend):
+    summary = tiny_model(backend).summary((3,))
+    assert [row[2] for row in summary.rows] == [(None, 3, 4), (None, 12), (None, 2)]
+    assert summary.trainable == 6 * 4 + 12 * 2 + 2
+
+
 @pytest.mark.parametrize("budget", [None, 256])  # resident, and streamed in chunks
 def test_fit_evaluate_predict_keep_integer_x(backend, rng, budget):
     model = tiny_model(backend)
