@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from arrayprop.errors import LabelError, NonFiniteError
+from arrayprop.errors import DataError, LabelError, NonFiniteError
 
 __all__ = [
     "CHECK_BLOCK_ROWS",
@@ -41,6 +41,7 @@ __all__ = [
     "check",
     "check_class_labels",
     "check_finite",
+    "check_indices",
     "class_labels_ok",
     "finite_ok",
     "format_index",
@@ -326,6 +327,33 @@ def check_class_labels(y: np.ndarray, num_classes: int, what: str) -> None:
         raise LabelError(
             f"{what}: label {bad} at index {index} is out of range for a model with "
             f"{num_classes} outputs (valid: 0..{num_classes - 1})"
+        )
+
+
+def check_indices(x: np.ndarray, num_embeddings: int, what: str) -> None:
+    """Raise :class:`~arrayprop.errors.DataError` unless ``x`` holds integers in [0, n).
+
+    The host check of an embedding's indices (a min and a max; the position is only looked
+    up for the message). The message names the first bad index, its position and the range.
+
+    Parameters
+    ----------
+    x : numpy.ndarray of int, any shape
+        Row indices into a table of ``num_embeddings`` rows.
+    num_embeddings : int
+        n, the rows of the table.
+    what : str
+        How the message names the layer, e.g. ``"Embedding(10, 4)"``.
+    """
+    if x.size == 0:
+        return
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 0 or hi >= num_embeddings:
+        bad = lo if lo < 0 else hi
+        index = format_index(np.argwhere(x == bad)[0])
+        raise DataError(
+            f"{what}: index {bad} at position {index} is out of range for a table of "
+            f"{num_embeddings} rows (valid: 0..{num_embeddings - 1})"
         )
 
 

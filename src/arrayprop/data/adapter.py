@@ -23,7 +23,13 @@ import numpy as np
 
 from arrayprop import validation
 from arrayprop.backends import Backend, is_host
-from arrayprop.errors import BackendMismatchError, DataError, NonFiniteError, ShapeError
+from arrayprop.errors import (
+    BackendMismatchError,
+    DataError,
+    DTypeError,
+    NonFiniteError,
+    ShapeError,
+)
 
 __all__ = ["DeviceData", "Expect", "gather_rows", "host_array", "is_resident", "prepare"]
 
@@ -50,12 +56,17 @@ class Expect:
     rows_only : str or None
         How messages name the loss when it takes target rows only, never class labels (a
         regression loss, binary cross-entropy); None when labels are fine.
+    indices : int or None
+        When the first layer takes integer indices (an Embedding, ``takes_indices``): the rows
+        of its table, and x must hold integers in [0, indices), kept integer on the device.
+        None: x is features, cast to the model's float dtype.
     """
 
     features: int | None
     outputs: int | None
     first: str
     rows_only: str | None = None
+    indices: int | None = None
 
 
 @dataclass
@@ -85,6 +96,8 @@ class DeviceData:
         target row.
     budget : int
         ``max_device_bytes``: what the data may take while it is consumed.
+    indices : bool
+        ``x`` holds integer indices (kept integer), not features in the model's dtype.
     """
 
     be: Backend
@@ -96,6 +109,7 @@ class DeviceData:
     labels: bool
     row_bytes: int
     budget: int
+    indices: bool = False
 
     def chunk_rows(self, batch: int) -> int:
         """Rows per device chunk: a multiple of ``batch``, so no batch spans two chunks.
@@ -161,10 +175,11 @@ class DeviceData:
             yield self.x, self.y, perm, start, self.n
             return
         y_dtype = be.xp.int64 if self.labels else be.dtype
+        x_dtype = None if self.indices else be.dtype  # None: integers keep their dtype
         for c in range(start, self.n, chunk_rows):
             rows = slice(c, c + chunk_rows) if order is None else order[c : c + chunk_rows]
             # prepare() checked the whole set once: no range scan per chunk and epoch.
-            xs = be.asarray(gather_rows(self.x, rows), dtype=be.dtype, check_range=False)
+            xs = be.asarray(gather_rows(self.x, rows), dtype=x_dtype, check_range=False)
             ys = None
             if self.y is not None:
                 ys = be.asarray(gather_rows(self.y, rows), dtype=y_dtype, check_range=False)
@@ -211,12 +226,16 @@ def prepare(be: Backend, x: Any, y: Any, expect: Expect, *, what: str, budget: i
     if y is not None:
         y = _beside_x(be, y, on_device, cast_to, f"{what}: y")
     n = _check_x(x, expect, what)
+    x_dtype = be.dtype
+    if expect.indices is not None:
+        _check_indices(be, x, on_device, expect, what)
+        x_dtype = None  # integers keep their dtype
     labels = False
     if y is not None:
         y, labels = _check_y(xp, y, n, expect, what, on_device)
     if on_device:
         _check_device(be, x, y, labels, expect.outputs, what, cast_to)
-        x = be.asarray(x, dtype=be.dtype, check_range=False)
+        x = be.asarray(x, dtype=x_dtype, check_range=False)
     else:
         _check_host(x, y, labels, expect.outputs, what, cast_to, budget)
     row_bytes = _row_size(x) * itemsize
@@ -228,10 +247,11 @@ def prepare(be: Backend, x: Any, y: Any, expect: Expect, *, what: str, budget: i
             y = be.asarray(y, dtype=be.dtype, check_range=False)
         elif n * row_bytes <= budget:
             # Checked above (check_range=False: no second scan).
-            x = be.asarray(x, dtype=be.dtype, check_range=False)
+            x = be.asarray(x, dtype=x_dtype, check_range=False)
             y = be.asarray(y, dtype=xp.int64 if labels else be.dtype, check_range=False)
             on_device = True
-    return DeviceData(be, x, y, n, expect.outputs, on_device, labels, row_bytes, budget)
+    indices = expect.indices is not None
+    return DeviceData(be, x, y, n, expect.outputs, on_device, labels, row_bytes, budget, indices)
 
 
 def is_resident(be: Backend, x: Any) -> bool:
@@ -291,6 +311,27 @@ def _beside_x(be: Backend, y: Any, x_on_device: bool, cast_to: validation.CastTo
 def _row_size(a: Any) -> int:
     """Values per sample of ``a`` (n, ...): the product of its axes after the first."""
     return math.prod(tuple(a.shape)[1:])
+
+
+def _check_indices(be: Backend, x: Any, on_device: bool, expect: Expect, what: str) -> None:
+    """x of a model whose first layer takes indices: integers in [0, expect.indices), checked
+    once for the whole set (one device reduction and read when it is on the device), so that
+    no training step needs a device sync to check them."""
+    if on_device:
+        xp = be.xp
+        ok = xp.isdtype(x.dtype, "integral") and (
+            _row_size(x) * x.shape[0] == 0
+            or bool(be.to_host(xp.all((x >= 0) & (x < expect.indices))))
+        )
+        if ok:
+            return
+        x = be.to_host(x)
+    if x.dtype.kind not in "iu":
+        raise DTypeError(
+            f"{what}: x must hold integer indices for the model's first layer {expect.first}, "
+            f"got {x.dtype}"
+        )
+    validation.check_indices(x, expect.indices, f"{what}: x for {expect.first}")
 
 
 def _check_x(x: Any, expect: Expect, what: str) -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "adam_update",
     "bias_activation",
     "bias_grad",
+    "embedding_grad",
     "expect_overflow",
     "fused_sgd",
     "fused_sgd_status",
@@ -119,6 +120,15 @@ def bias_grad(backend, delta):
     """∂C/∂b = Σ_rows δ. delta (batch, out) -> (out,), a new array."""
     fast = _fast(backend)
     return fast.bias_grad(delta) if fast else portable.bias_grad(backend.xp, delta)
+
+
+def embedding_grad(backend, indices, grad, num_embeddings):
+    """∂C/∂W of an embedding (eq. 41): rows of grad (rows, dim) scatter-added into the rows
+    ``indices`` (rows,) names, repeated indices accumulating. -> (num_embeddings, dim)."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "embedding_grad"):
+        return fast.embedding_grad(indices, grad, num_embeddings)
+    return portable.embedding_grad(backend.xp, indices, grad, num_embeddings)
 
 
 def softmax_cross_entropy(backend, z, y):

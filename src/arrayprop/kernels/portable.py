@@ -139,3 +139,18 @@ def adam_update(
     v = beta2 * v + (1.0 - beta2) * (g * g)
     w = w - (lr / bias_c1) * m / (xp.sqrt(v) / bias_c2**0.5 + eps)
     return w, m, v
+
+
+def embedding_grad(xp, indices, grad, num_embeddings: int) -> Any:
+    """∂C/∂W of an embedding: the rows of ``grad`` summed into the rows ``indices`` names.
+
+    The Array API has no scatter-add, so the sum is one GEMM with the one-hot matrix of the
+    indices, Oᵀ G with O[r, j] = [indices[r] = j]: repeated indices accumulate, no Python loop.
+    It costs O(rows · num_embeddings) memory for O and O(rows · num_embeddings · dim) flops.
+    indices (rows,) int, grad (rows, dim) -> (num_embeddings, dim), a new array.
+    """
+    onehot = xp.astype(
+        xp.expand_dims(indices, axis=1) == xp.arange(num_embeddings, dtype=indices.dtype),
+        grad.dtype,
+    )  # (rows, num_embeddings)
+    return xp.matmul(xp.matrix_transpose(onehot), grad)  # eq. 41

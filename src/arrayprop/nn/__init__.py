@@ -1,9 +1,9 @@
 """Layers, losses and initialisers: the model side of the math (docs/math.md).
 
 One concept per module: :mod:`.parameter`, :mod:`.layer` (the protocol), :mod:`.dense`,
-:mod:`.activations`, :mod:`.dropout`, :mod:`.flatten`, :mod:`.normalization` (BatchNorm,
-LayerNorm), :mod:`.containers` (Sequential, mlp), :mod:`.registry` (the layer types checkpoints
-rebuild), :mod:`.summary`, :mod:`.losses`, :mod:`.init` and :mod:`.gradcheck`.
+:mod:`.embedding`, :mod:`.activations`, :mod:`.dropout`, :mod:`.flatten`, :mod:`.normalization`
+(BatchNorm, LayerNorm), :mod:`.containers` (Sequential, mlp), :mod:`.registry` (the layer types
+checkpoints rebuild), :mod:`.summary`, :mod:`.losses`, :mod:`.init` and :mod:`.gradcheck`.
 
 Array API only, through ``backend.xp``; see docs/architecture.md for what nn/ may import.
 """
@@ -25,6 +25,7 @@ from arrayprop.nn.activations import (
 from arrayprop.nn.containers import Sequential, mlp
 from arrayprop.nn.dense import Dense
 from arrayprop.nn.dropout import Dropout
+from arrayprop.nn.embedding import Embedding
 from arrayprop.nn.flatten import Flatten
 from arrayprop.nn.gradcheck import gradcheck, relative_error
 from arrayprop.nn.init import (
@@ -65,6 +66,7 @@ __all__ = [
     "Buffer",
     "Dense",
     "Dropout",
+    "Embedding",
     "Flatten",
     "Identity",
     "L2Loss",

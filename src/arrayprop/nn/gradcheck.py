@@ -62,7 +62,8 @@ def gradcheck(
         What to check. It is copied to float64 on its own backend; the original is untouched.
         For a Loss, ``x`` is the prediction and ``y`` the target, and ∂C/∂pred is checked.
     x : array-like, shape (batch, in_features)
-        The input (host or backend array).
+        The input (host or backend array); float data is checked in float64, integer data
+        (indices) is passed as it is.
     y, loss : optional
         Targets and the loss giving the scalar C. Without a loss, C = Σ out ⊙ R for a fixed
         random R, which exercises every output's gradient.
@@ -72,7 +73,9 @@ def gradcheck(
     Returns
     -------
     dict
-        The relative error (see :func:`relative_error`) per parameter name and for ``"input"``.
+        The relative error (see :func:`relative_error`) per parameter name and for ``"input"``
+        (no ``"input"`` entry for integer input, e.g. the indices of an Embedding: they are
+        not differentiable and are never perturbed).
         A correct backward gives about 1e-9 or less; the tests require < 1e-6.
     """
     if isinstance(model_or_layer, Loss):
@@ -85,7 +88,11 @@ def gradcheck(
     be = layer.backend if layer.backend is not None else backend_of(x)
     be64 = be.with_dtype("float64")
     m = layer.to(be64)
-    x_host = be.to_host(x).astype("float64") if be.owns(x) else _host(x)
+    x_host = be.to_host(x) if be.owns(x) else _host(x)
+    # Integer input (indices of an Embedding) is not differentiable: it keeps its dtype, is
+    # never perturbed, and the result has no "input" entry.
+    indices = x_host.dtype.kind in "iu"
+    x_host = x_host if indices else x_host.astype("float64")
     state = {"x": be64.asarray(x_host)}
 
     out = m.forward(state["x"])
@@ -117,6 +124,9 @@ def gradcheck(
         numeric = _numeric(cost, be64.to_host(p.data).copy(), set_param, eps)
         errors[name] = relative_error(analytic[name], numeric)
 
+    if indices:
+        return errors
+
     def set_input(value: Any) -> None:
         state["x"] = be64.asarray(value)
 
@@ -126,14 +136,15 @@ def gradcheck(
 
 
 def _host(x: Any) -> Any:
-    """Host data (lists, NumPy arrays) as a float64 host array."""
-    return get_backend("numpy", dtype="float64").asarray(x, dtype="float64")
+    """Host data (lists, NumPy arrays) as a host array: float data in float64, integer data
+    (indices) as it is."""
+    return get_backend("numpy", dtype="float64").asarray(x)
 
 
 def _gradcheck_loss(loss: Loss, pred: Any, target: Any, eps: float) -> dict[str, float]:
     be: Backend = backend_of(pred) if not _is_plain_host(pred) else None
     be64 = be.with_dtype("float64") if be is not None else _default64()
-    p_host = be.to_host(pred).astype("float64") if be is not None else _host(pred)
+    p_host = be.to_host(pred).astype("float64") if be is not None else _host(pred).astype("float64")
     t = target
     if be is not None and be.owns(target):
         t = be.to_host(target)

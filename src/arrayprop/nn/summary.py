@@ -98,6 +98,8 @@ def summarize(model: Any, input_shape: tuple[int, ...] | None = None) -> Summary
     children = children or [("", model)]
     out = Summary(title=type(model).__name__)
     x = be.zeros((1, *input_shape))
+    if getattr(children[0][1], "takes_indices", False):  # an Embedding reads integer indices
+        x = be.xp.astype(x, be.xp.int64)
     with evaluating(model):
         for name, layer in children:
             x = layer(x)

@@ -99,13 +99,17 @@ def expected_data(model: Layer, loss: Loss | None) -> Expect:
     """What ``model`` (trained or scored with ``loss``) takes as data: the input and output
     widths it declares (``model.in_features`` / ``model.out_features``, None where it declares
     none), and whether class labels are fine (not for regression losses and binary
-    cross-entropy)."""
+    cross-entropy), and, for a first layer with ``takes_indices`` (an Embedding), the rows of
+    its table: x is then integer indices."""
     rows_only = isinstance(loss, (*REGRESSION_LOSSES, BinaryCrossEntropy))
+    first = first_layer(model)
     return Expect(
         getattr(model, "in_features", None),
         getattr(model, "out_features", None),
-        describe(first_layer(model)),
+        describe(first),
         repr(loss) if rows_only else None,
+        # A first layer that takes indices (Embedding): x stays integer, checked in range.
+        getattr(first, "num_embeddings", None) if getattr(first, "takes_indices", False) else None,
     )
 
 

@@ -88,6 +88,14 @@ def bias_grad(delta):
     return _ones(delta.shape[0], delta.dtype) @ delta
 
 
+def embedding_grad(indices, grad, num_embeddings):
+    # A scatter-add (O(rows · dim)) instead of the portable one-hot GEMM, whose one-hot matrix
+    # alone is rows × num_embeddings: for a vocabulary of 50 000 that is the larger cost.
+    out = np.zeros((num_embeddings, grad.shape[1]), dtype=grad.dtype)
+    np.add.at(out, indices, grad)  # eq. 41
+    return out
+
+
 def softmax_cross_entropy(z, y):
     n = z.shape[0]
     shifted = z - z.max(axis=1, keepdims=True)
