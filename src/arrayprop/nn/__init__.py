@@ -2,8 +2,9 @@
 
 One concept per module: :mod:`.parameter`, :mod:`.layer` (the protocol), :mod:`.dense`,
 :mod:`.embedding`, :mod:`.activations`, :mod:`.dropout`, :mod:`.flatten`, :mod:`.normalization`
-(BatchNorm, LayerNorm), :mod:`.containers` (Sequential, mlp), :mod:`.registry` (the layer types
-checkpoints rebuild), :mod:`.summary`, :mod:`.losses`, :mod:`.init` and :mod:`.gradcheck`.
+(BatchNorm, LayerNorm), :mod:`.conv` (Conv2D), :mod:`.pooling` (MaxPool2D, AvgPool2D),
+:mod:`.containers` (Sequential, mlp), :mod:`.registry` (the layer types checkpoints rebuild),
+:mod:`.summary`, :mod:`.losses`, :mod:`.init` and :mod:`.gradcheck`.
 
 Array API only, through ``backend.xp``; see docs/architecture.md for what nn/ may import.
 """
@@ -23,6 +24,7 @@ from arrayprop.nn.activations import (
     Tanh,
 )
 from arrayprop.nn.containers import Sequential, mlp
+from arrayprop.nn.conv import Conv2D
 from arrayprop.nn.dense import Dense
 from arrayprop.nn.dropout import Dropout
 from arrayprop.nn.embedding import Embedding
@@ -49,6 +51,7 @@ from arrayprop.nn.losses import (
 )
 from arrayprop.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from arrayprop.nn.parameter import Buffer, Parameter
+from arrayprop.nn.pooling import AvgPool2D, MaxPool2D
 from arrayprop.nn.registry import LAYER_TYPES, layer_config, layer_from_config, register_layer
 
 __all__ = [
@@ -60,10 +63,12 @@ __all__ = [
     "MSE",
     "RMSE",
     "Activation",
+    "AvgPool2D",
     "BatchNorm1d",
     "BatchNorm2d",
     "BinaryCrossEntropy",
     "Buffer",
+    "Conv2D",
     "Dense",
     "Dropout",
     "Embedding",
@@ -74,6 +79,7 @@ __all__ = [
     "LayerNorm",
     "LeakyReLU",
     "Loss",
+    "MaxPool2D",
     "Parameter",
     "ReLU",
     "Sequential",
