@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ class Dataset:
 
     ``x_*`` are float32 arrays of shape (n, features), ``y_*`` integer labels of shape (n,);
     ``mean`` (features,) and ``scale`` are the preprocessing, to apply to new inputs.
+    ``image_shape`` is (channels, height, width) of one flat row when the inputs are images
+    (``x.reshape(n, *image_shape)`` for a conv model), else None.
     """
 
     name: str
@@ -28,6 +31,7 @@ class Dataset:
     classes: int
     mean: np.ndarray
     scale: float
+    image_shape: tuple[int, int, int] | None = None
 
 
 def load_dataset(spec: str) -> Dataset:
@@ -49,6 +53,11 @@ def load_dataset(spec: str) -> Dataset:
     else:
         x, y = data.make_spirals(n=600, seed=0) if spec == "spirals" else data.make_xor(400)
         (x_tr, y_tr), (x_te, y_te) = data.train_val_split(x, y, 0.25, seed=0, stratify=True)
+    image_shape = None
+    if spec == "digits" or spec.startswith("mnist:"):
+        # Square grey-scale images stored as rows: 8x8 digits, 28x28 MNIST.
+        side = math.isqrt(x_tr.shape[1])
+        image_shape = (1, side, side) if side * side == x_tr.shape[1] else None
     mean = x_tr.mean(axis=0)
     scale = float((x_tr - mean).std()) or 1.0
     return Dataset(
@@ -60,4 +69,5 @@ def load_dataset(spec: str) -> Dataset:
         classes=int(max(y_tr.max(), y_te.max())) + 1,
         mean=mean.astype(np.float32),
         scale=scale,
+        image_shape=image_shape,
     )

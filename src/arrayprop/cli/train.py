@@ -7,6 +7,7 @@ cosine learning-rate schedule; every choice is a flag (``arrayprop train --help`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import math
 import os
@@ -22,12 +23,12 @@ from arrayprop.cli.args import (
     DTYPES,
     UsageError,
     dataset_spec,
-    model_spec,
     non_negative_float,
     positive_float,
     positive_int,
 )
 from arrayprop.cli.datasets import Dataset, load_dataset
+from arrayprop.cli.models import ModelSpec, build, parse_model, reads_images
 from arrayprop.nn.activations import ACTIVATIONS
 from arrayprop.nn.containers import mlp
 from arrayprop.nn.losses import BinaryCrossEntropy, Loss, get_loss
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_OPTIMIZER",
     "VALIDATION_FRACTION",
     "add_parser",
+    "build_model",
     "build_optimizer",
     "model_sizes",
     "plot_history",
@@ -83,14 +85,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--model",
-        type=model_spec,
+        type=parse_model,
         default=None,
-        metavar="SIZES",
-        help="layer widths, e.g. 64-128-10; the first must be the data's features and the last "
-        f"its classes (default: features-{'-'.join(map(str, DEFAULT_HIDDEN))}-classes)",
+        metavar="SPEC",
+        help="MLP widths, e.g. 64-128-10 (the first must be the data's features and the last its "
+        "classes), or a comma-separated layer list, e.g. "
+        "conv8k3p1,relu,maxpool2,flatten,dense10, of denseN, convCkK[sS][pP], maxpoolK[sS], "
+        "avgpoolK[sS], flatten, bn, ln, dropout[P] and activation names (see docs/training.md; "
+        f"default: features-{'-'.join(map(str, DEFAULT_HIDDEN))}-classes)",
     )
     train.add_argument(
-        "--activation", choices=sorted(ACTIVATIONS), default="relu", help="hidden activation" + D
+        "--activation",
+        choices=sorted(ACTIVATIONS),
+        default="relu",
+        help="hidden activation of the widths form of --model" + D,
     )
     train.add_argument(
         "--loss",
@@ -146,6 +154,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def model_sizes(args: argparse.Namespace, ds: Dataset) -> list[int]:
     """The layer widths: ``--model``, checked against the data, or the default hidden layers."""
     features = ds.x_train.shape[1]
+    if isinstance(args.model, ModelSpec):
+        raise UsageError(f"--model {args.model}: a layer list has no widths; use build_model")
     if args.model is None:
         return [features, *DEFAULT_HIDDEN, ds.classes]
     sizes = list(args.model)
@@ -156,6 +166,30 @@ def model_sizes(args: argparse.Namespace, ds: Dataset) -> list[int]:
             f"and {ds.classes} classes, so the model must read {features}-{hidden}-{ds.classes}"
         )
     return sizes
+
+
+def build_model(args: argparse.Namespace, ds: Dataset, backend: Any) -> tuple[Any, Dataset, str]:
+    """The model ``--model`` describes, the data in the shape it reads, and a short name.
+
+    A layer list that reads images gets the data reshaped to (n, channels, height, width).
+    """
+    if not isinstance(args.model, ModelSpec):
+        sizes = model_sizes(args, ds)
+        model = mlp(sizes, args.activation, seed=args.seed, backend=backend)
+        return model, ds, f"{'-'.join(map(str, sizes))} {args.activation}"
+    if reads_images(args.model):
+        if ds.image_shape is None:
+            raise UsageError(
+                f"--model {args.model}: conv and pooling layers need images, but {ds.name} "
+                f"has {ds.x_train.shape[1]} features and no image shape; use digits or mnist:DIR"
+            )
+        ds = dataclasses.replace(
+            ds,
+            x_train=ds.x_train.reshape(-1, *ds.image_shape),
+            x_test=ds.x_test.reshape(-1, *ds.image_shape),
+        )
+    model = build(args.model, ds.x_train.shape[1:], ds.classes, seed=args.seed, backend=backend)
+    return model, ds, str(args.model)
 
 
 def _loss_and_targets(name: str, ds: Dataset) -> tuple[Loss, np.ndarray, np.ndarray]:
@@ -208,23 +242,22 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs --checkpoint PATH")
     be = get_backend(args.backend, device=args.device, dtype=args.dtype)
     ds = load_dataset(args.dataset)
-    sizes = model_sizes(args, ds)
+    model, ds, described = build_model(args, ds, be)
     loss, y_train, y_test = _loss_and_targets(args.loss, ds)
     # The per-epoch validation numbers come from 10% of the training set; the test set is
     # touched once, after training, so the reported test accuracy was never looked at before.
     (x_fit, y_fit), validation = data.train_val_split(
         ds.x_train, y_train, VALIDATION_FRACTION, seed=args.seed, stratify=y_train.ndim == 1
     )
-    model = mlp(sizes, args.activation, seed=args.seed, backend=be)
     optimizer = build_optimizer(args, model.parameters())
     schedule = CosineAnnealingLR(optimizer, args.epochs) if args.schedule == "cosine" else None
     say = print if not args.no_progress else _quiet
     say(
         f"{ds.name}: {len(y_fit)} train / {len(validation[1])} validation / "
         f"{len(ds.y_test)} test samples, "
-        f"{ds.x_train.shape[1]} features, {ds.classes} classes"
+        f"{_inputs(ds.x_train.shape[1:])}, {ds.classes} classes"
     )
-    say(f"model {'-'.join(map(str, sizes))} {args.activation} on {be}; {optimizer!r}")
+    say(f"model {described} on {be}; {optimizer!r}")
     start = time.perf_counter()
     history = fit(
         model,
@@ -255,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
             "dataset": args.dataset,
             "input_mean": ds.mean,
             "input_scale": ds.scale,
+            "input_shape": list(ds.x_train.shape[1:]),
             "classes": ds.classes,
             "loss": args.loss,
             "history": history.as_dict(),
@@ -263,9 +297,16 @@ def run(args: argparse.Namespace) -> int:
         checkpoint.save(model, args.save, optimizer=optimizer, extra=extra)
         print(f"saved {args.save}")
     if args.plot:
-        plot_history(history, args.plot, title=f"{ds.name} {'-'.join(map(str, sizes))}")
+        plot_history(history, args.plot, title=f"{ds.name} {described}")
         print(f"wrote {args.plot}")
     return 0
+
+
+def _inputs(shape: tuple[int, ...]) -> str:
+    """``64 features`` or ``1x8x8 images``."""
+    if len(shape) == 1:
+        return f"{shape[0]} features"
+    return "x".join(map(str, shape)) + " images"
 
 
 def _quiet(*_: Any, **__: Any) -> None:
