@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -23,7 +24,15 @@ def _load(name: str):
 def test_every_example_has_a_main_and_is_tested():
     names = sorted(p.stem for p in EXAMPLES.glob("*.py"))
     assert names == sorted(
-        ["digits", "linear_regression", "logistic_regression", "vanishing_gradients", "xor"]
+        [
+            "cnn_digits",
+            "digits",
+            "linear_regression",
+            "logistic_regression",
+            "mlp_batchnorm_dropout",
+            "vanishing_gradients",
+            "xor",
+        ]
     )
     for name in names:
         assert callable(_load(name).main)
@@ -79,6 +88,27 @@ def test_digits_trains_saves_and_reloads(tmp_path):
     assert out["accuracy"] > 0.9
     assert out["reloaded_accuracy"] == pytest.approx(out["accuracy"], abs=1e-9)
     assert path.exists()
+
+
+def test_cnn_digits_learns_in_one_epoch(capsys):
+    out = _load("cnn_digits").main(epochs=1, seed=0)
+    # One epoch of the small CNN already beats chance (10 %) by far; the defaults reach ≥ 98.5 %.
+    assert out["accuracy"] > 0.7
+    assert out["val_accuracy"] > 0.7
+    printed = capsys.readouterr().out
+    assert re.search(r"validation accuracy \d+\.\d\d%", printed)
+    assert re.search(r"test accuracy \d+\.\d\d%\n\Z", printed)
+
+
+def test_mlp_batchnorm_dropout_learns_in_two_epochs(capsys):
+    module = _load("mlp_batchnorm_dropout")
+    out = module.main(hidden=64, epochs=2, seed=0)
+    assert out["accuracy"] > 0.8
+    assert re.search(r"test accuracy \d+\.\d\d%\n\Z", capsys.readouterr().out)
+    # The model really has the two layers the example is about.
+    model = module.build(32, 0.5)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert {"BatchNorm1d", "Dropout"} <= kinds
 
 
 def test_vanishing_gradients_in_the_deep_sigmoid_net(tmp_path, capsys):

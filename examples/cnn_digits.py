@@ -1,0 +1,186 @@
+"""A small CNN on the bundled 8x8 digits, its settings chosen on validation data.
+
+    Conv2D(1, 16, 3, padding=1) → ReLU → Conv2D(16, 32, 3, padding=1) → ReLU → MaxPool2D(2)
+    → Flatten → Dense(512, 64) → ReLU → Dropout(0.5) → Dense(64, 10)
+
+(38,282 parameters), trained with AdamW (weight decay 0.01), batch 32 and a cosine schedule.
+The images are reshaped to (n, 1, 8, 8) and standardised with the training part's mean and
+standard deviation.
+
+How the defaults were chosen. The 1,438 training images are split once more, stratified: 80 %
+to train and 20 % (288 images) to validate. Each candidate was trained on the 80 % with two
+seeds and scored on the validation part only; the test set (359 images) was not looked at
+until the choice was made, and is scored once, at the end. Validation accuracy, two seeds:
+
+    epochs  lr     weight decay  dropout  hidden   validation (seeds 0, 1)
+    30      1e-3   0.01          0.5      64       98.61 %, 99.31 %
+    30      3e-3   0.01          0.5      64       100.00 %, 99.31 %   <- chosen
+    30      1e-3   0.1           0.5      128      98.96 %, 99.31 %
+    30      3e-3   0.1           0.25     128      99.65 %, 99.31 %
+    15      3e-3   0.01          0.5      64       99.65 %, 99.31 %
+
+One image of the validation part is 0.35 %, so these differ by one or two images: the choice
+is by a small margin. The larger learning rate did better than 1e-3 within 30 epochs; a hidden
+layer twice as wide with more weight decay (and less dropout) gave nothing on validation for
+twice the Dense cost; 15 epochs came close, 30 was kept as the better of the two.
+
+With these defaults the script trains once more on the training part and prints its validation
+accuracy, then trains on the whole training set (training and validation parts) and scores the
+test set once. Measured with the defaults (NumPy, 30 s on 2 shared cores): validation 100.00 %,
+test 97.77 % (8 of 359 wrong), short of issue 12's target of 98.5 % (at most 5 wrong); the
+test figure was not used to choose anything.
+
+    python examples/cnn_digits.py             # the defaults: about half a minute on 2 cores
+    python examples/cnn_digits.py --epochs 1  # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import arrayprop as ap
+from arrayprop import data
+
+
+def load(seed: int = 0, val_fraction: float = 0.2) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The digits as (n, 1, 8, 8) images: ``train``, ``val`` (a split of train), ``full`` and
+    ``test``, each ``(x, y)``, x standardised by the statistics of the part it is trained on."""
+    (x_tr, y_tr), (x_te, y_te) = data.load_digits(seed=seed)
+    (x_a, y_a), (x_v, y_v) = data.train_val_split(
+        x_tr, y_tr, val_fraction=val_fraction, seed=seed, stratify=True
+    )
+
+    def images(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        return ((x - ref.mean()) / ref.std()).reshape(-1, 1, 8, 8).astype(np.float32)
+
+    return {
+        "train": (images(x_a, x_a), y_a),
+        "val": (images(x_v, x_a), y_v),
+        "full": (images(x_tr, x_tr), y_tr),
+        "test": (images(x_te, x_tr), y_te),
+    }
+
+
+def build(
+    hidden: int = 64, p: float = 0.5, *, seed: int = 0, backend: str | None = None
+) -> ap.Sequential:
+    """The CNN of the module docstring, with ``hidden`` units and dropout ``p``."""
+    be = ap.get_backend(backend)
+    return ap.Sequential(
+        ap.Conv2D(1, 16, 3, padding=1, seed=seed, backend=be),
+        ap.ReLU(),
+        ap.Conv2D(16, 32, 3, padding=1, seed=seed + 1, backend=be),
+        ap.ReLU(),
+        ap.MaxPool2D(2),
+        ap.Flatten(),
+        ap.Dense(32 * 4 * 4, hidden, seed=seed + 2, backend=be),
+        ap.ReLU(),
+        ap.Dropout(p),
+        ap.Dense(hidden, 10, seed=seed + 3, backend=be),
+    )
+
+
+def train(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    hidden: int,
+    p: float,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    seed: int,
+    backend: str | None,
+    verbose: bool,
+) -> ap.Sequential:
+    """Build the CNN and fit it to ``(x, y)`` with AdamW and a cosine schedule."""
+    model = build(hidden, p, seed=seed, backend=backend)
+    optimizer = ap.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    ap.fit(
+        model,
+        x,
+        y,
+        loss="softmax-ce",
+        optimizer=optimizer,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        schedule=ap.CosineAnnealingLR(optimizer, T_max=epochs),
+        progress="lines" if verbose else None,
+    )
+    return model
+
+
+def main(
+    *,
+    hidden: int = 64,
+    p: float = 0.5,
+    epochs: int = 30,
+    lr: float = 3e-3,
+    weight_decay: float = 0.01,
+    batch_size: int = 32,
+    validate: bool = True,
+    backend: str | None = None,
+    seed: int = 0,
+    verbose: bool = True,
+) -> dict[str, float]:
+    """Train on the training part and score the validation part (``validate``), then train on
+    the whole training set and score the test set once.
+
+    Returns
+    -------
+    dict
+        ``loss`` and ``accuracy`` on the test set; ``val_accuracy`` (with ``validate``).
+    """
+    parts = load(seed)
+    settings = dict(
+        hidden=hidden,
+        p=p,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        seed=seed,
+        backend=backend,
+        verbose=verbose,
+    )
+    result: dict[str, float] = {}
+    start = time.perf_counter()
+    if validate:
+        model = train(*parts["train"], **settings)
+        result["val_accuracy"] = ap.evaluate(model, *parts["val"], loss="softmax-ce")["accuracy"]
+        if verbose:
+            print(f"validation accuracy {result['val_accuracy']:.2%}")
+    model = train(*parts["full"], **settings)
+    result.update(ap.evaluate(model, *parts["test"], loss="softmax-ce"))
+    if verbose:
+        print(f"trained in {time.perf_counter() - start:.1f} s")
+        print(f"test loss {result['loss']:.4f}, test accuracy {result['accuracy']:.2%}")
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default=None)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--p", type=float, default=0.5, help="dropout probability")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-validate", dest="validate", action="store_false", help="skip the validation run"
+    )
+    args = parser.parse_args()
+    main(
+        epochs=args.epochs,
+        hidden=args.hidden,
+        p=args.p,
+        lr=args.lr,
+        seed=args.seed,
+        validate=args.validate,
+        backend=args.backend,
+    )
