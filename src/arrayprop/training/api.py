@@ -284,7 +284,7 @@ def fit(
     metrics : sequence of str or Metric, or None
         Training (and validation) metrics; default accuracy (dropped for regression losses).
     callbacks : iterable of Callback
-        See :mod:`arrayprop.callbacks`.
+        See :mod:`arrayprop.training.callbacks`.
     progress : True, False, None, "bar" or "lines"
         True: a tqdm bar per epoch when stdout is a terminal, else one printed line per epoch;
         False or "lines": one line per epoch; "bar": always the bar; None: silent.
@@ -300,7 +300,7 @@ def fit(
         in flight, their host copies, the NaN/inf scan, the order) stays within the budget.
         The model and its activations are not counted.
     schedule : Schedule, optional
-        A learning-rate schedule of ``optimizer`` (:mod:`arrayprop.schedules`), stepped after
+        A learning-rate schedule of ``optimizer`` (:mod:`arrayprop.optim.schedules`), stepped after
         every epoch; its state goes into the checkpoint.
 
     Returns
