@@ -1,5 +1,5 @@
 """Time one training step on a CUDA GPU: arrayprop eager (CuPy), arrayprop with CUDA graphs
-(:class:`arrayprop.training.cuda_graph.CudaGraphStep`) and PyTorch eager, for the small configs where
+(:class:`arrayprop.CudaGraphStep`) and PyTorch eager, for the small configs where
 launch overhead dominates.
 
     PYTHONPATH=src python scripts/gpu_graph_bench.py [--configs tiny,small] [--json P]
