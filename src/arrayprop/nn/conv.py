@@ -15,7 +15,7 @@ from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
 from arrayprop.nn.init import INITIALIZERS, get_initializer
-from arrayprop.nn.layer import Layer, check_grad
+from arrayprop.nn.layer import Layer, check_grad, exact_array
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
 from arrayprop.random import host_rng
@@ -228,22 +228,15 @@ class Conv2D(Layer):
             host_w = get_initializer(init)((in_channels * kh * kw, out_channels), host_rng(seed))
             w = be.xp.reshape(be.asarray(host_w.T.copy(), dtype=be.dtype), shape)
         else:
-            w = self._exact(weight, shape, "weight")
+            w = exact_array(self, weight, shape, "weight")
         b = (
             be.zeros((out_channels,))
             if bias is None
-            else self._exact(bias, (out_channels,), "bias")
+            else exact_array(self, bias, (out_channels,), "bias")
         )
         self.weight = Parameter(w, "weight")
         self.bias = Parameter(b, "bias")
         self._cache = None
-
-    def _exact(self, value: Any, shape: tuple[int, ...], what: str) -> Any:
-        arr = self.backend.asarray(value, dtype=self.backend.dtype, what=f"{self!r}: {what}")
-        if tuple(arr.shape) != shape:
-            raise ShapeError(f"{self!r}: {what} must have shape {shape}, got {tuple(arr.shape)}")
-        # The optimizers update parameters in place: the layer owns its copy.
-        return self.backend.xp.asarray(arr, copy=True)
 
     def __repr__(self) -> str:
         extra = "".join(

@@ -14,7 +14,7 @@ from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
 from arrayprop.nn.init import INITIALIZERS, get_initializer
-from arrayprop.nn.layer import Layer, check_grad, check_last_axis
+from arrayprop.nn.layer import Layer, check_grad, check_last_axis, exact_array
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
 from arrayprop.random import host_rng
@@ -77,23 +77,15 @@ class Dense(Layer):
             host_w = get_initializer(init)((in_features, out_features), host_rng(seed))
             w = be.asarray(host_w, dtype=be.dtype)
         else:
-            w = self._exact(weight, (in_features, out_features), "weight")
+            w = exact_array(self, weight, (in_features, out_features), "weight")
         b = (
             be.zeros((out_features,))
             if bias is None
-            else self._exact(bias, (out_features,), "bias")
+            else exact_array(self, bias, (out_features,), "bias")
         )
         self.weight = Parameter(w, "weight")
         self.bias = Parameter(b, "bias")
         self._x = None
-
-    def _exact(self, value: Any, shape: tuple[int, ...], what: str) -> Any:
-        arr = self.backend.asarray(value, dtype=self.backend.dtype, what=f"{self!r}: {what}")
-        if tuple(arr.shape) != shape:
-            raise ShapeError(f"{self!r}: {what} must have shape {shape}, got {tuple(arr.shape)}")
-        # asarray may return the caller's buffer (NumPy, and torch's from_numpy); the optimizers
-        # update parameters in place, so the layer must own its copy.
-        return self.backend.xp.asarray(arr, copy=True)
 
     def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features})"

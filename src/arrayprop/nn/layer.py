@@ -27,7 +27,7 @@ from arrayprop.nn.parameter import Buffer, Parameter
 from arrayprop.nn.summary import summarize
 from arrayprop.random import current_step, step_rng
 
-__all__ = ["Layer", "check_grad", "check_last_axis", "state_backend"]
+__all__ = ["Layer", "check_grad", "check_last_axis", "exact_array", "state_backend"]
 
 
 class Layer:
@@ -358,6 +358,24 @@ def _move(a: Any, target: Backend) -> Any:
     host = _host(a)
     dtype = target.dtype if host.dtype.kind == "f" else None
     return _to_device(target, host, dtype)
+
+
+def exact_array(layer: Layer, value: Any, shape: tuple[int, ...], what: str) -> Any:
+    """Exact initial values given to a layer (``weight=``, ``bias=``): copied onto
+    ``layer.backend`` in its float dtype and checked to have ``shape``.
+
+    Raises
+    ------
+    ShapeError
+        Naming the layer, ``what``, the expected and the actual shape.
+    """
+    be = layer.backend
+    arr = be.asarray(value, dtype=be.dtype, what=f"{layer!r}: {what}")
+    if tuple(arr.shape) != shape:
+        raise ShapeError(f"{layer!r}: {what} must have shape {shape}, got {tuple(arr.shape)}")
+    # asarray may return the caller's buffer (NumPy, and torch's from_numpy); the optimizers
+    # update parameters in place, so the layer must own its copy.
+    return be.xp.asarray(arr, copy=True)
 
 
 def check_grad(layer: Layer, grad_out: Any, dtype: Any) -> None:

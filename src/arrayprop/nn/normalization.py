@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
-from arrayprop.nn.layer import Layer, check_grad
+from arrayprop.nn.layer import Layer, check_grad, exact_array
 from arrayprop.nn.parameter import Buffer, Parameter
 from arrayprop.nn.registry import register_layer
 from arrayprop.validation import POSITIVE, POSITIVE_INT, Interval, check
@@ -32,14 +32,6 @@ class _Affine(Layer):
 
     preserves_shape: ClassVar[bool] = True
 
-    def _exact(self, value: Any, shape: tuple[int, ...], what: str) -> Any:
-        be = self.backend
-        arr = be.asarray(value, dtype=be.dtype, what=f"{self!r}: {what}")
-        if tuple(arr.shape) != shape:
-            raise ShapeError(f"{self!r}: {what} must have shape {shape}, got {tuple(arr.shape)}")
-        # The optimizers update parameters in place: the layer owns its copy.
-        return be.xp.asarray(arr, copy=True)
-
     def _make_affine(self, affine: bool, weight: Any, bias: Any, shape: tuple[int, ...]) -> None:
         be = self.backend
         if not affine:
@@ -48,8 +40,8 @@ class _Affine(Layer):
             self.weight = self.bias = None
             return
         ones = be.xp.ones(shape, dtype=be.dtype, device=be.device)
-        w = ones if weight is None else self._exact(weight, shape, "weight")
-        b = be.zeros(shape) if bias is None else self._exact(bias, shape, "bias")
+        w = ones if weight is None else exact_array(self, weight, shape, "weight")
+        b = be.zeros(shape) if bias is None else exact_array(self, bias, shape, "bias")
         self.weight = Parameter(w, "weight")
         self.bias = Parameter(b, "bias")
 
