@@ -32,6 +32,21 @@ class _Affine(Layer):
 
     preserves_shape: ClassVar[bool] = True
 
+    def _take_cache(self, grad: Any) -> tuple[Any, ...]:
+        """What forward kept (x̂ first), checked against ∂C/∂y (backward after forward, the same
+        backend, dtype and shape) and released: one backward per forward."""
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        x_hat = self._cache[0]
+        check_grad(self, grad, x_hat.dtype)
+        if tuple(grad.shape) != tuple(x_hat.shape):
+            raise ShapeError(
+                f"{self!r}: expected a gradient of shape {tuple(x_hat.shape)}, got "
+                f"{tuple(grad.shape)}"
+            )
+        cache, self._cache = self._cache, None
+        return cache
+
     def _make_affine(self, affine: bool, weight: Any, bias: Any, shape: tuple[int, ...]) -> None:
         be = self.backend
         if not affine:
@@ -148,16 +163,7 @@ class _BatchNorm(_Affine):
     def backward(self, grad: Any) -> Any:
         """Given G = ∂C/∂Y (N, C, ...): sets ∂C/∂γ = Σ G ⊙ x̂ and ∂C/∂β = Σ G over every axis
         but the channel axis; returns ∂C/∂x (eq. 26 in training mode, G γ / σ in eval mode)."""
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
-        x_hat, inv_std, training, m = self._cache
-        check_grad(self, grad, x_hat.dtype)
-        if tuple(grad.shape) != tuple(x_hat.shape):
-            raise ShapeError(
-                f"{self!r}: expected a gradient of shape {tuple(x_hat.shape)}, got "
-                f"{tuple(grad.shape)}"
-            )
-        self._cache = None
+        x_hat, inv_std, training, m = self._take_cache(grad)
         xp = self.backend.xp
         axes = (0, *range(2, len(x_hat.shape)))
         sum_g = xp.sum(grad, axis=axes, keepdims=True)
@@ -310,16 +316,7 @@ class LayerNorm(_Affine):
     def backward(self, grad: Any) -> Any:
         """Given G = ∂C/∂Y: sets ∂C/∂γ = Σ G ⊙ x̂ and ∂C/∂β = Σ G over the leading axes; returns
         ∂C/∂x (eq. 28)."""
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward called before forward")
-        x_hat, inv_std = self._cache
-        check_grad(self, grad, x_hat.dtype)
-        if tuple(grad.shape) != tuple(x_hat.shape):
-            raise ShapeError(
-                f"{self!r}: expected a gradient of shape {tuple(x_hat.shape)}, got "
-                f"{tuple(grad.shape)}"
-            )
-        self._cache = None
+        x_hat, inv_std = self._take_cache(grad)
         xp = self.backend.xp
         k = len(self.normalized_shape)
         lead = tuple(range(len(x_hat.shape) - k))
