@@ -243,7 +243,8 @@ def test_format_logs():
     assert text == "loss 0.1235, accuracy 0.5000, val_loss 0.2500, 12,346 samples/s, 0.50 s"
 
 
-def test_progress_false_prints_one_line_per_epoch(capsys):
+@pytest.mark.parametrize("how", [{"progress": "lines"}, {"verbose": 2}])
+def test_lines_print_one_line_per_epoch(capsys, how):
     x, y, _, _ = _data(64)
     h = ap.fit(
         ap.mlp([64, 8, 10], seed=0, backend="numpy"),
@@ -252,7 +253,7 @@ def test_progress_false_prints_one_line_per_epoch(capsys):
         loss="softmax-ce",
         optimizer="sgd",
         epochs=3,
-        progress=False,
+        **how,
     )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
@@ -261,8 +262,9 @@ def test_progress_false_prints_one_line_per_epoch(capsys):
     assert "samples/s" in lines[2]
 
 
-def test_progress_none_is_silent(capsys):
-    x, y, _, _ = _data(32)
+@pytest.mark.parametrize("how", [{"progress": None}, {"progress": False}, {"verbose": 0}])
+def test_silent_displays_print_nothing(capsys, how):
+    x, y, xv, yv = _data(32)
     ap.fit(
         ap.mlp([64, 10], seed=0, backend="numpy"),
         x,
@@ -270,12 +272,15 @@ def test_progress_none_is_silent(capsys):
         loss="softmax-ce",
         optimizer="sgd",
         epochs=2,
-        progress=None,
+        validation_data=(xv, yv),
+        **how,
     )
-    assert capsys.readouterr().out == ""
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
 
 
-def test_progress_bar_shows_loss_and_rate(capsys):
+@pytest.mark.parametrize("how", [{"progress": "bar"}, {"verbose": 1}])
+def test_progress_bar_shows_loss_and_rate(capsys, how):
     x, y, _, _ = _data(64)
     h = ap.fit(
         ap.mlp([64, 8, 10], seed=0, backend="numpy"),
@@ -284,12 +289,109 @@ def test_progress_bar_shows_loss_and_rate(capsys):
         loss="softmax-ce",
         optimizer="sgd",
         epochs=2,
-        progress="bar",
+        **how,
     )
     out = capsys.readouterr().out
     assert "epoch 1/2" in out and "epoch 2/2" in out
     assert "sample/s" in out
     assert f"loss {h.loss[1]:.4f}" in out
+
+
+def test_progress_bar_leaves_every_finished_epochs_full_line(capsys, monkeypatch):
+    """The bar's postfix is cut at the terminal's margin (80 columns lose val_accuracy): each
+    finished epoch also prints its whole line, as the line display does."""
+    monkeypatch.setenv("COLUMNS", "80")
+    x, y, xv, yv = _data(64)
+    h = ap.fit(
+        ap.mlp([64, 8, 10], seed=0, backend="numpy"),
+        x,
+        y,
+        loss="softmax-ce",
+        optimizer="sgd",
+        epochs=3,
+        validation_data=(xv, yv),
+        progress="bar",
+    )
+    out = capsys.readouterr().out
+    for e in range(3):
+        line = next(s for s in out.splitlines() if s.startswith(f"epoch {e + 1}/3: loss "))
+        assert f"val_accuracy {h.val_accuracy[e]:.4f}" in line
+        assert f"val_loss {h.val_loss[e]:.4f}" in line
+
+
+def test_progress_bar_is_tqdm_auto(monkeypatch):
+    """tqdm.auto: a widget in a notebook, a text bar elsewhere."""
+    import tqdm.auto
+
+    made = []
+
+    class Fake:
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+            self.n, self.total = 0, kwargs["total"]
+
+        def set_postfix_str(self, *a, **k):
+            pass
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Fake)
+    x, y, _, _ = _data(32)
+    ap.fit(
+        ap.mlp([64, 10], seed=0, backend="numpy"),
+        x,
+        y,
+        loss="softmax-ce",
+        optimizer="sgd",
+        epochs=2,
+        progress="bar",
+    )
+    assert [m["desc"] for m in made] == ["epoch 1/2", "epoch 2/2"]
+
+
+def test_progress_true_in_a_notebook_is_the_bar(monkeypatch):
+    import sys
+    import types
+
+    from arrayprop.training.args import make_display
+    from arrayprop.training.callbacks import ProgressBar
+
+    class ZMQInteractiveShell:
+        pass
+
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = ZMQInteractiveShell
+    assert not isinstance(make_display(True, 1), ProgressBar)  # pytest's stdout: no terminal
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert isinstance(make_display(True, 1), ProgressBar)
+    fake.get_ipython = lambda: None  # a plain IPython terminal, no kernel
+    assert not isinstance(make_display(True, 1), ProgressBar)
+
+
+@pytest.mark.parametrize(
+    "how, match",
+    [
+        ({"verbose": 3}, r"fit: verbose must be one of 'auto', 0, 1, 2, got 3"),
+        ({"verbose": "bar"}, r"fit: verbose must be one of"),
+        ({"verbose": 1, "progress": "lines"}, r"fit: give progress or verbose, not both"),
+    ],
+)
+def test_verbose_checked(how, match):
+    x, y, _, _ = _data(16)
+    with pytest.raises(ValueError, match=match):
+        ap.fit(
+            ap.mlp([64, 10], backend="numpy"),
+            x,
+            y,
+            loss="softmax-ce",
+            optimizer="sgd",
+            epochs=1,
+            **how,
+        )
 
 
 def test_epoch_log_to_a_file(tmp_path):

@@ -325,7 +325,7 @@ def plot_history(history: Any, path: str | os.PathLike[str], title: str = "") ->
     for ax, key, label in zip(
         fig.subplots(1, 2), ("loss", "accuracy"), ("loss", "accuracy"), strict=True
     ):
-        for prefix, name in (("", "train"), ("val_", "test")):
+        for prefix, name in (("", "train"), ("val_", "validation")):
             values = history.history.get(prefix + key)
             if values is not None:
                 ax.plot(epochs, [math.nan if v is None else v for v in values], label=name)

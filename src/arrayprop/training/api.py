@@ -55,6 +55,8 @@ from arrayprop.training.args import (
     model_backend,
     resolve_metrics,
     resolve_optimizer,
+    split_tail,
+    warn_double_softmax,
 )
 from arrayprop.training.callbacks import Callback, History
 from arrayprop.training.evaluation import eval_sums, outputs
@@ -250,6 +252,9 @@ def fit(
     resume: bool = False,
     max_device_bytes: int | None = None,
     schedule: Schedule | None = None,
+    schedule_interval: str = "epoch",
+    validation_split: float | None = None,
+    verbose: int | str | None = None,
 ) -> History:
     """Train ``model`` on (x, y) by mini-batch gradient descent.
 
@@ -282,12 +287,19 @@ def fit(
     validation_data : (x_val, y_val), optional
         Evaluated after every epoch (``val_loss``, ``val_<metric>``).
     metrics : sequence of str or Metric, or None
-        Training (and validation) metrics; default accuracy (dropped for regression losses).
+        Training (and validation) metrics; the default, accuracy, is reported for the class
+        losses (``"softmax-ce"``, ``"bce"``) only: a regression loss or a user's own loss gets it
+        only when asked for (``metrics=["accuracy"]``).
     callbacks : iterable of Callback
         See :mod:`arrayprop.training.callbacks`.
     progress : True, False, None, "bar" or "lines"
-        True: a tqdm bar per epoch when stdout is a terminal, else one printed line per epoch;
-        False or "lines": one line per epoch; "bar": always the bar; None: silent.
+        True: a progress bar for the epoch in progress (``tqdm.auto``: a widget in a notebook)
+        when stdout is a terminal or a notebook, else one printed line per epoch; "bar": always
+        the bar; "lines": one line per epoch; False or None: nothing printed. With the bar,
+        each finished epoch still leaves its full line (loss, metrics, validation numbers).
+    verbose : "auto", 0, 1 or 2, optional
+        Keras' spelling of ``progress``: 0 silent, 1 the bar, 2 one line per epoch, "auto" as
+        ``progress=True``. Give one of the two.
     checkpoint : path, optional
         Save (atomically, through :func:`arrayprop.checkpoint.save`) every ``checkpoint_every``
         epochs, at the end, and when interrupted.
@@ -300,8 +312,16 @@ def fit(
         in flight, their host copies, the NaN/inf scan, the order) stays within the budget.
         The model and its activations are not counted.
     schedule : Schedule, optional
-        A learning-rate schedule of ``optimizer`` (:mod:`arrayprop.optim.schedules`), stepped after
-        every epoch; its state goes into the checkpoint.
+        A learning-rate schedule of ``optimizer`` (:mod:`arrayprop.optim.schedules`); its state
+        goes into the checkpoint.
+    schedule_interval : "epoch" or "step"
+        When ``schedule`` steps: after every epoch (the default; give ``T_max``, ``step_size``
+        in epochs) or after every optimizer update (give them, and a warm-up's
+        ``warmup_steps``, in iterations: ``epochs * ceil(n / batch_size)`` in all).
+    validation_split : float in (0, 1), optional
+        Hold out this fraction of (x, y) as validation data, as Keras does: the *last* rows,
+        taken before any shuffling (shuffle data that is sorted, e.g. by class, first). Not
+        together with ``validation_data``.
 
     Returns
     -------
@@ -337,6 +357,13 @@ def fit(
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks: {cb!r} is not an arrayprop Callback")
+    schedule_interval = check_argument("fit", "schedule_interval", schedule_interval)
+    if validation_split is not None:
+        validation_split = check_argument("fit", "validation_split", validation_split)
+        if validation_data is not None:
+            raise ValueError("fit: give validation_data or validation_split, not both")
+        x, y, validation_data = split_tail(x, y, validation_split)
+    warn_double_softmax(model, loss)
     budget = _budget("fit", max_device_bytes)
     expect = expected_data(model, loss)
     train = prepare(be, x, y, expect, what="fit", budget=budget)
@@ -347,7 +374,7 @@ def fit(
         x_val, y_val = validation_data
         val = prepare(be, x_val, y_val, expect, what="validation_data", budget=budget)
     batch = train.n if batch_size is None else min(batch_size, train.n)
-    display = make_display(progress, epochs)
+    display = make_display(progress, epochs, verbose)
     run = Run(
         model,
         loss,
@@ -364,6 +391,7 @@ def fit(
         checkpoint,
         checkpoint_every,
         schedule,
+        schedule_interval=schedule_interval,
         refresh_seconds=REFRESH_SECONDS,
         window_steps=WINDOW_STEPS,
     )
@@ -383,7 +411,7 @@ def fit(
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)
                 logs = run.run_epoch()
-                if schedule is not None:
+                if schedule is not None and schedule_interval == "epoch":
                     schedule.step()
                 stop = False
                 for cb in callbacks:

@@ -7,24 +7,32 @@ Constraints on scalar arguments are data (:data:`ARGUMENTS`, checked by
 
 from __future__ import annotations
 
+import math
 import sys
+import warnings
 from typing import Any
 
 from arrayprop.backends import Backend
 from arrayprop.data.adapter import Expect
+from arrayprop.errors import DataError, ShapeError
+from arrayprop.nn.activations import Softmax
+from arrayprop.nn.containers import Sequential
 from arrayprop.nn.layer import Layer, state_backend
-from arrayprop.nn.losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, Loss
+from arrayprop.nn.losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, Loss, SoftmaxCrossEntropy
 from arrayprop.nn.parameter import Parameter
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.registry import get_optimizer
 from arrayprop.training.callbacks import EpochLog, ProgressBar
 from arrayprop.training.metrics import Accuracy, Metric, get_metric
-from arrayprop.validation import POSITIVE_INT, Options, check
+from arrayprop.validation import POSITIVE_INT, UNIT_OPEN, Options, check
 
 #: The metrics fit and evaluate report unless told otherwise.
 DEFAULT_METRICS = ("accuracy",)
 #: Losses of real-valued targets: no default accuracy, no class labels.
 REGRESSION_LOSSES = (MSE, RMSE, L2Loss)
+#: Losses of class targets: the only ones that get the default accuracy (a user's own loss
+#: gets it only when asked for, ``metrics=["accuracy"]``).
+CLASSIFICATION_LOSSES = (SoftmaxCrossEntropy, BinaryCrossEntropy)
 
 #: What the scalar arguments of fit, evaluate and predict may be.
 ARGUMENTS = {
@@ -33,6 +41,9 @@ ARGUMENTS = {
     "checkpoint_every": POSITIVE_INT,
     "max_device_bytes": POSITIVE_INT,
     "progress": Options((True, False, None, "bar", "lines")),
+    "verbose": Options(("auto", 0, 1, 2)),
+    "schedule_interval": Options(("epoch", "step")),
+    "validation_split": UNIT_OPEN,
 }
 
 
@@ -136,8 +147,14 @@ def resolve_metrics(metrics: Any, loss: Loss | None) -> list[Metric]:
         return []
     if isinstance(metrics, str | Metric):
         metrics = (metrics,)
-    if metrics is DEFAULT_METRICS and isinstance(loss, REGRESSION_LOSSES):
-        return []  # accuracy means nothing for regression; asked-for metrics are kept
+    if (
+        metrics is DEFAULT_METRICS
+        and loss is not None
+        and not isinstance(loss, CLASSIFICATION_LOSSES)
+    ):
+        # Accuracy means nothing for regression, and a user's own loss may be one: the default
+        # accuracy goes with the class losses only; asked-for metrics are always kept.
+        return []
     out = [get_metric(m) for m in metrics]
     if getattr(loss, "from_logits", False):
         # Named accuracies of a logit model: a logit z > 0 is a probability σ(z) > 0.5.
@@ -156,11 +173,85 @@ class _Quiet(EpochLog):
         pass
 
 
-def make_display(progress: Any, epochs: int) -> EpochLog:
-    """The epoch display ``progress`` asks for (see :func:`arrayprop.fit`)."""
+#: ``verbose`` (Keras' numbering) as the ``progress`` it stands for.
+VERBOSE = {"auto": True, 0: None, 1: "bar", 2: "lines"}
+
+
+def make_display(progress: Any, epochs: int, verbose: Any = None) -> EpochLog:
+    """The epoch display ``progress`` (or Keras-style ``verbose``) asks for (see
+    :func:`arrayprop.fit`)."""
     progress = check_argument("fit", "progress", progress)
-    if progress is None:
+    if verbose is not None:
+        verbose = check_argument("fit", "verbose", verbose)
+        if progress is not True:
+            raise ValueError(
+                f"fit: give progress or verbose, not both (progress={progress!r}, "
+                f"verbose={verbose!r})"
+            )
+        progress = VERBOSE[verbose]
+    if progress is None or progress is False:
         return _Quiet(epochs)
-    if progress == "bar" or (progress is True and sys.stdout.isatty()):
+    if progress == "bar" or (progress is True and (sys.stdout.isatty() or in_notebook())):
         return ProgressBar(epochs)
     return EpochLog(epochs)
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where tqdm.auto draws a widget)."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # an IPython without a running shell
+        return False
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def split_tail(x: Any, y: Any, fraction: float) -> tuple[Any, Any, tuple[Any, Any]]:
+    """(x_train, y_train, (x_val, y_val)): the last ``fraction`` of the rows held out, as
+    Keras' ``validation_split`` does (before any shuffling; slices, so a ``numpy.memmap`` or a
+    device array is not copied here)."""
+    n, m = _rows(x, "x"), _rows(y, "y")
+    if n != m:
+        raise ShapeError(f"fit: x has {n} rows but y has {m}")
+    keep = math.floor(n * (1.0 - fraction))
+    if keep < 1 or keep >= n:
+        raise DataError(
+            f"fit: validation_split={fraction} of {n} samples leaves "
+            f"{keep} for training and {n - keep} for validation; both need at least one"
+        )
+    head, tail = slice(None, keep), slice(keep, None)
+    return _take(x, head), _take(y, head), (_take(x, tail), _take(y, tail))
+
+
+def _take(a: Any, rows: slice) -> Any:
+    # Array API indexing names every axis (array-api-strict refuses a bare slice of a matrix).
+    return a[rows, ...] if getattr(a, "shape", None) is not None else a[rows]
+
+
+def _rows(a: Any, name: str) -> int:
+    shape = getattr(a, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        return int(shape[0])
+    try:
+        return len(a)
+    except TypeError:
+        raise ShapeError(f"fit: {name} must be an array of samples (rows), got {a!r}") from None
+
+
+def warn_double_softmax(model: Layer, loss: Loss) -> None:
+    """Warn when a :class:`~arrayprop.Softmax` output layer feeds ``"softmax-ce"``, which
+    applies softmax itself: the model would be trained through two softmaxes."""
+    last = model
+    while isinstance(last, Sequential) and last.layers:
+        last = last.layers[-1]
+    if isinstance(last, Softmax) and isinstance(loss, SoftmaxCrossEntropy):
+        warnings.warn(
+            "fit: the model ends in a Softmax layer and the loss is softmax-ce, which applies "
+            "softmax itself (softmax twice trains slowly and reports wrong losses); drop the "
+            "Softmax layer: softmax-ce takes logits (the probabilities are the softmax of "
+            "model.predict(x))",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -385,7 +385,13 @@ class EpochLog:
 
 
 class ProgressBar(EpochLog):
-    """A tqdm bar per epoch with the running loss and samples/s, refreshed by fit()."""
+    """A tqdm bar for the epoch in progress (running loss, samples/s), refreshed by fit().
+
+    When the epoch ends the bar is cleared and the epoch's full line is printed as
+    :class:`EpochLog` prints it, so every finished epoch's numbers stay readable whatever the
+    terminal's width (a bar's postfix is cut at the right margin). ``tqdm.auto`` draws a widget
+    in a notebook and a text bar elsewhere.
+    """
 
     refreshes = True
 
@@ -394,7 +400,7 @@ class ProgressBar(EpochLog):
         self._bar = None
 
     def begin(self, epoch: int, samples: int, done: int = 0) -> None:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         self.close()
         self._bar = tqdm(
@@ -406,7 +412,7 @@ class ProgressBar(EpochLog):
             file=self.file or sys.stdout,
             dynamic_ncols=True,
             mininterval=0.0,
-            leave=True,
+            leave=False,
         )
 
     def update(self, done: int, loss: float) -> None:
@@ -416,14 +422,8 @@ class ProgressBar(EpochLog):
             bar.update(done - bar.n)
 
     def end(self, epoch: int, logs: dict[str, Any]) -> None:
-        bar = self._bar
-        if bar is None:
-            return super().end(epoch, logs)
-        text = format_logs({k: v for k, v in logs.items() if k not in ("samples_per_s", "time")})
-        bar.set_postfix_str(text, refresh=False)
-        bar.update(bar.total - bar.n)
         self.close()
-        return None
+        super().end(epoch, logs)
 
     def close(self) -> None:
         if self._bar is not None:

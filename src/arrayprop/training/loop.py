@@ -127,11 +127,13 @@ class Run:
         checkpoint_every: int,
         schedule: Schedule | None,
         *,
+        schedule_interval: str = "epoch",
         refresh_seconds: float,
         window_steps: int,
     ) -> None:
         self.model, self.loss, self.optimizer, self.metrics = model, loss, optimizer, metrics
         self.schedule = schedule
+        self.schedule_interval = schedule_interval
         self.refresh_seconds, self.window_steps = refresh_seconds, window_steps
         self.be = be = model_backend(model, "fit")
         self.xp = be.xp
@@ -243,6 +245,7 @@ class Run:
         # A user's model takes backward(grad) only; built-ins also take the speed hints.
         hints = {"inplace": True, "input_grad": False} if model.speed_hints else {}
         value_and_grad, opt_step = loss.value_and_grad, optimizer.step
+        per_step = self.schedule.step if self.schedule_interval == "step" else None
         model.train()
         metrics = self.metrics
         losses_append = self.window.losses.append
@@ -266,6 +269,8 @@ class Run:
                     sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
                     backward(grad, **hints)
                 opt_step()
+                if per_step is not None:
+                    per_step()
                 nb = xb.shape[0]
                 if nb < B:
                     value = value * (nb / B)  # so that B·Σ values = Σ loss·n_b

@@ -30,6 +30,7 @@ def save_run(run: Run) -> None:
         "batch_size": run.batch,
         "shuffle": run.shuffle,
         "schedule": None if run.schedule is None else run.schedule.state_dict(),
+        "schedule_interval": run.schedule_interval,
         "rng": rng_state(run.rng),
         "history": run.history.as_dict(),
         "partial": {
@@ -72,6 +73,12 @@ def restore_run(run: Run, path: Any) -> None:
     if run.schedule is not None:
         if state.get("schedule") is None:
             raise CheckpointError(f"{path}: saved without a schedule, this run has one")
+        saved = state.get("schedule_interval", "epoch")  # files of before the option: epoch
+        if saved != run.schedule_interval:
+            raise CheckpointError(
+                f"{path}: its schedule stepped every {saved}; this run steps it every "
+                f"{run.schedule_interval}: resume with schedule_interval={saved!r}"
+            )
         run.schedule.load_state_dict(state["schedule"])
     run.history = History.from_dict(state["history"])
     run.history.interrupted = run.history.stopped_early = False  # this run's to set
