@@ -166,7 +166,8 @@ def test_gradcheck_passes_on_numpy(capsys):
     out = capsys.readouterr().out
     rows = re.findall(r"^  (.+?)\s+(\d\.\d\de[-+]\d+)\s+(ok|FAIL)$", out, flags=re.M)
     names = {name for name, _, _ in rows}
-    for expected in ("Dense(4, 3)", "ReLU", "Softmax", "RMSE", "BCE(logits)", "SoftmaxCE(labels)"):
+    expected_names = ("Dense(4, 3)", "ReLU", "Softmax", "RMSE", "BCE(logits)", "SoftmaxCE(labels)")
+    for expected in (*expected_names, "Standardize(4)"):
         assert expected in names
     assert any(name.startswith("mlp") for name in names)
     # N-D input: Flatten, a Dense per position, and a model that starts with a Flatten.
