@@ -75,7 +75,8 @@ def grid() -> list[Config]:
 
 
 def training_set() -> cli.Dataset:
-    """The CLI's preprocessed digits, with the test split removed before anything runs."""
+    """The CLI's digits (raw inputs and their statistics, which the model's first layer
+    applies), with the test split removed before anything runs."""
     ds = cli.load_dataset("digits")
     return dataclasses.replace(ds, x_test=None, y_test=None)
 
@@ -92,7 +93,8 @@ def validate(config: Config, ds: cli.Dataset, seed: int) -> tuple[float, float]:
         ds.x_train, ds.y_train, cli.VALIDATION_FRACTION, seed=seed, stratify=True
     )
     sizes = [ds.x_train.shape[1], *cli.DEFAULT_HIDDEN, ds.classes]
-    model = mlp(sizes, "relu", seed=seed, backend=get_backend("numpy", dtype="float32"))
+    be = get_backend("numpy", dtype="float32")
+    model = cli.with_standardize(mlp(sizes, "relu", seed=seed, backend=be), ds, be)
     optimizer = get_optimizer(
         config.optimizer,
         model.parameters(),

@@ -42,15 +42,20 @@ def test_train_digits_reports_and_saves_what_it_trained(tmp_path, capsys):
     out = capsys.readouterr().out
     acc = _accuracy(out)
     assert acc > 0.9
-    # The saved model reproduces the printed accuracy on the test set, computed here.
+    # The saved model reproduces the printed accuracy on the raw test images: the
+    # preprocessing travels inside it (a Standardize of the statistics written out here).
     loaded = ck.load(path)
-    x_te, y_te = _digits_test_set()
-    np.testing.assert_allclose(loaded.extra["input_mean"], data.load_digits(seed=0)[0][0].mean(0))
-    logits = loaded.model.backend.to_host(loaded.model.predict(x_te))
+    (_, _), (x_raw, y_te) = data.load_digits(seed=0)
+    logits = loaded.model.backend.to_host(loaded.model.predict(x_raw))
     assert np.mean(np.argmax(logits, axis=1) == y_te) == pytest.approx(acc, abs=5e-5)
+    first = loaded.model[0]
+    assert isinstance(first, ap.Standardize)
+    x_te, _ = _digits_test_set()
+    np.testing.assert_allclose(first.forward(x_raw), x_te, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(loaded.extra["input_mean"], data.load_digits(seed=0)[0][0].mean(0))
     assert loaded.optimizer_state["type"] == "adamw"
     assert loaded.extra["history"]["epochs"] == [1, 2, 3]
-    assert loaded.model.config()["layers"][0]["out_features"] == cli.DEFAULT_HIDDEN[0]
+    assert loaded.model.config()["layers"][1]["out_features"] == cli.DEFAULT_HIDDEN[0]
 
 
 def test_train_prints_one_line_per_epoch(capsys):
@@ -161,7 +166,8 @@ def test_gradcheck_passes_on_numpy(capsys):
     out = capsys.readouterr().out
     rows = re.findall(r"^  (.+?)\s+(\d\.\d\de[-+]\d+)\s+(ok|FAIL)$", out, flags=re.M)
     names = {name for name, _, _ in rows}
-    for expected in ("Dense(4, 3)", "ReLU", "Softmax", "RMSE", "BCE(logits)", "SoftmaxCE(labels)"):
+    expected_names = ("Dense(4, 3)", "ReLU", "Softmax", "RMSE", "BCE(logits)", "SoftmaxCE(labels)")
+    for expected in (*expected_names, "Standardize(4)"):
         assert expected in names
     assert any(name.startswith("mlp") for name in names)
     # N-D input: Flatten, a Dense per position, and a model that starts with a Flatten.

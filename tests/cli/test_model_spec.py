@@ -117,7 +117,8 @@ def test_train_a_tiny_conv_model(tmp_path, capsys):
     assert "1x8x8 images" in out
     assert re.search(r"test accuracy \d+\.\d\d%", out)
     loaded = ap.load_checkpoint(path)
-    assert isinstance(loaded.model.layers[0], ap.Conv2D)
+    assert isinstance(loaded.model.layers[0], ap.Standardize)  # raw images in
+    assert isinstance(loaded.model.layers[1], ap.Conv2D)
     assert list(loaded.extra["input_shape"]) == [1, 8, 8]
 
 

@@ -7,6 +7,7 @@ An argument type turns one command-line string into a value or raises
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,12 @@ def model_spec(text: str) -> list[int]:
 
 
 def dataset_spec(text: str) -> str:
-    """``digits``, ``spirals``, ``xor`` or ``mnist:DIR`` with an existing DIR."""
+    """``digits``, ``spirals``, ``xor`` or ``mnist:DIR`` with an existing DIR (``~`` expanded:
+    the shell does not expand it after ``mnist:``)."""
     if text in ("digits", "spirals", "xor"):
         return text
     if text.startswith("mnist:"):
-        directory = text[len("mnist:") :]
+        directory = os.path.expanduser(text[len("mnist:") :])
         if not directory:
             raise argparse.ArgumentTypeError("mnist needs a directory: --dataset mnist:DIR")
         if not Path(directory).is_dir():

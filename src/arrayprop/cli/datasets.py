@@ -1,8 +1,11 @@
-"""The data sets ``arrayprop train`` knows (:func:`load_dataset`), preprocessed on the host."""
+"""The data sets ``arrayprop train`` knows (:func:`load_dataset`), with the statistics of their
+preprocessing (applied by a :class:`~arrayprop.Standardize` layer inside the model)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,10 +18,11 @@ __all__ = ["Dataset", "load_dataset"]
 
 @dataclass
 class Dataset:
-    """A train/test split on the host, inputs already preprocessed.
+    """A train/test split on the host, raw inputs and the statistics to standardise them.
 
-    ``x_*`` are float32 arrays of shape (n, features), ``y_*`` integer labels of shape (n,);
-    ``mean`` (features,) and ``scale`` are the preprocessing, to apply to new inputs.
+    ``x_*`` are raw float32 arrays of shape (n, features), ``y_*`` integer labels of shape
+    (n,); ``mean`` (features,) and ``scale`` are the training set's statistics: the model reads
+    ``(x - mean) / scale`` (:meth:`standardized` applies it on the host).
     ``image_shape`` is (channels, height, width) of one flat row when the inputs are images
     (``x.reshape(n, *image_shape)`` for a conv model), else None.
     """
@@ -33,18 +37,28 @@ class Dataset:
     scale: float
     image_shape: tuple[int, int, int] | None = None
 
+    def standardized(self) -> Dataset:
+        """A copy whose inputs are ``(x - mean) / scale``, in float32 (what the model's
+        :class:`~arrayprop.Standardize` computes, here on the host)."""
+
+        def pre(x: np.ndarray | None) -> np.ndarray | None:
+            return None if x is None else ((x - self.mean) / self.scale).astype(np.float32)
+
+        return dataclasses.replace(self, x_train=pre(self.x_train), x_test=pre(self.x_test))
+
 
 def load_dataset(spec: str) -> Dataset:
-    """Load ``digits``, ``spirals``, ``xor`` or ``mnist:DIR`` and preprocess it.
+    """Load ``digits``, ``spirals``, ``xor`` or ``mnist:DIR`` (``~`` expanded) and the
+    statistics of its preprocessing.
 
-    Every input is centred by the training mean of its feature and divided by one overall
+    Every input is to be centred by the training mean of its feature and divided by one overall
     training standard deviation. (Per-feature scaling would blow up the near-constant border
     pixels of the digits into noise: it costs about 1 % test accuracy there.)
     """
     if spec == "digits":
         (x_tr, y_tr), (x_te, y_te) = data.load_digits(seed=0)
     elif spec.startswith("mnist:"):
-        directory = spec[len("mnist:") :]
+        directory = os.path.expanduser(spec[len("mnist:") :])
         try:
             x_tr, y_tr = data.load_mnist(directory, "train")
             x_te, y_te = data.load_mnist(directory, "test")
@@ -62,9 +76,9 @@ def load_dataset(spec: str) -> Dataset:
     scale = float((x_tr - mean).std()) or 1.0
     return Dataset(
         name=spec.split(":")[0],
-        x_train=((x_tr - mean) / scale).astype(np.float32),
+        x_train=x_tr.astype(np.float32),
         y_train=y_tr,
-        x_test=((x_te - mean) / scale).astype(np.float32),
+        x_test=x_te.astype(np.float32),
         y_test=y_te,
         classes=int(max(y_tr.max(), y_te.max())) + 1,
         mean=mean.astype(np.float32),

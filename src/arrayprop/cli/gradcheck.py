@@ -15,6 +15,7 @@ from arrayprop.nn.dense import Dense
 from arrayprop.nn.flatten import Flatten
 from arrayprop.nn.gradcheck import gradcheck
 from arrayprop.nn.losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, SoftmaxCrossEntropy
+from arrayprop.nn.standardize import Standardize
 
 __all__ = ["GRADCHECK_TOLERANCE", "add_parser", "gradcheck_cases", "run", "run_gradchecks"]
 
@@ -56,6 +57,13 @@ def gradcheck_cases(be: Backend) -> list[tuple[str, Any, Any, Any, Any]]:
         ("Dense(4, 3)", Dense(4, 3, seed=1, backend=be), x, None, None),
         ("Dense(2, 3) per position", Dense(2, 3, seed=1, backend=be), x3, None, None),
         ("Flatten", Flatten(), x3, None, None),
+        (
+            "Standardize(4)",
+            Standardize(4, rng.standard_normal(4), 0.5 + rng.random(4), backend=be),
+            x,
+            None,
+            None,
+        ),
         ("ReLU", ReLU(), x, None, None),
         ("LeakyReLU(0.1)", LeakyReLU(0.1), x, None, None),
         ("Sigmoid", Sigmoid(), x, None, None),

@@ -29,9 +29,12 @@ from arrayprop.cli.args import (
 )
 from arrayprop.cli.datasets import Dataset, load_dataset
 from arrayprop.cli.models import ModelSpec, build, parse_model, reads_images
+from arrayprop.cli.outputs import PLOT_FORMATS, Output, check_outputs, expand
+from arrayprop.errors import ArrayPropError
 from arrayprop.nn.activations import ACTIVATIONS
-from arrayprop.nn.containers import mlp
+from arrayprop.nn.containers import Sequential, mlp
 from arrayprop.nn.losses import BinaryCrossEntropy, Loss, get_loss
+from arrayprop.nn.standardize import Standardize
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.registry import OPTIMIZERS, get_optimizer
 from arrayprop.optim.schedules import CosineAnnealingLR
@@ -44,13 +47,19 @@ __all__ = [
     "DEFAULT_HIDDEN",
     "DEFAULT_LR",
     "DEFAULT_OPTIMIZER",
+    "INTERRUPTED",
     "VALIDATION_FRACTION",
     "add_parser",
     "build_model",
     "build_optimizer",
+    "check_train_outputs",
+    "loss_and_targets",
     "model_sizes",
+    "open_backend",
     "plot_history",
+    "resume_note",
     "run",
+    "with_standardize",
 ]
 
 #: Defaults of ``arrayprop train``, confirmed on validation accuracy alone by
@@ -65,6 +74,8 @@ DEFAULT_EPOCHS = 40
 DEFAULT_BATCH = 32
 #: Share of the training set held out for the per-epoch validation metrics.
 VALIDATION_FRACTION = 0.1
+#: Exit status of a run that Ctrl-C ended (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -145,7 +156,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", action="store_true", help="continue from --checkpoint if it exists"
     )
-    train.add_argument("--plot", metavar="PNG", default=None, help="plot loss/accuracy curves")
+    train.add_argument(
+        "--plot",
+        metavar="PNG",
+        default=None,
+        help=f"plot loss/accuracy curves ({', '.join('.' + f for f in PLOT_FORMATS)})",
+    )
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing --save / --checkpoint / --plot files (else refused before training)",
+    )
     train.add_argument("--no-progress", action="store_true", help="print only the results")
     train.set_defaults(run=run)
     return train
@@ -171,7 +192,8 @@ def model_sizes(args: argparse.Namespace, ds: Dataset) -> list[int]:
 def build_model(args: argparse.Namespace, ds: Dataset, backend: Any) -> tuple[Any, Dataset, str]:
     """The model ``--model`` describes, the data in the shape it reads, and a short name.
 
-    A layer list that reads images gets the data reshaped to (n, channels, height, width).
+    A layer list that reads images gets the data reshaped to (n, channels, height, width). The
+    model reads standardised inputs; :func:`with_standardize` puts the preprocessing in front.
     """
     if not isinstance(args.model, ModelSpec):
         sizes = model_sizes(args, ds)
@@ -192,7 +214,16 @@ def build_model(args: argparse.Namespace, ds: Dataset, backend: Any) -> tuple[An
     return model, ds, str(args.model)
 
 
-def _loss_and_targets(name: str, ds: Dataset) -> tuple[Loss, np.ndarray, np.ndarray]:
+def with_standardize(model: Any, ds: Dataset, backend: Any) -> Sequential:
+    """``model`` behind a :class:`~arrayprop.Standardize` of ``ds``'s statistics: the model
+    ``arrayprop train`` trains and saves, which reads raw inputs of ``ds``'s sample shape."""
+    shape = tuple(ds.x_train.shape[1:])
+    mean = np.reshape(ds.mean, shape)
+    first = Standardize(shape, mean, ds.scale, backend=backend)
+    return Sequential(first, *model)
+
+
+def loss_and_targets(name: str, ds: Dataset) -> tuple[Loss, np.ndarray, np.ndarray]:
     """The loss object and the targets it takes (labels, or one-hot rows)."""
     if name == "softmax-ce":
         return get_loss(name), ds.y_train, ds.y_test
@@ -222,28 +253,82 @@ def _check_plot_available(path: str | None) -> None:
         raise UsageError("--plot needs matplotlib: pip install 'arrayprop[plot]'")
 
 
-def _check_output(flag: str, path: str | None) -> None:
-    """Fail before training, not after, when an output file cannot be created."""
-    if path is None:
-        return
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise UsageError(f"{flag} {path}: directory {str(parent)!r} does not exist")
-    if Path(path).is_dir():
-        raise UsageError(f"{flag} {path}: is a directory")
+def check_train_outputs(args: argparse.Namespace) -> None:
+    """Every file ``train`` will write, checked before anything is loaded or trained
+    (:func:`~arrayprop.cli.outputs.check_outputs`): ``--save`` and ``--plot`` replace a file
+    only with ``--overwrite``, ``--checkpoint`` also with ``--resume``."""
+    outputs = []
+    if args.save is not None:
+        outputs.append(Output("--save", args.save, args.overwrite))
+    if args.checkpoint is not None:
+        outputs.append(
+            Output(
+                "--checkpoint",
+                args.checkpoint,
+                args.overwrite or args.resume,
+                hint="pass --resume to continue from it, or --overwrite to start afresh",
+            )
+        )
+    if args.plot is not None:
+        outputs.append(Output("--plot", args.plot, args.overwrite, PLOT_FORMATS))
+    check_outputs(outputs)
+
+
+def open_backend(name: str | None, device: str | None, dtype: str) -> Any:
+    """:func:`~arrayprop.get_backend`, and one small array taken there and back, so that a
+    device the library names but cannot use (``meta``, ``mps`` on Linux) is refused now, as
+    a :class:`~arrayprop.cli.args.UsageError`, rather than half-way through a run."""
+    flags = f"--backend {name or 'default'}" + (f" --device {device}" if device else "")
+    try:
+        be = get_backend(name, device=device, dtype=dtype)
+    except (ArrayPropError, ImportError):
+        raise  # already one line that says what to do
+    except Exception as exc:  # the library's own refusal of the device (RuntimeError, ...)
+        raise UsageError(f"{flags}: {_first_line(exc)}") from exc
+    try:
+        probe = be.to_host(be.asarray(np.ones(2, dtype=np.float32)) * 2)
+        ok = np.asarray(probe).tolist() == [2.0, 2.0]
+    except Exception as exc:
+        raise UsageError(f"{flags}: the device cannot run arrays ({_first_line(exc)})") from exc
+    if not ok:
+        raise UsageError(f"{flags}: the device does not compute (1 * 2 gave {probe!r})")
+    return be
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def resume_note(path: str, epochs: int) -> str:
+    """Where a ``--resume`` run continues from, read from its checkpoint (checked in full)."""
+    if not Path(expand(path)).exists():
+        return f"no checkpoint at {path} yet: starting from epoch 1"
+    state = checkpoint.load(expand(path)).extra.get("fit")
+    if not isinstance(state, dict):
+        raise UsageError(f"--checkpoint {path}: not a checkpoint written by a training run")
+    done, step = int(state.get("epoch", 0)), int(state.get("step", 0))
+    if done >= epochs:
+        return (
+            f"resuming from {path}: all {epochs} epochs were done already (it holds {done}); "
+            "give a larger --epochs to train further"
+        )
+    where = f"epoch {done + 1}, step {step + 1}" if step else f"the start of epoch {done + 1}"
+    return f"resuming from {path}: {done} of {epochs} epochs done, continuing at {where}"
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``arrayprop train`` with parsed ``args``; returns the exit status."""
+    """Run ``arrayprop train`` with parsed ``args``; returns the exit status (0, or 130 when
+    training was interrupted: the results and files are then those of the last step)."""
     _check_plot_available(args.plot)
-    for flag in ("save", "checkpoint", "plot"):
-        _check_output(f"--{flag}", getattr(args, flag))
     if args.resume and args.checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
-    be = get_backend(args.backend, device=args.device, dtype=args.dtype)
+    check_train_outputs(args)
+    be = open_backend(args.backend, args.device, args.dtype)
     ds = load_dataset(args.dataset)
     model, ds, described = build_model(args, ds, be)
-    loss, y_train, y_test = _loss_and_targets(args.loss, ds)
+    model = with_standardize(model, ds, be)
+    loss, y_train, y_test = loss_and_targets(args.loss, ds)
     # The per-epoch validation numbers come from 10% of the training set; the test set is
     # touched once, after training, so the reported test accuracy was never looked at before.
     (x_fit, y_fit), validation = data.train_val_split(
@@ -258,6 +343,8 @@ def run(args: argparse.Namespace) -> int:
         f"{_inputs(ds.x_train.shape[1:])}, {ds.classes} classes"
     )
     say(f"model {described} on {be}; {optimizer!r}")
+    if args.resume:
+        print(resume_note(args.checkpoint, args.epochs))
     start = time.perf_counter()
     history = fit(
         model,
@@ -271,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
         validation_data=validation,
         metrics=("accuracy",),
         progress=None if args.no_progress else True,
-        checkpoint=args.checkpoint,
+        checkpoint=None if args.checkpoint is None else expand(args.checkpoint),
         resume=args.resume,
         schedule=schedule,
     )
@@ -289,16 +376,21 @@ def run(args: argparse.Namespace) -> int:
             "input_mean": ds.mean,
             "input_scale": ds.scale,
             "input_shape": list(ds.x_train.shape[1:]),
+            "preprocessing": "in the model (its first layer, Standardize)",
             "classes": ds.classes,
             "loss": args.loss,
             "history": history.as_dict(),
             "test": result,
         }
-        checkpoint.save(model, args.save, optimizer=optimizer, extra=extra)
+        checkpoint.save(model, expand(args.save), optimizer=optimizer, extra=extra)
         print(f"saved {args.save}")
     if args.plot:
-        plot_history(history, args.plot, title=f"{ds.name} {described}")
+        plot_history(history, expand(args.plot), title=f"{ds.name} {described}")
         print(f"wrote {args.plot}")
+    if history.interrupted:
+        if args.checkpoint:
+            print(f"continue with: --checkpoint {args.checkpoint} --resume")
+        return INTERRUPTED
     return 0
 
 

@@ -53,6 +53,7 @@ from arrayprop.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from arrayprop.nn.parameter import Buffer, Parameter
 from arrayprop.nn.pooling import AvgPool2D, MaxPool2D
 from arrayprop.nn.registry import LAYER_TYPES, layer_config, layer_from_config, register_layer
+from arrayprop.nn.standardize import Standardize
 
 __all__ = [
     "ACTIVATIONS",
@@ -88,6 +89,7 @@ __all__ = [
     "Softmax",
     "SoftmaxCrossEntropy",
     "Softplus",
+    "Standardize",
     "Tanh",
     "get_loss",
     "glorot_normal",

@@ -58,7 +58,7 @@ from arrayprop.training.args import (
     split_tail,
     warn_double_softmax,
 )
-from arrayprop.training.callbacks import Callback, History
+from arrayprop.training.callbacks import Callback, History, prepare_directory
 from arrayprop.training.evaluation import eval_sums, outputs
 from arrayprop.training.loop import Run, defer_sigint
 from arrayprop.training.metrics import Metric
@@ -302,7 +302,8 @@ def fit(
         ``progress=True``. Give one of the two.
     checkpoint : path, optional
         Save (atomically, through :func:`arrayprop.checkpoint.save`) every ``checkpoint_every``
-        epochs, at the end, and when interrupted.
+        epochs, at the end, and when interrupted. A missing directory is created, and one that
+        cannot be written is refused, before training starts.
     resume : bool
         Continue from ``checkpoint`` if that file exists (else start afresh).
     max_device_bytes : int, optional
@@ -335,6 +336,8 @@ def fit(
         Bad data, found before training starts.
     ValueError
         For non-positive ``epochs``, ``batch_size``, ``checkpoint_every``.
+    OSError
+        When the directory of ``checkpoint`` cannot be created or written, before training.
     DivergenceError
         When the loss or the weights become NaN/inf (the model keeps its last finite weights).
     """
@@ -346,8 +349,10 @@ def fit(
     if resume and checkpoint is None:
         raise ValueError("fit: resume=True needs a checkpoint path")
     if checkpoint is not None:
-        # Refused now, not after the first epoch: a model the checkpoint could not rebuild.
+        # Refused now, not after the first epoch: a model the checkpoint could not rebuild, or
+        # a place where it cannot be written (a missing directory is created).
         check_rebuildable(model, Path(checkpoint))
+        prepare_directory(Path(checkpoint).parent, "fit: checkpoint")
     loss = get_loss(loss)
     optimizer = resolve_optimizer(optimizer, model)
     if schedule is not None and getattr(schedule, "optimizer", None) is not optimizer:
@@ -402,7 +407,9 @@ def fit(
     model.stop_training = False
     for cb in callbacks:
         cb.set_context(model, optimizer)
-        cb.on_train_begin({"epochs": epochs, "samples": train.n, "batch_size": batch})
+        cb.on_train_begin(
+            {"epochs": epochs, "samples": train.n, "batch_size": batch, "log_keys": run.log_keys()}
+        )
     try:
         # fit detects a non-finite loss itself (DivergenceError), so the floating-point
         # warnings a diverging step raises on the way (NumPy) would only be noise.

@@ -15,9 +15,14 @@ epoch's one device→host read, so they never add a sync to the training steps.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import string
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 from arrayprop import checkpoint
@@ -32,6 +37,7 @@ __all__ = [
     "LambdaCallback",
     "ModelCheckpoint",
     "ProgressBar",
+    "prepare_directory",
 ]
 
 
@@ -269,6 +275,29 @@ class EarlyStopping(Callback):
             _set_weights(self.model, self._best_weights)
 
 
+def prepare_directory(directory: str | os.PathLike[str], whose: str) -> None:
+    """Create ``directory`` (and its parents) if missing, and check that a file can be created
+    in it, before training: a run must not end by failing to save.
+
+    Raises
+    ------
+    OSError
+        Naming ``whose``, the directory and the reason (read-only, no permission, a file in the
+        way).
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".arrayprop-probe-")
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"{whose}: cannot write in {str(directory)!r} ({exc.strerror or exc})"
+        ) from exc
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+
+
 class ModelCheckpoint(Callback):
     """Save the model (and the optimizer's state) every ``every`` epochs.
 
@@ -280,6 +309,9 @@ class ModelCheckpoint(Callback):
     path : str or os.PathLike
         Where to save; ``{epoch}`` and any log key in it are filled in, e.g.
         ``"ckpt/epoch{epoch:03d}-{val_loss:.3f}.npz"``. A path without fields is overwritten.
+        Missing directories are created. When :func:`~arrayprop.fit` starts, a field that its
+        epoch logs will not have (``{val_loss}`` without validation data, a misspelt key), a
+        bad format or a directory that cannot be written is refused, before training.
     every : int
         Save after every ``every``-th epoch.
     """
@@ -289,11 +321,45 @@ class ModelCheckpoint(Callback):
         self.every = check("ModelCheckpoint", "every", every, POSITIVE_INT)
         self.saved: list[str] = []
 
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        keys = (logs or {}).get("log_keys")
+        template = str(self.path)
+        if keys is not None:
+            values = {k: 0.5 for k in keys if k != "grad_norm"}
+            try:
+                names = {
+                    f.split(".")[0].split("[")[0]
+                    for _, f, _, _ in string.Formatter().parse(template)
+                    if f is not None
+                }
+            except ValueError as exc:
+                raise ValueError(
+                    f"ModelCheckpoint: path {template!r} is not a format ({exc})"
+                ) from None
+            unknown = sorted(names - {"epoch", *values})
+            if unknown:
+                raise ValueError(
+                    f"ModelCheckpoint: path {template!r} names {{{unknown[0]}}}, which the epoch "
+                    f"logs will not have; they have epoch, {', '.join(values)} (val_* keys need "
+                    "validation_data)"
+                )
+            try:
+                template.format(epoch=1, **values)
+            except (ValueError, IndexError, KeyError) as exc:
+                raise ValueError(
+                    f"ModelCheckpoint: path {template!r} does not format ({exc!r}); write "
+                    "fields as {epoch:03d} or {val_loss:.3f}"
+                ) from None
+        fixed = Path(template).parent
+        if "{" not in str(fixed):
+            prepare_directory(fixed, "ModelCheckpoint")
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> bool | None:
         if epoch % self.every:
             return None
         fields = {k: v for k, v in logs.items() if not isinstance(v, list)}
         path = str(self.path).format(epoch=epoch, **fields)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         checkpoint.save(
             self.model,
             path,

@@ -228,6 +228,16 @@ class Run:
         raise err
 
     # -- one epoch -----------------------------------------------------------------------------
+    def log_keys(self) -> list[str]:
+        """The keys every epoch's logs will hold (what :meth:`run_epoch` returns)."""
+        names = [m.name for m in self.metrics]
+        keys = ["loss", *names]
+        if self.val is not None:
+            keys += ["val_loss", *(f"val_{n}" for n in names)]
+        if hasattr(self.optimizer, "lr"):
+            keys.append("lr")
+        return [*keys, "samples_per_s", "time", "grad_norm"]
+
     def run_epoch(self) -> dict[str, Any]:
         """Train the current epoch from ``self.step`` on; returns its logs."""
         be, xp, acc = self.be, self.xp, self.acc
