@@ -43,7 +43,7 @@ from typing import Any
 from arrayprop.checkpoint.write import check_rebuildable
 from arrayprop.data.adapter import prepare
 from arrayprop.nn.layer import Layer
-from arrayprop.nn.losses import Loss, get_loss
+from arrayprop.nn.losses import Loss, get_loss, targets_checked
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
 from arrayprop.random import host_rng, stepping, stream_seed
@@ -195,7 +195,8 @@ def evaluate(
     budget = _budget("evaluate", max_device_bytes)
     expect = expected_data(model, loss)
     d = prepare(be, x, y, expect, what="evaluate", budget=budget)
-    sums = be.to_host(eval_sums(model, d, loss, ms, batch)).tolist()
+    with targets_checked():  # prepare() checked them all
+        sums = be.to_host(eval_sums(model, d, loss, ms, batch)).tolist()
     names = (["loss"] if loss is not None else []) + [m.name for m in ms]
     return {name: value / d.n for name, value in zip(names, sums, strict=True)}
 
@@ -378,7 +379,8 @@ def fit(
     try:
         # fit detects a non-finite loss itself (DivergenceError), so the floating-point
         # warnings a diverging step raises on the way (NumPy) would only be noise.
-        with defer_sigint(run.stop), be.float_errors_ignored():
+        # (targets_checked: prepare() checked the targets of every batch already.)
+        with defer_sigint(run.stop), be.float_errors_ignored(), targets_checked():
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)
