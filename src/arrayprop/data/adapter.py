@@ -124,8 +124,17 @@ class DeviceData:
         (a second one), chunk k is still referenced by the loop, so three chunks can be alive
         at once.
         """
-        budget = max(self.budget - 8 * self.n, 0)
+        # An order larger than the whole budget (more rows than budget / 8) would starve the
+        # chunks down to one batch, a copy per step: they keep half the budget then, and fit
+        # warns that the data exceeds it (order_exceeds_budget).
+        order = 8 * self.n
+        budget = self.budget - order if order <= self.budget else self.budget // 2
         return max(batch, budget // 3 // self.row_bytes // batch * batch)
+
+    def order_exceeds_budget(self) -> bool:
+        """Whether a streamed set's shuffled order (8 bytes per sample) alone takes more than
+        ``max_device_bytes``, so that the data of a shuffled epoch exceeds the budget."""
+        return not self.resident and 8 * self.n > self.budget
 
     def batches(
         self, batch: int, order: np.ndarray | None = None, start: int = 0

@@ -36,6 +36,7 @@ This module holds the public API; the machinery is in :mod:`~arrayprop.training.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -348,6 +349,14 @@ def fit(
         x_val, y_val = validation_data
         val = prepare(be, x_val, y_val, expect, what="validation_data", budget=budget)
     batch = train.n if batch_size is None else min(batch_size, train.n)
+    if shuffle and train.order_exceeds_budget():
+        warnings.warn(
+            f"fit: the shuffled order of {train.n} samples takes {8 * train.n} bytes, more than "
+            f"max_device_bytes={budget}; the data chunks keep half the budget, so a shuffled "
+            "epoch holds more than the budget: raise max_device_bytes or pass shuffle=False",
+            UserWarning,
+            stacklevel=2,
+        )
     display = make_display(progress, epochs)
     run = Run(
         model,
