@@ -8,6 +8,7 @@ header (``fit(checkpoint=...)`` resumes its shuffling exactly). NumPy only.
 
 from __future__ import annotations
 
+import numbers
 import zlib
 from contextvars import ContextVar
 
@@ -38,10 +39,22 @@ def host_rng(seed: Seed) -> np.random.Generator:
     Returns
     -------
     numpy.random.Generator
+
+    Raises
+    ------
+    ValueError
+        For anything else: a negative int, a bool, a float, a string.
     """
     if isinstance(seed, np.random.Generator):
         return seed
-    return np.random.default_rng(seed)
+    if seed is not None and not (
+        isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0
+    ):
+        # NumPy's own errors ("expected non-negative integer") would not say which argument.
+        raise ValueError(
+            f"seed must be an int >= 0, a numpy.random.Generator or None, got {seed!r}"
+        )
+    return np.random.default_rng(int(seed) if seed is not None else None)
 
 
 #: (seed, step) of the training step running now, set by ``train_step`` and ``fit``.

@@ -42,9 +42,12 @@ __all__ = [
     "check_class_labels",
     "check_finite",
     "check_indices",
+    "check_target_rows",
     "class_labels_ok",
     "finite_ok",
     "format_index",
+    "row_sum_tolerance",
+    "target_rows_ok",
 ]
 
 
@@ -393,6 +396,72 @@ def _label_dtype_message(what: str, shape: tuple[int, ...], num_classes: int, dt
         f"{what}: class labels of shape {shape} must be integers 0..{num_classes - 1}, got dtype "
         f"{dtype} (pass one-hot rows of shape (n, {num_classes}) instead, or cast the labels)"
     )
+
+
+def row_sum_tolerance(classes: int, eps: float) -> float:
+    """How far from 1 a row of probabilities may sum: rounding of ``classes`` values whose dtype
+    has machine epsilon ``eps`` (0 for integers), and never less than 1e-3, so that rows
+    computed in a narrower dtype (float32 softmax outputs stored as float64) pass."""
+    return max(1e-3, 4.0 * classes * eps)
+
+
+def check_target_rows(y: np.ndarray, what: str, *, block_rows: int = CHECK_BLOCK_ROWS) -> None:
+    """Raise :class:`~arrayprop.errors.LabelError` unless every row of ``y`` (along its last
+    axis) is a probability distribution: entries >= 0 that sum to 1 (within
+    :func:`row_sum_tolerance`).
+
+    The host twin of :func:`target_rows_ok`: the targets of softmax cross-entropy, where a
+    negative entry or a row that does not sum to 1 gives a meaningless (even negative) loss.
+    Scans ``block_rows`` rows at a time; the message names the first bad row.
+    """
+    if y.ndim == 0 or y.size == 0:
+        return
+    kind = y.dtype.kind
+    if kind == "b":
+        y = y.astype(np.int8)
+    eps = float(np.finfo(y.dtype).eps) if kind == "f" else 0.0
+    tol = row_sum_tolerance(y.shape[-1], eps)
+    for start in range(0, y.shape[0], block_rows):
+        block = np.asarray(y[start : start + block_rows])
+        sums = block.sum(axis=-1, dtype=np.float64)
+        negative = (block < 0).any(axis=-1)
+        bad = negative | ~(np.abs(sums - 1.0) <= tol)
+        if bad.any():
+            pos = np.argwhere(bad)[0]
+            row = tuple(int(p) for p in pos)
+            index = format_index(np.asarray([row[0] + start, *row[1:]]))
+            if negative[row]:
+                problem = f"has a negative entry {block[row].min()}"
+            else:
+                problem = f"sums to {sums[row]:.6g}"
+            raise LabelError(
+                f"{what}: target row {index} {problem}; softmax cross-entropy takes rows of "
+                "probabilities (entries >= 0 summing to 1), e.g. one-hot rows, or integer class "
+                "labels of shape (n,)"
+            )
+
+
+def target_rows_ok(xp: Any, y: Any) -> Any:
+    """0-d device bool: ``y`` passes :func:`check_target_rows` (its device twin).
+
+    Parameters
+    ----------
+    xp : namespace
+        The Array API namespace of ``y``.
+    y : array, shape (n, ..., k)
+        Target rows on the device (any real dtype).
+
+    Returns
+    -------
+    array, shape (), bool
+    """
+    if xp.isdtype(y.dtype, "real floating"):
+        tol = row_sum_tolerance(y.shape[-1], float(xp.finfo(y.dtype).eps))
+    else:
+        y = xp.astype(y, xp.float32)  # one-hot integers or bools: sums exact below 2**24
+        tol = row_sum_tolerance(y.shape[-1], 0.0)
+    sums_ok = xp.all(xp.abs(xp.sum(y, axis=-1) - 1.0) <= tol)
+    return xp.logical_and(xp.all(y >= 0.0), sums_ok)
 
 
 def format_index(pos: np.ndarray) -> str:

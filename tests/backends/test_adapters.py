@@ -144,3 +144,33 @@ def test_cuda_graph_step_asks_the_backend_for_its_capture(monkeypatch):
     model = ap.mlp([3, 4, 2], seed=0, backend="numpy", dtype="float64")
     step = ap.CudaGraphStep(model, ap.MSE(), ap.SGD(model.parameters()), (4, 3), (4, 2))
     assert step._capture is capture
+
+
+class _FakeJaxDevice:
+    def __init__(self, platform: str, id: int) -> None:
+        self.platform, self.id = platform, id
+
+    def __str__(self) -> str:
+        return f"{self.platform.upper()}Device(id={self.id})"
+
+
+def test_jax_resolves_only_devices_it_has(monkeypatch):
+    # JAX is not installed here: a stand-in module with one CPU device runs the adapter's logic.
+    from arrayprop.backends.jax import JaxBackend
+
+    cpu = _FakeJaxDevice("cpu", 0)
+    fake = type(sys)("jax")
+    fake.Device = _FakeJaxDevice
+
+    def devices(platform=None):
+        if platform not in (None, "cpu"):
+            raise RuntimeError(f"Unknown backend {platform}")  # as jax.devices("gpu") on a CPU
+        return [cpu]
+
+    fake.devices = devices
+    monkeypatch.setitem(sys.modules, "jax", fake)
+    for good in (None, "cpu", "cpu:0", str(cpu), 0, cpu):
+        assert JaxBackend.resolve_device(None, good) is cpu
+    for bad in ("gpu", "cuda:0", "mps", 1, -1, True, 3.5, _FakeJaxDevice("gpu", 0), ("cpu",)):
+        with pytest.raises(BackendUnavailableError, match="no device"):
+            JaxBackend.resolve_device(None, bad)

@@ -6,6 +6,8 @@ The harness (``Case``, ``check``) is tests/badinput.py.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,20 @@ def _unknown_device(be):
     if name is None:
         pytest.skip(f"no known-missing device for {be.name}")
     return ap.get_backend(be.name, device=name, dtype="float64")
+
+
+#: Devices no backend here has: other libraries' device kinds, torch's special devices, names
+#: no library knows, an index beyond any count, a CPU index, and objects of the wrong type.
+BOGUS_DEVICES = ("mps", "meta", "xpu", "gpu", "cuda:99", 3, -1, "cpu:1", "tpu", 3.5, ("cpu",))
+
+
+def _bogus_device(be, device):
+    return ap.get_backend(be.name, device=device, dtype="float64")
+
+
+def complex_array(be, shape=(5, 3)):
+    """An array of ``be``'s own library, on its device, of dtype complex128."""
+    return be.xp.asarray(np.ones(shape, dtype=np.complex128), device=be.device)
 
 
 # -- the rows -----------------------------------------------------------------------------
@@ -71,6 +87,28 @@ CASES = [
         lambda be, _: _unknown_device(be),
         BackendUnavailableError,
         r"device|cuda",
+    ),
+    *(
+        Case(
+            f"backend-device-{device!r}",
+            lambda be, _, device=device: _bogus_device(be, device),
+            BackendUnavailableError,
+            rf"no device {re.escape(repr(device))}|not {re.escape(repr(device))}",
+        )
+        for device in BOGUS_DEVICES
+    ),
+    Case(
+        "backend-name-not-a-string",
+        lambda be, _: ap.get_backend(5),
+        ValueError,
+        r"backend must be a name \(one of numpy, .*\) or a Backend, got 5",
+        host_only=True,
+    ),
+    Case(
+        "asarray-complex-device-array",
+        lambda be, _: be.asarray(complex_array(be)),
+        DTypeError,
+        r"cannot use data of dtype .*complex128 \(need (real )?numbers\)",
     ),
     Case(
         "asarray-foreign-library",

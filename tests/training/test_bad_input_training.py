@@ -52,9 +52,133 @@ def _fit_resume_other_model(be, tmp):
     return _fit(be, model=small_mlp(be, (3, 5, 2)), checkpoint=path, resume=True, epochs=2)
 
 
-# -- the rows -----------------------------------------------------------------------------
+#: Softmax cross-entropy target rows that are no probability distributions (issue 14).
+BAD_ROWS = {
+    "negative": lambda y: y - 0.5 * np.roll(y, 1, axis=1),  # sums to 0.5, one entry < 0
+    "sign-flipped": lambda y: -y,
+    "negative-summing-to-1": lambda y: 2 * y - np.roll(y, 1, axis=1),
+    "doubled": lambda y: 2 * y,
+    "halved": lambda y: 0.5 * y,
+    "all-zero": lambda y: 0 * y,
+    "one-zero-row": lambda y: np.concatenate([y[:-1], 0 * y[-1:]]),
+}
+
+
+def _rows(be, bad, where="host"):
+    """One-hot rows (20, 2) spoiled by ``BAD_ROWS[bad]``, on the host or the device."""
+    y = BAD_ROWS[bad](np.eye(2)[np.arange(20) % 2])
+    return be.asarray(y) if where == "device" else y
+
+
+def _complex(be, shape, where):
+    a = np.random.default_rng(0).standard_normal(shape) + 1j
+    return be.xp.asarray(a, device=be.device) if where == "device" else a
+
+
+def _one_output(be, entry, y):
+    model = small_mlp(be, (3, 4, 1))
+    x = np.random.default_rng(0).standard_normal((20, 3))
+    if entry == "evaluate":
+        return ap.evaluate(model, x, y, loss="softmax-ce")
+    return _fit(be, x, y, model=model)
+
+
+_FIT_ENTRIES = {
+    "fit": lambda be, x=None, y=None: _fit(be, x, y),
+    "fit-streamed": lambda be, x=None, y=None: _fit(be, x, y, max_device_bytes=256),
+    "evaluate": lambda be, x=None, y=None: ap.evaluate(
+        small_mlp(be), *_xy(x, y), loss="softmax-ce"
+    ),
+    "validation-data": lambda be, x=None, y=None: _fit(be, validation_data=_xy(x, y)),
+}
+
+
+def _xy(x, y):
+    x = np.random.default_rng(0).standard_normal((20, 3)) if x is None else x
+    return x, np.arange(20) % 2 if y is None else y
+
 
 CASES = [
+    # softmax cross-entropy targets that are no distributions: every entry point, host and device
+    *(
+        Case(
+            f"{entry}-target-rows-{bad}-{where}",
+            lambda be, _, entry=entry, bad=bad, where=where: _FIT_ENTRIES[entry](
+                be, y=_rows(be, bad, where)
+            ),
+            LabelError,
+            r"y: target row \d+ (has a negative entry|sums to).*probabilities",
+        )
+        for entry in _FIT_ENTRIES
+        for bad in BAD_ROWS
+        for where in ("host", "device")
+    ),
+    *(
+        Case(
+            f"train-step-target-rows-{bad}",
+            lambda be, _, bad=bad: _step(be, ones(be), _rows(be, bad)[-5:], host_check=True),
+            LabelError,
+            r"SoftmaxCrossEntropy\(\): target row \d+ (has a negative entry|sums to)",
+        )
+        for bad in BAD_ROWS
+    ),
+    # softmax cross-entropy on one output: the loss is 0 whatever the model does
+    *(
+        Case(
+            f"{entry}-softmax-ce-one-output-{kind}",
+            lambda be, _, entry=entry, kind=kind: _one_output(
+                be, entry, np.zeros(20, dtype=int) if kind == "labels" else np.ones((20, 1))
+            ),
+            ShapeError,
+            r"SoftmaxCrossEntropy\(\): the model has 1 output.*>= 2 classes",
+        )
+        for entry in ("fit", "evaluate")
+        for kind in ("labels", "rows")
+    ),
+    Case(
+        "loss-softmax-ce-one-output",
+        lambda be, _: ap.SoftmaxCrossEntropy()(ones(be, (4, 1)), np.ones((4, 1))),
+        ShapeError,
+        r"SoftmaxCrossEntropy\(\): the model has 1 output",
+    ),
+    # complex data: a cast would train on the real part
+    *(
+        Case(
+            f"{entry}-complex-{name}-{where}",
+            lambda be, _, entry=entry, name=name, where=where: _FIT_ENTRIES[entry](
+                be, **{name: _complex(be, (20, 3) if name == "x" else (20,), where)}
+            ),
+            DTypeError,
+            rf"{name}: got complex data",
+        )
+        for entry in _FIT_ENTRIES
+        for name in ("x", "y")
+        for where in ("host", "device")
+    ),
+    *(
+        Case(
+            f"predict-complex-x-{where}{'-streamed' if budget else ''}",
+            lambda be, _, where=where, budget=budget: ap.predict(
+                small_mlp(be), _complex(be, (20, 3), where), max_device_bytes=budget
+            ),
+            DTypeError,
+            r"predict: x: got complex data",
+        )
+        for where in ("host", "device")
+        for budget in (None, 256)
+    ),
+    Case(
+        "train-step-complex-x-device",
+        lambda be, _: _step(be, _complex(be, (5, 3), "device"), np.arange(5) % 2),
+        DTypeError,
+        r"cannot use data of dtype .*complex128",
+    ),
+    Case(
+        "loss-complex-target-device",
+        lambda be, _: ap.MSE()(ones(be, (5, 2)), _complex(be, (5, 2), "device")),
+        DTypeError,
+        r"cannot use data of dtype .*complex128",
+    ),
     # train_step
     Case(
         "train-step-wrong-width",

@@ -50,6 +50,10 @@ def adapter(name: str) -> type[Backend]:
 
     Raises ``ValueError`` for an unknown name; the message lists the valid ones.
     """
+    if not isinstance(name, str):
+        raise ValueError(
+            f"backend must be a name (one of {', '.join(BACKENDS)}) or a Backend, got {name!r}"
+        )
     key = name.strip().lower().replace("-", "_")
     try:
         return ADAPTERS[key]

@@ -217,6 +217,8 @@ class Backend:
         returned as is or cast (floating data to the backend's dtype, as for host data)."""
         self.check(x)
         xp = self.xp
+        if not _is_real(xp, x):  # complex: a cast would keep the real part without a word
+            raise DTypeError(f"{self}: cannot use data of dtype {x.dtype} (need real numbers)")
         target = dtype if dtype is not None else (self.dtype if _is_float(xp, x) else None)
         if target is not None and x.dtype != target:
             x = xp.astype(x, target)
@@ -446,6 +448,22 @@ def _is_float(xp: ModuleType, x: Any) -> bool:
         return answer
     except TypeError:  # an unhashable dtype object
         return bool(xp.isdtype(dtype, "real floating"))
+
+
+_IS_REAL: dict[Any, bool] = {}
+
+
+def _is_real(xp: ModuleType, x: Any) -> bool:
+    """Bool, integer or real floating (not complex), remembered per dtype as :func:`_is_float`."""
+    dtype = x.dtype
+    key = (type(dtype), dtype)
+    try:
+        return _IS_REAL[key]
+    except KeyError:
+        answer = _IS_REAL[key] = bool(xp.isdtype(dtype, ("bool", "integral", "real floating")))
+        return answer
+    except TypeError:  # an unhashable dtype object
+        return bool(xp.isdtype(dtype, ("bool", "integral", "real floating")))
 
 
 def is_host(x: Any) -> bool:

@@ -28,17 +28,29 @@ class JaxBackend(Backend):
 
     @classmethod
     def resolve_device(cls, xp: ModuleType, device: Any) -> Any:
+        """``None`` (JAX's first device), a name (``"cpu"``, ``"gpu"``, ``"cuda:0"``, the
+        ``str`` of a device), an index into ``jax.devices()`` or a ``jax.Device`` of this
+        process; anything else raises :class:`~arrayprop.errors.BackendUnavailableError`."""
         import jax
 
+        devices = jax.devices()
         if device is None:
-            return jax.devices()[0]
-        if not isinstance(device, str):
-            return device
-        for d in jax.devices():
-            if device in (str(d), d.platform, f"{d.platform}:{d.id}"):
-                return d
+            return devices[0]
+        if isinstance(device, int) and not isinstance(device, bool):
+            if 0 <= device < len(devices):
+                return devices[device]
+        elif isinstance(device, str):
+            for d in devices:
+                if device in (str(d), d.platform, f"{d.platform}:{d.id}"):
+                    return d
+        elif isinstance(device, jax.Device):
+            try:
+                if device in jax.devices(device.platform):
+                    return device
+            except RuntimeError:  # no backend of that platform here
+                pass
         raise BackendUnavailableError(
-            f"backend 'jax': no device {device!r}; available: {[str(d) for d in jax.devices()]}"
+            f"backend 'jax': no device {device!r}; available: {[str(d) for d in devices]}"
         )
 
     @classmethod

@@ -29,20 +29,37 @@ class TorchBackend(Backend):
 
     @classmethod
     def resolve_device(cls, xp: ModuleType, device: Any) -> Any:
+        """``None`` / ``"cpu"``, or a CUDA device that exists (``"cuda"``, ``"cuda:1"``, the
+        index ``1``, a ``torch.device``); anything else (``"mps"``, ``"meta"``, ``"xpu"``, an
+        unknown name, a GPU index beyond the count) raises
+        :class:`~arrayprop.errors.BackendUnavailableError` naming the device."""
         import torch
 
-        dev = torch.device("cpu" if device is None else device)
-        if dev.type == "cuda":
-            if not torch.cuda.is_available():
-                raise BackendUnavailableError(
-                    "backend 'torch': device 'cuda' requested but torch.cuda.is_available() is "
-                    "False (a CPU-only build, or no visible GPU)"
-                )
-            # An explicit index, so that "cuda" and "cuda:0" are one backend.
-            dev = torch.device(
-                "cuda", torch.cuda.current_device() if dev.index is None else dev.index
+        if device is None:
+            return torch.device("cpu")
+        if isinstance(device, bool) or not isinstance(device, str | int | torch.device):
+            raise _no_device(device, f"a {type(device).__name__} is no device")
+        try:
+            # An int is a CUDA index here (torch would read it as the current accelerator's).
+            dev = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise _no_device(device, f"torch cannot parse it: {exc}") from None
+        if dev.type == "cpu":
+            if dev.index not in (None, 0):
+                raise _no_device(device, "torch has one CPU device, 'cpu'")
+            return torch.device("cpu")  # "cpu:0" and "cpu" are one backend, as tensors see it
+        if dev.type != "cuda":
+            raise _no_device(device, f"arrayprop does not support torch's {dev.type!r} devices")
+        if not torch.cuda.is_available():
+            raise _no_device(
+                device, "torch.cuda.is_available() is False: a CPU-only build, or no visible GPU"
             )
-        return dev
+        count = torch.cuda.device_count()
+        # An explicit index, so that "cuda" and "cuda:0" are one backend.
+        index = torch.cuda.current_device() if dev.index is None else dev.index
+        if not 0 <= index < count:
+            raise _no_device(device, f"{count} CUDA device(s) found")
+        return torch.device("cuda", index)
 
     @classmethod
     def library_dtype(cls, xp: ModuleType, wanted: str) -> Any:
@@ -112,6 +129,12 @@ class TorchBackend(Backend):
             matmul.fp32_precision = setting
         else:
             matmul.allow_tf32 = setting
+
+
+def _no_device(device: Any, why: str) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"backend 'torch': no device {device!r} ({why}); use 'cpu' or 'cuda[:N]'"
+    )
 
 
 def _matmul_switches() -> Any:

@@ -60,6 +60,10 @@ class Expect:
         When the first layer takes integer indices (an Embedding, ``takes_indices``): the rows
         of its table, and x must hold integers in [0, indices), kept integer on the device.
         None: x is features, cast to the model's float dtype.
+    distributions : str or None
+        How messages name the loss when its target rows must be probability distributions
+        (softmax cross-entropy: entries >= 0 summing to 1, checked once with the data); None
+        when any real rows are fine.
     """
 
     features: int | None
@@ -67,6 +71,7 @@ class Expect:
     first: str
     rows_only: str | None = None
     indices: int | None = None
+    distributions: str | None = None
 
 
 @dataclass
@@ -119,8 +124,17 @@ class DeviceData:
         (a second one), chunk k is still referenced by the loop, so three chunks can be alive
         at once.
         """
-        budget = max(self.budget - 8 * self.n, 0)
+        # An order larger than the whole budget (more rows than budget / 8) would starve the
+        # chunks down to one batch, a copy per step: they keep half the budget then, and fit
+        # warns that the data exceeds it (order_exceeds_budget).
+        order = 8 * self.n
+        budget = self.budget - order if order <= self.budget else self.budget // 2
         return max(batch, budget // 3 // self.row_bytes // batch * batch)
+
+    def order_exceeds_budget(self) -> bool:
+        """Whether a streamed set's shuffled order (8 bytes per sample) alone takes more than
+        ``max_device_bytes``, so that the data of a shuffled epoch exceeds the budget."""
+        return not self.resident and 8 * self.n > self.budget
 
     def batches(
         self, batch: int, order: np.ndarray | None = None, start: int = 0
@@ -223,7 +237,10 @@ def prepare(be: Backend, x: Any, y: Any, expect: Expect, *, what: str, budget: i
     on_device = is_resident(be, x)
     if not on_device:
         x = host_array(x, f"{what}: x")
+    _refuse_complex(be, x, f"{what}: x")
     if y is not None:
+        if is_resident(be, y) or isinstance(y, np.ndarray):
+            _refuse_complex(be, y, f"{what}: y")
         y = _beside_x(be, y, on_device, cast_to, f"{what}: y")
     n = _check_x(x, expect, what)
     x_dtype = be.dtype
@@ -233,11 +250,12 @@ def prepare(be: Backend, x: Any, y: Any, expect: Expect, *, what: str, budget: i
     labels = False
     if y is not None:
         y, labels = _check_y(xp, y, n, expect, what, on_device)
+    rows = y is not None and not labels and expect.distributions is not None
     if on_device:
-        _check_device(be, x, y, labels, expect.outputs, what, cast_to)
+        _check_device(be, x, y, labels, expect.outputs, what, cast_to, rows)
         x = be.asarray(x, dtype=x_dtype, check_range=False)
     else:
-        _check_host(x, y, labels, expect.outputs, what, cast_to, budget)
+        _check_host(x, y, labels, expect.outputs, what, cast_to, budget, rows)
     row_bytes = _row_size(x) * itemsize
     if y is not None:
         row_bytes += 8 if labels else _row_size(y) * itemsize
@@ -306,6 +324,21 @@ def _beside_x(be: Backend, y: Any, x_on_device: bool, cast_to: validation.CastTo
             validation.check_finite(y, what, cast_to=cast_to, nonfinite_ok=True)
         return be.asarray(y, check_range=False)
     return be.to_host(y) if is_resident(be, y) else host_array(y, what)
+
+
+def _refuse_complex(be: Backend, a: Any, what: str) -> None:
+    """Complex data is refused before any check reads it: every cast to the model's dtype
+    would keep its real part without a word."""
+    if isinstance(a, np.ndarray):
+        complex_ = a.dtype.kind == "c"
+    else:
+        complex_ = be.xp.isdtype(a.dtype, "complex floating")
+    if complex_:
+        raise DTypeError(
+            f"{what}: got complex data (dtype {a.dtype}); arrayprop trains on real numbers, and "
+            "a cast would keep only the real part: pass the real and imaginary parts as "
+            "separate features if both matter"
+        )
 
 
 def _row_size(a: Any) -> int:
@@ -408,8 +441,10 @@ def _check_host(
     what: str,
     cast_to: validation.CastTo,
     budget: int,
+    rows: bool = False,
 ) -> None:
-    """The checks of host data: one pass over each array, in blocks that fit the budget."""
+    """The checks of host data: one pass over each array, in blocks that fit the budget
+    (``rows``: also that every target row is a probability distribution)."""
     predict = y is None
     validation.check_finite(
         x, f"{what}: x", block_rows=_check_rows(budget, x), cast_to=cast_to, nonfinite_ok=predict
@@ -418,6 +453,8 @@ def _check_host(
         validation.check_class_labels(y, n_out, f"{what}: y")
     elif not predict:
         validation.check_finite(y, f"{what}: y", block_rows=_check_rows(budget, y), cast_to=cast_to)
+    if rows:
+        validation.check_target_rows(y, f"{what}: y", block_rows=_check_rows(budget, y))
 
 
 def _check_device(
@@ -428,6 +465,7 @@ def _check_device(
     n_out: int,
     what: str,
     cast_to: validation.CastTo,
+    rows: bool = False,
 ) -> None:
     """The checks of device arrays, with one device→host read (none when there is nothing to
     check: predict on data already in the model's dtype). When they fail, the host twins name
@@ -439,6 +477,8 @@ def _check_device(
         flags.append(validation.class_labels_ok(xp, y, n_out, f"{what}: y"))
     elif not predict:
         flags.append(validation.finite_ok(xp, y, cast_to))
+    if rows:
+        flags.append(validation.target_rows_ok(xp, y))
     flags = [f for f in flags if f is not None]
     if not flags or bool(be.to_host(xp.all(xp.stack(flags)))):
         return
@@ -447,6 +487,8 @@ def _check_device(
         validation.check_class_labels(be.to_host(y), n_out, f"{what}: y")
     elif not predict:
         validation.check_finite(be.to_host(y), f"{what}: y", cast_to=cast_to)
+    if rows:
+        validation.check_target_rows(be.to_host(y), f"{what}: y")
     raise NonFiniteError(f"{what}: x or y failed a check on the device")  # pragma: no cover
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
-from arrayprop.nn.init import INITIALIZERS, get_initializer
+from arrayprop.nn.init import INITIALIZERS, draw
 from arrayprop.nn.layer import Layer, check_grad, exact_array
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
@@ -225,7 +225,8 @@ class Conv2D(Layer):
         shape = (out_channels, in_channels, kh, kw)
         if weight is None:
             # Drawn as the GEMM's (fan_in, out) matrix so the initialisers see the right fans.
-            host_w = get_initializer(init)((in_channels * kh * kw, out_channels), host_rng(seed))
+            shape = (in_channels * kh * kw, out_channels)
+            host_w = draw(init, shape, host_rng(seed), "Conv2D")
             w = be.xp.reshape(be.asarray(host_w.T.copy(), dtype=be.dtype), shape)
         else:
             w = exact_array(self, weight, shape, "weight")

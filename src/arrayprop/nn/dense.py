@@ -13,7 +13,7 @@ from typing import Any
 from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
-from arrayprop.nn.init import INITIALIZERS, get_initializer
+from arrayprop.nn.init import INITIALIZERS, draw
 from arrayprop.nn.layer import Layer, check_grad, check_last_axis, exact_array
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
@@ -74,7 +74,7 @@ class Dense(Layer):
         self.backend = be = get_backend(backend, dtype=dtype)
         self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
         if weight is None:
-            host_w = get_initializer(init)((in_features, out_features), host_rng(seed))
+            host_w = draw(init, (in_features, out_features), host_rng(seed), repr(self))
             w = be.asarray(host_w, dtype=be.dtype)
         else:
             w = exact_array(self, weight, (in_features, out_features), "weight")

@@ -13,7 +13,7 @@ from typing import Any
 from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
-from arrayprop.nn.init import INITIALIZERS, get_initializer, normal
+from arrayprop.nn.init import INITIALIZERS, draw, get_initializer, normal
 from arrayprop.nn.layer import Layer, check_grad
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
@@ -86,7 +86,9 @@ class Embedding(Layer):
         self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
         shape = (num_embeddings, embedding_dim)
         if weight is None:
-            w = be.asarray(_initializer(init)(shape, host_rng(seed)), dtype=be.dtype)
+            w = be.asarray(
+                draw(_initializer(init), shape, host_rng(seed), "Embedding"), dtype=be.dtype
+            )
         else:
             w = be.asarray(weight, dtype=be.dtype, what=f"{self!r}: weight")
             if tuple(w.shape) != shape:

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from arrayprop.backends import host_zeros
+from arrayprop.errors import ShapeError
 
 __all__ = [
     "INITIALIZERS",
+    "draw",
     "glorot_normal",
     "glorot_uniform",
     "he_normal",
@@ -87,3 +89,21 @@ def get_initializer(init: str | Callable) -> Callable:
         raise ValueError(
             f"unknown initializer {init!r}; valid: {', '.join(sorted(INITIALIZERS))}"
         ) from None
+
+
+def draw(init: str | Callable, shape: tuple[int, ...], rng: Any, whose: str) -> Any:
+    """The initial weights ``init(shape, rng)``, checked to have exactly ``shape``.
+
+    A user's initialiser returning another shape (the transpose, a flat vector) would otherwise
+    be broadcast, reshaped or kept as a layer of the wrong width. Raises
+    :class:`~arrayprop.errors.ShapeError` naming ``whose`` (the layer), the expected and the
+    returned shape.
+    """
+    w = get_initializer(init)(shape, rng)
+    got = tuple(getattr(w, "shape", ()))
+    if got != tuple(shape):
+        raise ShapeError(
+            f"{whose}: initializer {getattr(init, '__name__', init)!r} returned an array of "
+            f"shape {got}; expected {tuple(shape)}"
+        )
+    return w

@@ -7,6 +7,9 @@ Array API standard only. Equation numbers refer to docs/math.md.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from arrayprop import kernels
@@ -14,7 +17,13 @@ from arrayprop.backends import Backend, backend_of
 from arrayprop.errors import DataError, DTypeError, LabelError, ShapeError
 from arrayprop.kernels import portable
 from arrayprop.registry import resolve
-from arrayprop.validation import Interval, Options, check, check_class_labels
+from arrayprop.validation import (
+    Interval,
+    Options,
+    check,
+    check_class_labels,
+    check_target_rows,
+)
 
 __all__ = [
     "BCE_EPS",
@@ -27,6 +36,7 @@ __all__ = [
     "Loss",
     "SoftmaxCrossEntropy",
     "get_loss",
+    "targets_checked",
 ]
 
 #: How :class:`L2Loss` reduces over the batch.
@@ -34,6 +44,23 @@ REDUCTIONS = Options(("sum", "mean"))
 #: The clip of :class:`BinaryCrossEntropy` on probabilities, p in [eps, 1 − eps]: below 1/2,
 #: or the interval is empty.
 BCE_EPS = Interval(float, 0, 0.5, closed="neither")
+
+
+#: True while the targets a loss sees were checked once, as a whole data set (fit, evaluate).
+_CHECKED: ContextVar[bool] = ContextVar("arrayprop_targets_checked", default=False)
+
+
+@contextlib.contextmanager
+def targets_checked() -> Iterator[None]:
+    """Within the block, losses skip the per-batch checks of target values (rows of
+    probabilities), which read the targets back: :func:`~arrayprop.fit` and
+    :func:`~arrayprop.evaluate` checked the whole data set once, before the first step, and a
+    step reads nothing from the device."""
+    token = _CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
 
 
 class Loss:
@@ -197,8 +224,19 @@ class SoftmaxCrossEntropy(Loss):
     C = −(1/N) Σ_n Σ_k Y_nk log softmax(Z)_nk, with log softmax = Z − max − log Σ e^{Z − max}
     (log-sum-exp: finite for any logits).  The fused gradient is ∂C/∂Z = (softmax(Z) − Y) / N
     (eq. 8). ``target`` is integer labels of shape (batch,) or one-hot / probability rows of
-    shape (batch, classes).
+    shape (batch, classes), each row a probability distribution (entries >= 0 summing to 1;
+    checked per batch where that costs no device sync, else once by ``fit`` / ``evaluate``).
+    Logits of one class are refused: their softmax is 1, so the loss would be 0 whatever the
+    model does.
     """
+
+    @staticmethod
+    def one_output_message() -> str:
+        return (
+            "SoftmaxCrossEntropy(): the model has 1 output, whose softmax is always 1 (loss 0, "
+            "nothing to learn); softmax cross-entropy needs >= 2 classes: for two classes use "
+            "2 outputs, or 1 output with BinaryCrossEntropy(from_logits=True)"
+        )
 
     def value_and_grad(self, logits: Any, target: Any) -> tuple[Any, Any]:
         be = self._backend(logits)
@@ -208,6 +246,8 @@ class SoftmaxCrossEntropy(Loss):
                 f"{tuple(logits.shape)}"
             )
         n, k = logits.shape
+        if k == 1:
+            raise ShapeError(self.one_output_message())
         labels = self.labels(be, target, n, k)
         if labels is not None:
             value, grad = kernels.softmax_cross_entropy_labels(be, logits, labels)  # eq. 8
@@ -246,6 +286,10 @@ class SoftmaxCrossEntropy(Loss):
                 f"SoftmaxCrossEntropy(): target shape {tuple(t.shape)} does not match logits "
                 f"shape {(n, k)}; pass labels (batch,) or one-hot rows (batch, classes)"
             )
+        # As for labels: checked per batch only where reading the rows back is free, and
+        # not again for data fit or evaluate checked as a whole.
+        if be.on_host and not _CHECKED.get():
+            check_target_rows(be.to_host(t), "SoftmaxCrossEntropy()")
         if not xp.isdtype(t.dtype, "real floating"):
             return xp.astype(t, dtype)
         return t if t.dtype == dtype else xp.astype(t, dtype)

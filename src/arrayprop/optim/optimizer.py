@@ -68,8 +68,9 @@ class Optimizer:
     initial_lr : float
         The learning rate given at construction, which schedules scale.
     state : list of dict
-        Per parameter, the optimizer's running arrays (same shape, dtype and device as the
-        parameter) and counters (``"step"``, a Python int); empty until the first step.
+        Per parameter, the optimizer's running arrays (same shape and device as the parameter;
+        dtype :meth:`state_dtype`: the parameter's, float32 for float16 and bfloat16) and
+        counters (``"step"``, a Python int); empty until the first step.
     steps : int
         Calls of :meth:`step` so far.
     backend : Backend
@@ -93,6 +94,7 @@ class Optimizer:
         self.backend = backend_of(first, dtype=first.dtype)
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
         self.steps = 0
+        self._wide: dict[Any, Any] = {}
         self._param_ids = frozenset(id(p) for p in self.params)
 
     def owns(self, params: Iterable[Parameter]) -> bool:
@@ -108,7 +110,30 @@ class Optimizer:
         self.steps += 1
         for i, p in enumerate(self.params):
             if p.grad is not None:
-                p.data = self._update(i, p.data, p.grad)
+                p.data = self.apply(i, p.data, p.grad)
+
+    def apply(self, i: int, w: Any, g: Any) -> Any:
+        """Parameter ``i``'s new value: :meth:`_update` in :meth:`state_dtype`.
+
+        A float16 or bfloat16 parameter is updated in float32 (weight and gradient up-cast, the
+        result rounded back once), so its state (moments, sums) is float32 too: ε = 1e-8 is 0
+        in float16 and g² underflows there for |g| < 2.4e-4, which makes m / (√v + ε) a 0/0.
+        """
+        wide = self.state_dtype(w.dtype)
+        if wide == w.dtype:
+            return self._update(i, w, g)
+        xp = self.backend.xp
+        new = self._update(i, xp.astype(w, wide), xp.astype(g, wide))
+        return xp.astype(new, w.dtype)
+
+    def state_dtype(self, dtype: Any) -> Any:
+        """The dtype of the update arithmetic and state of a parameter of ``dtype``: float32
+        for float16 and bfloat16, else ``dtype`` itself."""
+        wide = self._wide.get(dtype)
+        if wide is None:
+            xp = self.backend.xp
+            wide = self._wide[dtype] = xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+        return wide
 
     def _update(self, i: int, w: Any, g: Any) -> Any:
         raise NotImplementedError
@@ -208,7 +233,7 @@ class Optimizer:
                 f"be a host array of shape {p.shape}, got {got}"
             )
         # A copy, so that this optimizer never shares memory with the dict.
-        return self.backend.asarray(value.copy(), dtype=p.data.dtype)
+        return self.backend.asarray(value.copy(), dtype=self.state_dtype(p.data.dtype))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())

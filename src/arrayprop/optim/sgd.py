@@ -89,7 +89,7 @@ class SGD(Optimizer):
                 _, x, delta = factors
                 p.data = kernels.sgd_xt_delta_update(self.backend, p.data, x, delta, self.lr)
             elif p.grad is not None:
-                p.data = self._update(i, p.data, p.grad)
+                p.data = self.apply(i, p.data, p.grad)
 
     def _update(self, i: int, w: Any, g: Any) -> Any:
         if self.weight_decay:

@@ -36,6 +36,7 @@ This module holds the public API; the machinery is in :mod:`~arrayprop.training.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from typing import Any
 from arrayprop.checkpoint.write import check_rebuildable
 from arrayprop.data.adapter import prepare
 from arrayprop.nn.layer import Layer
-from arrayprop.nn.losses import Loss, get_loss
+from arrayprop.nn.losses import Loss, get_loss, targets_checked
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.schedules import Schedule
 from arrayprop.random import host_rng, stepping, stream_seed
@@ -197,7 +198,8 @@ def evaluate(
     budget = _budget("evaluate", max_device_bytes)
     expect = expected_data(model, loss)
     d = prepare(be, x, y, expect, what="evaluate", budget=budget)
-    sums = be.to_host(eval_sums(model, d, loss, ms, batch)).tolist()
+    with targets_checked():  # prepare() checked them all
+        sums = be.to_host(eval_sums(model, d, loss, ms, batch)).tolist()
     names = (["loss"] if loss is not None else []) + [m.name for m in ms]
     return {name: value / d.n for name, value in zip(names, sums, strict=True)}
 
@@ -379,6 +381,14 @@ def fit(
         x_val, y_val = validation_data
         val = prepare(be, x_val, y_val, expect, what="validation_data", budget=budget)
     batch = train.n if batch_size is None else min(batch_size, train.n)
+    if shuffle and train.order_exceeds_budget():
+        warnings.warn(
+            f"fit: the shuffled order of {train.n} samples takes {8 * train.n} bytes, more than "
+            f"max_device_bytes={budget}; the data chunks keep half the budget, so a shuffled "
+            "epoch holds more than the budget: raise max_device_bytes or pass shuffle=False",
+            UserWarning,
+            stacklevel=2,
+        )
     display = make_display(progress, epochs, verbose)
     run = Run(
         model,
@@ -413,7 +423,8 @@ def fit(
     try:
         # fit detects a non-finite loss itself (DivergenceError), so the floating-point
         # warnings a diverging step raises on the way (NumPy) would only be noise.
-        with defer_sigint(run.stop), be.float_errors_ignored():
+        # (targets_checked: prepare() checked the targets of every batch already.)
+        with defer_sigint(run.stop), be.float_errors_ignored(), targets_checked():
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)

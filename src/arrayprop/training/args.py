@@ -111,8 +111,14 @@ def expected_data(model: Layer, loss: Loss | None) -> Expect:
     widths it declares (``model.in_features`` / ``model.out_features``, None where it declares
     none), and whether class labels are fine (not for regression losses and binary
     cross-entropy), and, for a first layer with ``takes_indices`` (an Embedding), the rows of
-    its table: x is then integer indices."""
+    its table: x is then integer indices. With softmax cross-entropy, target rows must be
+    probability distributions, and a model of one output is refused (``ShapeError``): its
+    softmax is 1 whatever the input, so the loss would be 0 and nothing would train."""
     rows_only = isinstance(loss, (*REGRESSION_LOSSES, BinaryCrossEntropy))
+    softmax = isinstance(loss, SoftmaxCrossEntropy)
+    outputs = getattr(model, "out_features", None)
+    if softmax and outputs == 1:
+        raise ShapeError(SoftmaxCrossEntropy.one_output_message())
     first = first_layer(model)
     return Expect(
         getattr(model, "in_features", None),
@@ -121,6 +127,7 @@ def expected_data(model: Layer, loss: Loss | None) -> Expect:
         repr(loss) if rows_only else None,
         # A first layer that takes indices (Embedding): x stays integer, checked in range.
         getattr(first, "num_embeddings", None) if getattr(first, "takes_indices", False) else None,
+        repr(loss) if softmax else None,
     )
 
 

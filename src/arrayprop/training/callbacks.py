@@ -21,7 +21,7 @@ import os
 import string
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -75,8 +75,10 @@ class History:
         True when a callback ended training before the last epoch.
     """
 
-    def __init__(self, layers: list[str] | None = None) -> None:
-        self.history: dict[str, list[Any]] = {}
+    def __init__(self, layers: list[str] | None = None, keys: Iterable[str] = ()) -> None:
+        # The keys a run will record exist from the start: history.loss is [] (not an
+        # AttributeError) after a run interrupted in its first epoch.
+        self.history: dict[str, list[Any]] = {key: [] for key in keys}
         self.epochs: list[int] = []
         self.layers: list[str] = list(layers or [])
         self.interrupted = False

@@ -150,7 +150,11 @@ class Run:
         self.steps_per_epoch = -(-train.n // batch)
         self.window = _Window(self.xp, self.acc, len(metrics))
         self.stop = Stop()
-        self.history = History([name for name, _ in weights])
+        keys = ["loss", *(m.name for m in metrics)]
+        if val is not None:
+            keys += ["val_loss", *(f"val_{m.name}" for m in metrics)]
+        keys += ["lr"] if hasattr(optimizer, "lr") else []
+        self.history = History([name for name, _ in weights], [*keys, "samples_per_s", "time"])
         # Position: completed epochs, steps done in the current one, whether that one has
         # begun (its order drawn: the Generator has moved on) and its shuffled order.
         self.epoch_done = 0
