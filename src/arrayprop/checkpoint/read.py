@@ -257,7 +257,7 @@ def _read_members(
 
 
 #: Bytes copied out of a member per read while filling its array.
-_CHUNK = 1 << 20
+_CHUNK = 1 << 18
 
 
 def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, fail, limit: int | None = None):
