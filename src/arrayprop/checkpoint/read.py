@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from arrayprop.backends import Backend, backend_of, get_backend
+from arrayprop.backends.base import FLOAT_DTYPES
 from arrayprop.checkpoint.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -102,23 +103,26 @@ def load(
     if not isinstance(arch, dict):
         fail("header has no architecture")
     _check_architecture(arch, header, arrays, fail)
-    be = get_backend(backend, device=device, dtype=header["dtype"] if dtype is None else dtype)
+    saved_dtype = header.get("dtype")
+    if saved_dtype not in FLOAT_DTYPES:
+        fail(f"header field 'dtype' must be one of {', '.join(FLOAT_DTYPES)}, got {saved_dtype!r}")
+    extra = _extra(header, arrays, fail)
+    opt = _optimizer_header(header, arrays, fail)
+    be = get_backend(backend, device=device, dtype=saved_dtype if dtype is None else dtype)
     try:
         model = layer_from_config(arch, backend=be)
-    except (KeyError, TypeError, ValueError) as exc:
-        fail(f"cannot rebuild the architecture ({exc})")
+    except Exception as exc:
+        # A crafted config can trip any check of any layer's constructor.
+        fail(f"cannot rebuild the architecture ({type(exc).__name__}: {exc})")
     _set_state(model, header, arrays, fail)
-    optimizer_state = _optimizer_state(header, arrays, len(model.parameters()), fail)
-    extra = dict(header.get("extra") or {})
-    for name in header.get("extra_arrays", []):
-        extra[name] = arrays[f"extra.{name}"]
+    optimizer_state = _optimizer_state(opt, arrays, len(model.parameters()), fail)
     info = {
         "path": str(path),
         "version": header["version"],
         "arrayprop_version": header.get("arrayprop_version"),
         "backend": header.get("backend"),
         "device": header.get("device"),
-        "dtype": header["dtype"],
+        "dtype": saved_dtype,
         "created": header.get("created"),
         "architecture": arch,
     }
@@ -410,19 +414,59 @@ def _set_state(model: Layer, header: dict[str, Any], arrays: dict, fail) -> None
                 item.grad = None
 
 
-def _optimizer_state(
-    header: dict[str, Any], arrays: dict, n_params: int, fail
-) -> dict[str, Any] | None:
+def _extra(header: dict[str, Any], arrays: dict, fail) -> dict[str, Any]:
+    """``extra`` of the header, with the arrays ``extra_arrays`` names put back in."""
+    extra = header.get("extra", {})
+    if not isinstance(extra, dict):
+        fail(f"header field 'extra' must be an object, got {type(extra).__name__}")
+    names = header.get("extra_arrays", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        fail("header field 'extra_arrays' must be a list of names")
+    extra = dict(extra)
+    for name in names:
+        if f"extra.{name}" not in arrays:
+            fail(
+                f"header field 'extra_arrays' names {name!r}, but the file has no array "
+                f"extra.{name}"
+            )
+        extra[name] = arrays[f"extra.{name}"]
+    return extra
+
+
+def _optimizer_header(header: dict[str, Any], arrays: dict, fail) -> dict[str, Any] | None:
+    """The header's ``optimizer`` entry, its fields' types checked (values are checked by the
+    optimizer that restores them)."""
     opt = header.get("optimizer")
     if opt is None:
         return None
-    names = opt.get("state", [])
+    if not isinstance(opt, dict):
+        fail(f"header field 'optimizer' must be an object or null, got {type(opt).__name__}")
+    kinds = {"type": (str,), "hyperparameters": (dict,), "steps": (int,), "lr": (int, float)}
+    for key, types in kinds.items():
+        value = opt.get(key)
+        if key == "lr" and key not in opt:
+            continue  # older files: the initial lr
+        if not isinstance(value, types) or isinstance(value, bool):
+            fail(f"header field 'optimizer.{key}' has the wrong type: {value!r}")
+    names = opt.get("state")
+    if not isinstance(names, list) or not all(
+        isinstance(entry, list) and all(isinstance(n, str) for n in entry) for entry in names
+    ):
+        fail("header field 'optimizer.state' must be a list (per parameter) of lists of names")
+    for i, entry in enumerate(names):
+        for name in entry:
+            if f"optim.{i}.{name}" not in arrays:
+                fail(f"header field 'optimizer.state' names optim.{i}.{name}, which the file lacks")
+    return opt
+
+
+def _optimizer_state(
+    opt: dict[str, Any] | None, arrays: dict, n_params: int, fail
+) -> dict[str, Any] | None:
+    if opt is None:
+        return None
+    names = opt["state"]
     if len(names) != n_params:
         fail(f"optimizer state covers {len(names)} parameters, the model has {n_params}")
-    state = []
-    for i, entry in enumerate(names):
-        try:
-            state.append({name: arrays[f"optim.{i}.{name}"] for name in entry})
-        except KeyError as exc:
-            fail(f"missing optimizer array {exc.args[0]}")
+    state = [{name: arrays[f"optim.{i}.{name}"] for name in entry} for i, entry in enumerate(names)]
     return {**opt, "state": state}
