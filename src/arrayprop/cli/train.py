@@ -233,6 +233,36 @@ def _check_output(flag: str, path: str | None) -> None:
         raise UsageError(f"{flag} {path}: is a directory")
 
 
+def _check_resume(args: argparse.Namespace) -> None:
+    """With ``--resume``, the schedule flags must be those the checkpoint was saved with: the
+    cosine schedule anneals over exactly ``--epochs``, so a run cannot change either midway."""
+    if not args.resume or not os.path.exists(args.checkpoint):
+        return
+    state = checkpoint.load(args.checkpoint).extra.get("fit")
+    saved = state.get("schedule") if isinstance(state, dict) else None
+    if not isinstance(state, dict) or (saved is not None and not isinstance(saved, dict)):
+        return  # fit says what is wrong with the file
+    where = f"--resume: {args.checkpoint} was saved by a run with"
+    if saved is None:
+        if args.schedule != "none":
+            raise UsageError(f"{where} --schedule none; resume with --schedule none")
+        return
+    t_max = (saved.get("hyperparameters") or {}).get("T_max")
+    if saved.get("type") != "CosineAnnealingLR" or not isinstance(t_max, int):
+        return  # not one of ours: fit names the schedule it needs
+    if args.schedule != "cosine":
+        raise UsageError(
+            f"{where} the cosine schedule over {t_max} epochs; resume with --schedule cosine "
+            f"--epochs {t_max} (without it the learning rate would stay where the schedule left it)"
+        )
+    if args.epochs != t_max:
+        raise UsageError(
+            f"{where} --epochs {t_max} and the cosine schedule, which anneals the learning rate "
+            f"over exactly those epochs; resume with --epochs {t_max} (to train for another "
+            "number of epochs, start a new run with another --checkpoint)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``arrayprop train`` with parsed ``args``; returns the exit status."""
     _check_plot_available(args.plot)
@@ -240,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
         _check_output(f"--{flag}", getattr(args, flag))
     if args.resume and args.checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
+    _check_resume(args)
     be = get_backend(args.backend, device=args.device, dtype=args.dtype)
     ds = load_dataset(args.dataset)
     model, ds, described = build_model(args, ds, be)
