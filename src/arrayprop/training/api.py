@@ -36,6 +36,7 @@ This module holds the public API; the machinery is in :mod:`~arrayprop.training.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -382,9 +383,7 @@ def fit(
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)
-                logs = run.run_epoch()
-                if schedule is not None:
-                    schedule.step()
+                logs = run.run_epoch()  # steps the schedule too, with the epoch's record
                 stop = False
                 for cb in callbacks:
                     stop = bool(cb.on_epoch_end(run.epoch_done, logs)) or stop
@@ -397,9 +396,20 @@ def fit(
                     break
     except KeyboardInterrupt:
         run.history.interrupted = True
-        if run.step:
-            run.read()  # the partial epoch's sums, and a last divergence check
-        save_run(run)
+        if run.torn:
+            # Interrupted inside optimizer.step() by code (a real Ctrl-C waits for the step):
+            # the parameters may hold part of an update, which no checkpoint may record.
+            kept = f"; {checkpoint} keeps the last complete state" if checkpoint else ""
+            warnings.warn(
+                "fit: interrupted inside optimizer.step(): the model may hold part of an "
+                f"update, so no checkpoint was written{kept}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            if run.step:
+                run.read()  # the partial epoch's sums, and a last divergence check
+            save_run(run)
     finally:
         display.close()
     history = run.history
