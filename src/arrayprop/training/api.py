@@ -21,7 +21,8 @@ boundary, :func:`arrayprop.data.adapter.prepare`. How :func:`fit` keeps the devi
 - **Ctrl-C** (SIGINT, in the main thread) is deferred to the end of the running step: the step
   completes, ``fit`` saves a checkpoint when one is configured and returns the History so far.
   A KeyboardInterrupt raised by code inside a step (a callback, a patched function) ends the run
-  the same way; a step it cuts short before ``optimizer.step()`` is simply not counted.
+  the same way; a step it cuts short before ``optimizer.step()`` is simply not counted, one
+  it cuts inside ``optimizer.step()`` is never written to the checkpoint (fit warns).
 - **Checkpoints** (``checkpoint=path``) hold the weights, the optimizer state, the History, the
   shuffling Generator's state and the position in the epoch, so that ``resume=True`` continues an
   interrupted run to exactly the weights an uninterrupted run reaches.
