@@ -15,9 +15,11 @@ from contextvars import ContextVar
 import numpy as np
 
 __all__ = [
+    "BIT_GENERATORS",
     "Seed",
     "current_step",
     "host_rng",
+    "is_order",
     "rng_from_state",
     "rng_state",
     "step_rng",
@@ -102,11 +104,33 @@ def rng_state(rng: np.random.Generator) -> dict:
     return _stringify(rng.bit_generator.state)
 
 
+#: The bit generators :func:`rng_from_state` rebuilds: NumPy's, and nothing else it could be
+#: asked to call (``np.random.seed`` would reseed the global state).
+BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
 def rng_from_state(state: dict) -> np.random.Generator:
-    """The Generator whose state :func:`rng_state` wrote (draws continue exactly)."""
-    state = _unstringify(state)
-    bit_generator = getattr(np.random, state["bit_generator"])()
-    bit_generator.state = state
+    """The Generator whose state :func:`rng_state` wrote (draws continue exactly).
+
+    Raises
+    ------
+    ValueError
+        If ``state`` is not such a state: not a dict, a ``bit_generator`` other than those of
+        :data:`BIT_GENERATORS`, or contents that generator refuses. Nothing global is touched.
+    """
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    if name not in BIT_GENERATORS:
+        got = repr(name) if isinstance(state, dict) else f"a {type(state).__name__}"
+        raise ValueError(
+            f"rng state: bit_generator must be one of {', '.join(BIT_GENERATORS)}, got {got}"
+        )
+    try:
+        bit_generator = getattr(np.random, name)()
+        bit_generator.state = _unstringify(state)
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(
+            f"rng state: not a valid {name} state ({type(exc).__name__}: {exc})"
+        ) from None
     return np.random.Generator(bit_generator)
 
 
@@ -130,3 +154,13 @@ def _unstringify(value: object) -> object:
     if isinstance(value, str) and value.startswith("int:"):
         return int(value[4:])
     return value
+
+
+def is_order(order: np.ndarray, n: int) -> bool:
+    """Whether ``order`` is an order of ``n`` samples: ``n`` integers, each of 0..n-1 once (what
+    ``Generator.permutation(n)`` draws)."""
+    return (
+        order.dtype.kind in "iu"
+        and order.shape == (n,)
+        and bool(np.array_equal(np.sort(order), np.arange(n)))
+    )

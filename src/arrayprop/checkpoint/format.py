@@ -33,6 +33,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "HEADER",
+    "MAX_HEADER_BYTES",
     "ZIP_MAGIC",
     "canonical_json",
     "checksum",
@@ -44,6 +45,11 @@ FORMAT_VERSION = 1
 
 #: The member holding the JSON header.
 HEADER = "header"
+#: The largest header (its JSON) :func:`~arrayprop.checkpoint.save` writes and
+#: :func:`~arrayprop.checkpoint.load` reads: parsed JSON takes several times its text in memory,
+#: so a file's header is bounded by this rather than by the file's size. Large data goes in
+#: ``extra`` as arrays.
+MAX_HEADER_BYTES = 8 * 2**20
 #: The first bytes of every zip file (and so of every checkpoint).
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -70,5 +76,6 @@ def checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
             continue
         arr = arrays[name]
         h.update(canonical_json([name, arr.dtype.str, list(arr.shape)]))
-        h.update(arr.tobytes(order="C"))
+        # The bytes in C order, hashed in place (tobytes would copy every array once more).
+        h.update(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
     return "sha256:" + h.hexdigest()

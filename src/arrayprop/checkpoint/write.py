@@ -9,10 +9,13 @@ behind is removed by the next save to that path. The layout is described in
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
-import tempfile
+import re
+import secrets
+import stat
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +28,7 @@ from arrayprop.checkpoint.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
     HEADER,
+    MAX_HEADER_BYTES,
     canonical_json,
     checksum,
 )
@@ -112,7 +116,13 @@ def save(
             f"cannot checkpoint to {path}: header is not JSON-able ({exc})"
         ) from exc
     header["checksum"] = checksum(header, arrays)
-    arrays[HEADER] = np.frombuffer(canonical_json(header), dtype=np.uint8)
+    encoded = canonical_json(header)
+    if len(encoded) > MAX_HEADER_BYTES:
+        raise CheckpointError(
+            f"cannot checkpoint to {path}: its header takes {len(encoded)} bytes of JSON, more "
+            f"than the {MAX_HEADER_BYTES} load reads; pass large data in extra as NumPy arrays"
+        )
+    arrays[HEADER] = np.frombuffer(encoded, dtype=np.uint8)
     _write_atomic(path, arrays)
     return path
 
@@ -216,42 +226,90 @@ def _write_member(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
 
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to a temporary beside ``path``, fsync it and rename it onto ``path``.
+
+    The file gets the permission bits of the file it replaces, or, for a new file, those of
+    any new file (0666 less the umask). An OSError names ``path``, not the temporary.
+    """
     directory = path.parent if str(path.parent) else Path(".")
-    _remove_stale_temporaries(directory, path.name)
-    # Closed by the with below and removed on any failure. The writer's pid in the name lets a
-    # later save tell a temporary left by a killed process from one still being written.
-    tmp = tempfile.NamedTemporaryFile(
-        dir=directory, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", delete=False
-    )
     try:
-        with tmp:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        _remove_stale_temporaries(directory, path.name)
+        fd, tmp = _create_temporary(directory, path.name)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _keep_mode(path, f.fileno())
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
                 for name in sorted(arrays):
                     _write_member(zf, name, arrays[name])
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
-    except BaseException:
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
         with contextlib.suppress(OSError):
-            os.unlink(tmp.name)
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from exc
         raise
     _fsync_directory(directory)
+
+
+def _keep_mode(path: Path, fd: int) -> None:
+    """Give the temporary ``fd`` the permission bits of the file at ``path``, if one exists
+    (a new file keeps those ``open`` gave it: 0666 less the umask)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+
+
+def _create_temporary(directory: Path, name: str) -> tuple[int, str]:
+    """Create ``.{name}.{pid}.{random}.tmp`` in ``directory`` (exclusively, mode 0666 less the
+    umask, like any new file); return its descriptor and path. The writer's pid in the name
+    lets a later save tell a temporary left by a killed process from one still being written."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(directory))
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` restated about the checkpoint ``path`` (not the hidden temporary it names)."""
+    if exc.errno is None:
+        return OSError(f"cannot write checkpoint {path}: {exc}")
+    # OSError(errno, ...) builds the matching subclass (PermissionError, ...).
+    return OSError(exc.errno, f"cannot write checkpoint ({exc.strerror})", str(path))
+
+
+#: The part of a temporary's name after ``.{name}.``: the writer's pid and a random token.
+_TEMPORARY_TAIL = re.compile(r"(\d+)\.[A-Za-z0-9_]+\.tmp")
 
 
 def _remove_stale_temporaries(directory: Path, name: str) -> None:
     """Delete the temporaries of earlier saves to ``name`` whose writer process is gone.
 
-    A process killed mid-save (SIGKILL, power loss) leaves its ``.{name}.{pid}.*.tmp`` behind;
-    :func:`~arrayprop.checkpoint.load` never reads it, and the next save removes it here.
-    Temporaries of live processes are left alone. POSIX only: elsewhere there is no safe
-    liveness probe.
+    A process killed mid-save (SIGKILL, power loss) leaves its ``.{name}.{pid}.{random}.tmp``
+    behind; :func:`~arrayprop.checkpoint.load` never reads it, and the next save removes it
+    here. Temporaries of live processes are left alone, and so are those of saves to other
+    names that begin with ``name`` (``.m.npz.99999.{pid}.{random}.tmp`` belongs to
+    ``m.npz.99999``, not to ``m.npz``). POSIX only: elsewhere there is no safe liveness probe.
     """
     if os.name != "posix":
         return
     prefix = f".{name}."
     for entry in directory.glob(f"{glob.escape(prefix)}*.tmp"):
-        pid = entry.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        match = _TEMPORARY_TAIL.fullmatch(entry.name[len(prefix) :])
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and not _alive(pid):
             with contextlib.suppress(OSError):
                 entry.unlink()
 

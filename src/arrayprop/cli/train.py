@@ -317,6 +317,36 @@ def resume_note(path: str, epochs: int) -> str:
     return f"resuming from {path}: {done} of {epochs} epochs done, continuing at {where}"
 
 
+def _check_resume(args: argparse.Namespace) -> None:
+    """With ``--resume``, the schedule flags must be those the checkpoint was saved with: the
+    cosine schedule anneals over exactly ``--epochs``, so a run cannot change either midway."""
+    if not args.resume or not os.path.exists(expand(args.checkpoint)):
+        return
+    state = checkpoint.load(expand(args.checkpoint)).extra.get("fit")
+    saved = state.get("schedule") if isinstance(state, dict) else None
+    if not isinstance(state, dict) or (saved is not None and not isinstance(saved, dict)):
+        return  # fit says what is wrong with the file
+    where = f"--resume: {args.checkpoint} was saved by a run with"
+    if saved is None:
+        if args.schedule != "none":
+            raise UsageError(f"{where} --schedule none; resume with --schedule none")
+        return
+    t_max = (saved.get("hyperparameters") or {}).get("T_max")
+    if saved.get("type") != "CosineAnnealingLR" or not isinstance(t_max, int):
+        return  # not one of ours: fit names the schedule it needs
+    if args.schedule != "cosine":
+        raise UsageError(
+            f"{where} the cosine schedule over {t_max} epochs; resume with --schedule cosine "
+            f"--epochs {t_max} (without it the learning rate would stay where the schedule left it)"
+        )
+    if args.epochs != t_max:
+        raise UsageError(
+            f"{where} --epochs {t_max} and the cosine schedule, which anneals the learning rate "
+            f"over exactly those epochs; resume with --epochs {t_max} (to train for another "
+            "number of epochs, start a new run with another --checkpoint)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``arrayprop train`` with parsed ``args``; returns the exit status (0, or 130 when
     training was interrupted: the results and files are then those of the last step)."""
@@ -324,6 +354,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.checkpoint is None:
         raise UsageError("--resume needs --checkpoint PATH")
     check_train_outputs(args)
+    _check_resume(args)
     be = open_backend(args.backend, args.device, args.dtype)
     ds = load_dataset(args.dataset)
     model, ds, described = build_model(args, ds, be)

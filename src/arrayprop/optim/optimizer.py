@@ -212,25 +212,43 @@ class Optimizer:
                 f"{owner}: checkpoint has state for {len(states)} parameters, the optimizer has "
                 f"{len(self.params)}"
             )
+        if not all(isinstance(saved, Mapping) for saved in states):
+            raise CheckpointError(f"{owner}: checkpoint state entries must be dicts")
         restored = [
             {key: self._restore(i, key, value) for key, value in saved.items()}
             for i, saved in enumerate(states)
         ]
+        # The same hyperparameters give every updated parameter the same entries.
+        kinds = {tuple(sorted(s)) for s in restored if s}
+        if len(kinds) > 1:
+            raise CheckpointError(
+                f"{owner}: checkpoint state entries differ between parameters: {sorted(kinds)}"
+            )
         self.initial_lr, self.lr = initial_lr, lr
         self.steps, self.state = steps, restored
 
     def _restore(self, i: int, key: str, value: Any) -> Any:
-        """One saved state entry of parameter ``i``, back on the backend (counters as int)."""
-        if isinstance(value, int) or (
-            getattr(value, "shape", None) == () and value.dtype.kind in "iu"
-        ):
-            return int(value)
+        """One saved state entry of parameter ``i``, back on the backend: the counter
+        ``"step"`` (a 0-d integer >= 0) as an int, every other entry a floating-point array of
+        the parameter's shape."""
         p = self.params[i]
-        if not hasattr(value, "dtype") or tuple(value.shape) != p.shape:
-            got = tuple(value.shape) if hasattr(value, "dtype") else type(value).__name__
+        where = f"{type(self).__name__}: state {key!r} of parameter {i} ({p.name or '?'})"
+        if key == "step":
+            if isinstance(value, int) and not isinstance(value, bool):
+                count = value
+            elif getattr(value, "shape", None) == () and value.dtype.kind in "iu":
+                count = int(value)
+            else:
+                raise CheckpointError(f"{where} should be an integer count, got {value!r}")
+            return check_state(type(self).__name__, f"state {key!r}", count, STEPS)
+        if not hasattr(value, "dtype") or not hasattr(value, "shape"):
             raise CheckpointError(
-                f"{type(self).__name__}: state {key!r} of parameter {i} ({p.name or '?'}) should "
-                f"be a host array of shape {p.shape}, got {got}"
+                f"{where} should be a host array of shape {p.shape}, got {type(value).__name__}"
+            )
+        if value.dtype.kind != "f" or tuple(value.shape) != p.shape:
+            raise CheckpointError(
+                f"{where} should be a floating-point host array of shape {p.shape}, got "
+                f"{tuple(value.shape)} ({value.dtype})"
             )
         # A copy, so that this optimizer never shares memory with the dict.
         return self.backend.asarray(value.copy(), dtype=self.state_dtype(p.data.dtype))

@@ -21,7 +21,8 @@ boundary, :func:`arrayprop.data.adapter.prepare`. How :func:`fit` keeps the devi
 - **Ctrl-C** (SIGINT, in the main thread) is deferred to the end of the running step: the step
   completes, ``fit`` saves a checkpoint when one is configured and returns the History so far.
   A KeyboardInterrupt raised by code inside a step (a callback, a patched function) ends the run
-  the same way; a step it cuts short before ``optimizer.step()`` is simply not counted.
+  the same way; a step it cuts short before ``optimizer.step()`` is simply not counted, one
+  it cuts inside ``optimizer.step()`` is never written to the checkpoint (fit warns).
 - **Checkpoints** (``checkpoint=path``) hold the weights, the optimizer state, the History, the
   shuffling Generator's state and the position in the epoch, so that ``resume=True`` continues an
   interrupted run to exactly the weights an uninterrupted run reaches.
@@ -428,9 +429,7 @@ def fit(
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)
-                logs = run.run_epoch()
-                if schedule is not None and schedule_interval == "epoch":
-                    schedule.step()
+                logs = run.run_epoch()  # steps an epoch schedule too, with the epoch's record
                 stop = False
                 for cb in callbacks:
                     stop = bool(cb.on_epoch_end(run.epoch_done, logs)) or stop
@@ -443,9 +442,20 @@ def fit(
                     break
     except KeyboardInterrupt:
         run.history.interrupted = True
-        if run.step:
-            run.read()  # the partial epoch's sums, and a last divergence check
-        save_run(run)
+        if run.torn:
+            # Interrupted inside optimizer.step() by code (a real Ctrl-C waits for the step):
+            # the parameters may hold part of an update, which no checkpoint may record.
+            kept = f"; {checkpoint} keeps the last complete state" if checkpoint else ""
+            warnings.warn(
+                "fit: interrupted inside optimizer.step(): the model may hold part of an "
+                f"update, so no checkpoint was written{kept}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            if run.step:
+                run.read()  # the partial epoch's sums, and a last divergence check
+            save_run(run)
     finally:
         display.close()
     history = run.history

@@ -30,9 +30,30 @@ from arrayprop.training.metrics import Metric
 
 
 class Stop:
-    """Set by the SIGINT handler; the loop checks it between steps."""
+    """Set by the SIGINT handler; the loop checks it between steps.
+
+    ``critical`` is True while the loop applies an update and records it (the optimizer's step
+    and the step count, the end of an epoch with its schedule step, the read of the sums): a
+    second Ctrl-C landing there sets ``pending`` and is raised once the section is over, so a
+    run records the step it applied or none of it.
+    """
 
     requested = False
+    critical = False
+    pending = False
+
+
+@contextmanager
+def critical(stop: Stop) -> Iterator[None]:
+    """Defer a second Ctrl-C to the end of the block (see :class:`Stop`)."""
+    stop.critical = True
+    try:
+        yield
+    finally:
+        stop.critical = False
+    if stop.pending:
+        stop.pending = False
+        raise KeyboardInterrupt
 
 
 @contextmanager
@@ -51,6 +72,9 @@ def defer_sigint(stop: Stop) -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         if stop.requested:
+            if stop.critical:
+                stop.pending = True
+                return
             raise KeyboardInterrupt
         stop.requested = True
 
@@ -154,6 +178,9 @@ class Run:
         if val is not None:
             keys += ["val_loss", *(f"val_{m.name}" for m in metrics)]
         keys += ["lr"] if hasattr(optimizer, "lr") else []
+        # Set when an exception left optimizer.step() after it began counting the step: the
+        # parameters may hold part of an update, so nothing of it may be recorded.
+        self.torn = False
         self.history = History([name for name, _ in weights], [*keys, "samples_per_s", "time"])
         # Position: completed epochs, steps done in the current one, whether that one has
         # begun (its order drawn: the Generator has moved on) and its shuffled order.
@@ -179,6 +206,10 @@ class Run:
 
     def read(self, extra: Sequence[Any] = ()) -> list[float]:
         """The one device→host copy: window totals, weight finiteness and ``extra`` vectors."""
+        with critical(self.stop):  # the window's sums move to the epoch's all at once
+            return self._read(extra)
+
+    def _read(self, extra: Sequence[Any]) -> list[float]:
         xp, acc = self.xp, self.acc
         w = self.window
         w.reduce()
@@ -249,9 +280,11 @@ class Run:
         epoch = self.epoch_done + 1
         B, n = self.batch, d.n
         if not self.started:
-            self.order = self.rng.permutation(n) if self.shuffle and B < n else None
-            self._reset_epoch_sums()
-            self.started = True
+            # Drawing the order moves the Generator on: recorded together with "started".
+            with critical(self.stop):
+                self.order = self.rng.permutation(n) if self.shuffle and B < n else None
+                self._reset_epoch_sums()
+                self.started = True
         t0 = time.perf_counter()
         start_samples = min(self.step * B, n)
         self.display.begin(epoch, n, start_samples)
@@ -282,16 +315,29 @@ class Run:
                     value, grad = value_and_grad(pred, target)
                     sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
                     backward(grad, **hints)
-                opt_step()
-                if per_step is not None:
-                    per_step()
                 nb = xb.shape[0]
                 if nb < B:
                     value = value * (nb / B)  # so that B·Σ values = Σ loss·n_b
+                # The update and its record are one: a second Ctrl-C waits for both (Stop).
+                stop.critical = True
+                counted = optimizer.steps
+                try:
+                    opt_step()
+                    if per_step is not None:
+                        per_step()
+                except BaseException:
+                    stop.critical = False
+                    self.torn = optimizer.steps != counted
+                    raise
                 losses_append(value)
                 for lst, v in zip(metric_lists, sums, strict=True):
                     lst.append(v)
                 done += 1
+                self.step = done
+                stop.critical = False
+                if stop.pending:
+                    stop.pending = False
+                    raise KeyboardInterrupt
                 if len(window.losses) >= window_steps:
                     window.reduce()
                 if stop.requested:
@@ -341,8 +387,12 @@ class Run:
         logs["samples_per_s"] = (n - start_samples) / max(time.perf_counter() - t0, 1e-12)
         logs["time"] = seconds
         logs["grad_norm"] = [None if math.isnan(g) else g for g in grad_norm]
-        # The epoch is complete: the position moves to the start of the next one.
-        self.epoch_done, self.step, self.started, self.order = epoch, 0, False, None
-        self.history.record(epoch, logs)
+        # The epoch is complete: the position moves to the start of the next one, the History
+        # gets its row and the schedule its step, all or none of them.
+        with critical(self.stop):
+            self.epoch_done, self.step, self.started, self.order = epoch, 0, False, None
+            self.history.record(epoch, logs)
+            if self.schedule is not None and self.schedule_interval == "epoch":
+                self.schedule.step()
         self.display.end(epoch, logs)
         return logs
