@@ -303,18 +303,29 @@ class Run:
             classes = xp.arange(d.outputs, dtype=xp.int64, device=be.device)
         dtype = be.dtype
         stop = self.stop
+        # A forward in training mode moves the buffers (BatchNorm's running statistics) before
+        # the update: an interrupt between the two puts them back, so that a batch counts
+        # whole or not at all. Layers give buffers new arrays (never in-place writes), so
+        # holding the old ones costs nothing.
+        buffers = model.buffers()
         refreshes = self.display.refreshes
         refresh_seconds, window_steps = self.refresh_seconds, self.window_steps
         next_refresh = time.perf_counter() + refresh_seconds
         done = self.step
         try:
             for xb, yb in d.batches(B, self.order, done * B):
-                with stepping(self.random_seed, optimizer.steps):
-                    pred = forward(xb)
-                    target = yb if classes is None else xp.astype(yb[:, None] == classes, dtype)
-                    value, grad = value_and_grad(pred, target)
-                    sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
-                    backward(grad, **hints)
+                held = [b.data for b in buffers]
+                try:
+                    with stepping(self.random_seed, optimizer.steps):
+                        pred = forward(xb)
+                        target = yb if classes is None else xp.astype(yb[:, None] == classes, dtype)
+                        value, grad = value_and_grad(pred, target)
+                        sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
+                        backward(grad, **hints)
+                except BaseException:
+                    for b, data in zip(buffers, held, strict=True):
+                        b.data = data
+                    raise
                 nb = xb.shape[0]
                 if nb < B:
                     value = value * (nb / B)  # so that B·Σ values = Σ loss·n_b
@@ -328,6 +339,9 @@ class Run:
                 except BaseException:
                     stop.critical = False
                     self.torn = optimizer.steps != counted
+                    if not self.torn:
+                        for b, data in zip(buffers, held, strict=True):
+                            b.data = data
                     raise
                 losses_append(value)
                 for lst, v in zip(metric_lists, sums, strict=True):
