@@ -225,8 +225,8 @@ class Conv2D(Layer):
         shape = (out_channels, in_channels, kh, kw)
         if weight is None:
             # Drawn as the GEMM's (fan_in, out) matrix so the initialisers see the right fans.
-            shape = (in_channels * kh * kw, out_channels)
-            host_w = draw(init, shape, host_rng(seed), "Conv2D")
+            gemm = (in_channels * kh * kw, out_channels)
+            host_w = draw(init, gemm, host_rng(seed), "Conv2D")
             w = be.xp.reshape(be.asarray(host_w.T.copy(), dtype=be.dtype), shape)
         else:
             w = exact_array(self, weight, shape, "weight")
