@@ -250,6 +250,7 @@ def fit(
     resume: bool = False,
     max_device_bytes: int | None = None,
     schedule: Schedule | None = None,
+    sample_weight: Any = None,
 ) -> History:
     """Train ``model`` on (x, y) by mini-batch gradient descent.
 
@@ -302,6 +303,12 @@ def fit(
     schedule : Schedule, optional
         A learning-rate schedule of ``optimizer`` (:mod:`arrayprop.optim.schedules`), stepped after
         every epoch; its state goes into the checkpoint.
+    sample_weight : array, shape (n,), optional
+        A non-negative weight per sample (host or the model's backend), batched with x and y
+        and passed to the loss (``loss.value_and_grad(pred, target, sample_weight=wb)``, eq. 15a
+        of docs/math.md): each batch's loss is the weighted mean, so with ``batch_size=None``
+        a weight of 2 trains exactly as the sample listed twice. The logged ``loss`` is the mean
+        of the batches' weighted losses (weighted by batch size); validation stays unweighted.
 
     Returns
     -------
@@ -314,7 +321,8 @@ def fit(
     ShapeError, DataError, NonFiniteError, LabelError
         Bad data, found before training starts.
     ValueError
-        For non-positive ``epochs``, ``batch_size``, ``checkpoint_every``.
+        For non-positive ``epochs``, ``batch_size``, ``checkpoint_every``; ``sample_weight``
+        with a loss that takes none (``Loss.takes_sample_weight``).
     DivergenceError
         When the loss or the weights become NaN/inf (the model keeps its last finite weights).
     """
@@ -329,6 +337,11 @@ def fit(
         # Refused now, not after the first epoch: a model the checkpoint could not rebuild.
         check_rebuildable(model, Path(checkpoint))
     loss = get_loss(loss)
+    if sample_weight is not None and not loss.takes_sample_weight:
+        raise ValueError(
+            f"fit: sample_weight was given but the loss {loss!r} takes none "
+            "(Loss.takes_sample_weight is False)"
+        )
     optimizer = resolve_optimizer(optimizer, model)
     if schedule is not None and getattr(schedule, "optimizer", None) is not optimizer:
         raise ValueError("fit: schedule must be built on the optimizer passed to fit")
@@ -339,7 +352,7 @@ def fit(
             raise TypeError(f"callbacks: {cb!r} is not an arrayprop Callback")
     budget = _budget("fit", max_device_bytes)
     expect = expected_data(model, loss)
-    train = prepare(be, x, y, expect, what="fit", budget=budget)
+    train = prepare(be, x, y, expect, what="fit", budget=budget, sample_weight=sample_weight)
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
