@@ -1,6 +1,0 @@
-"""scikit-learn's array-API checks run only with SciPy's array-API mode, which SciPy reads when it
-is first imported: set it before any test module imports scikit-learn (and so SciPy)."""
-
-import os
-
-os.environ.setdefault("SCIPY_ARRAY_API", "1")
