@@ -51,10 +51,12 @@ ROOT = "arrayprop"
 #: Optional array libraries: only modules under these subpackages may import them.
 ARRAY_LIBRARIES = ("cupy", "torch", "jax", "array_api_strict")
 LIBRARY_PACKAGES = ("arrayprop.backends", "arrayprop.bench")
+#: Other optional libraries that one subpackage alone may import: library -> that subpackage.
+CONFINED_LIBRARIES = {"sklearn": "arrayprop.sklearn"}
 
 #: Libraries a module may need that need not be installed (the ``[cuda]``, test, bench and
 #: plot extras); a module whose import fails because one of these is missing is skipped.
-OPTIONAL_LIBRARIES = (*ARRAY_LIBRARIES, "matplotlib", "threadpoolctl")
+OPTIONAL_LIBRARIES = (*ARRAY_LIBRARIES, *CONFINED_LIBRARIES, "matplotlib", "threadpoolctl")
 
 #: Subpackages written against the Array API alone.
 PORTABLE_PACKAGES = ("nn", "optim", "training")
@@ -388,6 +390,9 @@ def test_module_imports_on_its_own(imported_alone, module):
         assert detail not in ARRAY_LIBRARIES or any(_in(module, p) for p in LIBRARY_PACKAGES), (
             f"{module} needs {detail} to import"
         )
+        assert detail not in CONFINED_LIBRARIES or _in(module, CONFINED_LIBRARIES[detail]), (
+            f"{module} needs {detail} to import"
+        )
         pytest.skip(f"needs {detail}, which is not installed")
     assert status == "ok", f"importing {module} alone failed:\n{detail}"
 
@@ -481,12 +486,22 @@ def _library(dotted: str) -> str | None:
     return None
 
 
-def _library_imports() -> list[str]:
+def _library_imports(
+    modules: dict[str, Path] | None = None, source: str | None = None
+) -> list[str]:
+    """Each import of an array library outside backends/ and bench/, and of a confined library
+    (:data:`CONFINED_LIBRARIES`) outside its subpackage (``source``: the text of every module
+    of ``modules``, for the finder's own test)."""
     found: set[tuple[str, int, str]] = set()
-    for module in MODULES:
+    for module in modules or MODULES:
+        for imp in _imports(module, source):
+            top = imp.target.split(".")[0]
+            if top in CONFINED_LIBRARIES and not _in(module, CONFINED_LIBRARIES[top]):
+                scope = "function-local" if imp.local else "module-level"
+                found.add((module, imp.lineno, f"imports {imp.target} ({scope})"))
         if any(_in(module, p) for p in LIBRARY_PACKAGES):
             continue
-        for imp in _imports(module):
+        for imp in _imports(module, source):
             if _library(imp.target) is not None:
                 what = imp.target if imp.name is None else f"{imp.target} ({imp.name})"
                 scope = "function-local" if imp.local else "module-level"
@@ -504,6 +519,19 @@ def test_library_import_finder_sees_the_backends():
     }
     # (array_api_strict is imported by name through importlib, which an import scan cannot see.)
     assert {"cupy", "torch", "jax"} <= seen
+
+
+def test_library_import_finder_confines_scikit_learn():
+    """The finder is not blind: scikit-learn imported outside arrayprop/sklearn is reported,
+    inside it is not."""
+    source = "import sklearn.base\ndef f():\n    from sklearn import get_config\n"
+    outside = {"arrayprop.training.api": MODULES["arrayprop.training.api"]}
+    assert _library_imports(outside, source) == [
+        "arrayprop.training.api:1: imports sklearn.base (module-level)",
+        "arrayprop.training.api:3: imports sklearn (function-local)",
+    ]
+    inside = {"arrayprop.sklearn.base": MODULES["arrayprop.sklearn.base"]}
+    assert _library_imports(inside, source) == []
 
 
 def test_only_backends_and_bench_import_array_libraries():
@@ -605,7 +633,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("arrayprop.checkpoint",),
     ("arrayprop.training",),
     ("arrayprop",),
-    ("arrayprop.bench",),
+    ("arrayprop.bench", "arrayprop.sklearn"),
     ("arrayprop.cli",),
     ("arrayprop.__main__",),
 )

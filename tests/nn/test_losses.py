@@ -267,3 +267,135 @@ def test_rmse_of_a_perfect_prediction_has_a_zero_gradient_not_nan(backend, rng):
     value, grad = ap.RMSE().value_and_grad(backend.asarray(y), y.copy())
     assert float(backend.to_host(value)) == 0.0
     np.testing.assert_array_equal(backend.to_host(grad), np.zeros((4, 3)))
+
+
+# -- per-sample weights (eq. 15a) ------------------------------------------------------------------
+
+#: Weights with a zero, fractions and a large one: every term of eq. 15a is exercised.
+WEIGHTS = np.array([0.0, 0.5, 1.0, 2.0, 3.25])
+
+
+def per_sample(name: str, y: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(C_n, ∂C_n/∂y_n) of each sample alone (rmse: of the MSE, which eq. 15a weights)."""
+    inner = "mse" if name == "rmse" else "l2_sum" if name == "l2_mean" else name
+    pairs = [reference(inner, y[i : i + 1], t[i : i + 1]) for i in range(len(y))]
+    return np.array([c for c, _ in pairs]), np.concatenate([g for _, g in pairs])
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_weighted_value_and_gradient_match_the_definition(backend, name, rng):
+    """Eq. 15a from the per-sample definitions (the reference above, one sample at a time)."""
+    pred, target = loss_inputs(name, rng)
+    c_n, g_n = per_sample(name, pred, target)
+    w = WEIGHTS
+    if name == "l2_sum":
+        c, g = (w * c_n).sum(), w[:, None] * g_n
+    else:
+        c, g = (w * c_n).sum() / w.sum(), w[:, None] * g_n / w.sum()
+    if name == "rmse":
+        c, g = math.sqrt(c), g / (2 * math.sqrt(c))
+    loss = LOSSES[name]()
+    value, grad = loss.value_and_grad(backend.asarray(pred), target, sample_weight=w)
+    assert float(backend.to_host(value)) == pytest.approx(c, rel=1e-12)
+    np.testing.assert_allclose(host(backend, grad), g, rtol=1e-11, atol=1e-15)
+    # __call__ passes the weights too; weights on the backend are taken as they are.
+    value = loss(backend.asarray(pred), target, sample_weight=backend.asarray(w))
+    assert float(backend.to_host(value)) == pytest.approx(c, rel=1e-12)
+    np.testing.assert_allclose(host(backend, loss.backward()), g, rtol=1e-11, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_weighted_integer_weights_equal_duplicated_samples(backend, name, rng):
+    """A weight of k is the sample listed k times (0: left out): the same value, and the
+    duplicates' gradient rows summed give the weighted row."""
+    pred, target = loss_inputs(name, rng, n=6)
+    counts = np.array([2, 0, 1, 3, 1, 2])
+    loss = LOSSES[name]()
+    value, grad = loss.value_and_grad(backend.asarray(pred), target, sample_weight=counts)
+    rows = np.repeat(np.arange(6), counts)
+    v_dup, g_dup = loss.value_and_grad(backend.asarray(pred[rows]), target[rows])
+    assert float(backend.to_host(value)) == pytest.approx(float(backend.to_host(v_dup)), rel=1e-13)
+    summed = np.zeros_like(pred)
+    np.add.at(summed, rows, host(backend, g_dup))
+    np.testing.assert_allclose(host(backend, grad), summed, rtol=1e-12, atol=1e-16)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_weighted_unit_weights_change_nothing_and_zero_weights_give_zero(backend, name, rng):
+    pred, target = loss_inputs(name, rng)
+    loss = LOSSES[name]()
+    p = backend.asarray(pred)
+    v1, g1 = loss.value_and_grad(p, target)
+    v2, g2 = loss.value_and_grad(p, target, sample_weight=np.ones(5))
+    assert float(backend.to_host(v2)) == pytest.approx(float(backend.to_host(v1)), rel=1e-13)
+    np.testing.assert_allclose(host(backend, g2), host(backend, g1), rtol=1e-12, atol=1e-16)
+    v0, g0 = loss.value_and_grad(p, target, sample_weight=np.zeros(5))
+    assert float(backend.to_host(v0)) == 0.0
+    assert not np.any(host(backend, g0))
+
+
+class _WithWeights(ap.Loss):
+    """A loss with fixed per-sample weights, for gradcheck (which calls value_and_grad(p, t))."""
+
+    def __init__(self, inner: ap.Loss, w: np.ndarray) -> None:
+        super().__init__()
+        self.inner, self.w = inner, w
+
+    def value_and_grad(self, pred, target):
+        return self.inner.value_and_grad(pred, target, sample_weight=self.w)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_weighted_gradcheck(backend, name, rng):
+    """Float64 central differences of the weighted value agree with the weighted gradient."""
+    pred = rng.uniform(0.1, 0.9, (5, 3)) if name == "bce" else rng.standard_normal((5, 3))
+    _, target = loss_inputs(name, rng)
+    errors = ap.gradcheck(_WithWeights(LOSSES[name](), WEIGHTS), backend.asarray(pred), target)
+    assert errors["input"] < 1e-7, errors
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_weighted_agree_with_torch_autograd(backend, name, rng):
+    """PyTorch's reduction="none" losses times the weights, over their sum, through autograd."""
+    torch = pytest.importorskip("torch")
+    f = torch.nn.functional
+    pred, target = loss_inputs(name, rng)
+    y = torch.tensor(pred, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor(target)
+    w = torch.tensor(WEIGHTS, dtype=torch.float64)
+    if name.startswith("sce"):
+        per = f.cross_entropy(y, t, reduction="none")
+    elif name == "bce":
+        per = f.binary_cross_entropy(y, t, reduction="none").mean(dim=1)
+    elif name == "bce_logits":
+        per = f.binary_cross_entropy_with_logits(y, t, reduction="none").mean(dim=1)
+    elif name.startswith("l2"):
+        per = 0.5 * f.mse_loss(y, t, reduction="none").sum(dim=1)
+    else:
+        per = f.mse_loss(y, t, reduction="none").mean(dim=1)
+    c = (w * per).sum() if name == "l2_sum" else (w * per).sum() / w.sum()
+    if name == "rmse":
+        c = torch.sqrt(c)
+    c.backward()
+    value, grad = LOSSES[name]().value_and_grad(
+        backend.asarray(pred), target, sample_weight=WEIGHTS
+    )
+    assert float(backend.to_host(value)) == pytest.approx(c.item(), rel=1e-12)
+    np.testing.assert_allclose(host(backend, grad), y.grad.numpy(), rtol=1e-11, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["l2_mean", "sce_labels"])
+def test_weighted_rejects_weights_of_another_shape(backend, name, rng):
+    pred, target = loss_inputs(name, rng)
+    with pytest.raises(ShapeError, match=r"sample_weight must have shape \(5,\).*got \(4,\)"):
+        LOSSES[name]().value_and_grad(backend.asarray(pred), target, sample_weight=np.ones(4))
+
+
+def test_weighted_nd_predictions_weight_whole_samples(backend, rng):
+    """Predictions (n, h, k): each sample's weight covers all its elements."""
+    pred, target = rng.standard_normal((4, 2, 3)), rng.standard_normal((4, 2, 3))
+    w = np.array([1.0, 2.0, 0.0, 1.0])
+    rows = np.repeat(np.arange(4), w.astype(int))
+    value, _ = ap.MSE().value_and_grad(backend.asarray(pred), target, sample_weight=w)
+    v_dup, _ = ap.MSE().value_and_grad(backend.asarray(pred[rows]), target[rows])
+    assert float(backend.to_host(value)) == pytest.approx(float(backend.to_host(v_dup)), rel=1e-13)

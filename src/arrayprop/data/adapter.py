@@ -31,7 +31,15 @@ from arrayprop.errors import (
     ShapeError,
 )
 
-__all__ = ["DeviceData", "Expect", "gather_rows", "host_array", "is_resident", "prepare"]
+__all__ = [
+    "DeviceData",
+    "Expect",
+    "check_weights",
+    "gather_rows",
+    "host_array",
+    "is_resident",
+    "prepare",
+]
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,9 @@ class DeviceData:
         ``max_device_bytes``: what the data may take while it is consumed.
     indices : bool
         ``x`` holds integer indices (kept integer), not features in the model's dtype.
+    w : array, shape (n,), or None
+        Per-sample weights (``fit(..., sample_weight=)``) in the model's dtype, placed like
+        ``x``; None without weights.
     """
 
     be: Backend
@@ -115,6 +126,7 @@ class DeviceData:
     row_bytes: int
     budget: int
     indices: bool = False
+    w: Any = None
 
     def chunk_rows(self, batch: int) -> int:
         """Rows per device chunk: a multiple of ``batch``, so no batch spans two chunks.
@@ -137,8 +149,8 @@ class DeviceData:
         return not self.resident and 8 * self.n > self.budget
 
     def batches(
-        self, batch: int, order: np.ndarray | None = None, start: int = 0
-    ) -> Iterator[tuple[Any, Any]]:
+        self, batch: int, order: np.ndarray | None = None, start: int = 0, *, weights: bool = False
+    ) -> Iterator[tuple[Any, ...]]:
         """Device mini-batches (xb, yb) of ``batch`` rows; the last one holds the remainder.
 
         Parameters
@@ -149,21 +161,27 @@ class DeviceData:
             The epoch's host permutation of the samples (None: in order).
         start : int
             Position in ``order`` of the first sample to visit (a resumed epoch).
+        weights : bool
+            Yield triples (xb, yb, wb), wb the batch's slice of :attr:`w` (None without
+            weights).
 
         Yields
         ------
         xb : array, shape (b, ...)
         yb : array, shape (b,) or (b, ...), or None
+        wb : array, shape (b,), or None
+            Only with ``weights=True``.
         """
         take = self.be.xp.take
-        for xs, ys, perm, lo, hi in self._pieces(order, start, self.chunk_rows(batch)):
+        for xs, ys, ws, perm, lo, hi in self._pieces(order, start, self.chunk_rows(batch)):
             for s in range(lo, hi, batch):
                 e = s + batch if s + batch < hi else hi  # in-bounds slices (the standard's rule)
                 if perm is None:
-                    yield xs[s:e, ...], None if ys is None else ys[s:e, ...]
+                    rows = [None if a is None else a[s:e, ...] for a in (xs, ys, ws)]
                 else:
                     ib = perm[s:e]
-                    yield take(xs, ib, axis=0), None if ys is None else take(ys, ib, axis=0)
+                    rows = [None if a is None else take(a, ib, axis=0) for a in (xs, ys, ws)]
+                yield tuple(rows) if weights else tuple(rows[:2])
 
     def chunks(self, batch: int) -> Iterator[tuple[Any, Any]]:
         """Device arrays (xs, ys) of consecutive rows that cover the set in order.
@@ -172,13 +190,13 @@ class DeviceData:
         chunk holds the remainder): for forward passes of ``batch`` rows over each.
         """
         # In order from sample 0, every piece is used whole (rows 0 to its length).
-        for xs, ys, _, _, _ in self._pieces(None, 0, self.chunk_rows(batch)):
+        for xs, ys, _, _, _, _ in self._pieces(None, 0, self.chunk_rows(batch)):
             yield xs, ys
 
     def _pieces(
         self, order: np.ndarray | None, start: int, chunk_rows: int
-    ) -> Iterator[tuple[Any, Any, Any, int, int]]:
-        """(xs, ys, perm, lo, hi): device arrays and the row range of them to visit.
+    ) -> Iterator[tuple[Any, Any, Any, Any, int, int]]:
+        """(xs, ys, ws, perm, lo, hi): device arrays and the row range of them to visit.
 
         Rows lo, lo + B, ... < hi of ``xs``, in the order of the device index array ``perm``
         when it is given (``xp.take``), else as slices.
@@ -186,7 +204,7 @@ class DeviceData:
         be = self.be
         if self.resident:
             perm = None if order is None else be.asarray(order)
-            yield self.x, self.y, perm, start, self.n
+            yield self.x, self.y, self.w, perm, start, self.n
             return
         y_dtype = be.xp.int64 if self.labels else be.dtype
         x_dtype = None if self.indices else be.dtype  # None: integers keep their dtype
@@ -197,10 +215,22 @@ class DeviceData:
             ys = None
             if self.y is not None:
                 ys = be.asarray(gather_rows(self.y, rows), dtype=y_dtype, check_range=False)
-            yield xs, ys, None, 0, xs.shape[0]
+            ws = None
+            if self.w is not None:
+                ws = be.asarray(gather_rows(self.w, rows), dtype=be.dtype, check_range=False)
+            yield xs, ys, ws, None, 0, xs.shape[0]
 
 
-def prepare(be: Backend, x: Any, y: Any, expect: Expect, *, what: str, budget: int) -> DeviceData:
+def prepare(
+    be: Backend,
+    x: Any,
+    y: Any,
+    expect: Expect,
+    *,
+    what: str,
+    budget: int,
+    sample_weight: Any = None,
+) -> DeviceData:
     """Check (x, y) once and put them where the loop reads them from; see :func:`arrayprop.fit`.
 
     Besides NaN and infinity (let through for predict, ``y is None``), the checks find values
@@ -221,6 +251,9 @@ def prepare(be: Backend, x: Any, y: Any, expect: Expect, *, what: str, budget: i
         Who asks, for messages: ``"fit"``, ``"evaluate"``, ``"validation_data"``, ...
     budget : int
         ``max_device_bytes``: host data that takes more stays on the host, moved in chunks.
+    sample_weight : array, shape (n,), optional
+        Per-sample weights, host or device: finite, non-negative, not all zero; placed like
+        ``x`` in the model's dtype.
 
     Returns
     -------
@@ -269,7 +302,41 @@ def prepare(be: Backend, x: Any, y: Any, expect: Expect, *, what: str, budget: i
             y = be.asarray(y, dtype=xp.int64 if labels else be.dtype, check_range=False)
             on_device = True
     indices = expect.indices is not None
-    return DeviceData(be, x, y, n, expect.outputs, on_device, labels, row_bytes, budget, indices)
+    w = None
+    if sample_weight is not None:
+        w = check_weights(be, sample_weight, n, what)
+        row_bytes += itemsize
+        w = be.asarray(w, dtype=be.dtype, check_range=False) if on_device else w
+    return DeviceData(be, x, y, n, expect.outputs, on_device, labels, row_bytes, budget, indices, w)
+
+
+def check_weights(be: Backend, sample_weight: Any, n: int, what: str) -> np.ndarray:
+    """``sample_weight`` as a float64 host array (n,), checked: real, finite, non-negative and
+    not all zero (one device→host read for device weights: n numbers).
+
+    Raises
+    ------
+    ShapeError, DTypeError, NonFiniteError, DataError
+        Naming the first offending weight.
+    """
+    who = f"{what}: sample_weight"
+    w = (
+        be.to_host(sample_weight)
+        if is_resident(be, sample_weight)
+        else host_array(sample_weight, who)
+    )
+    if tuple(w.shape) != (n,):
+        raise ShapeError(f"{who} must have shape ({n},), one weight per sample, got {w.shape}")
+    if w.dtype.kind not in "biuf":
+        raise DTypeError(f"{who} must be real numbers, got {w.dtype}")
+    w = w.astype(np.float64)
+    validation.check_finite(w, who)
+    if np.any(w < 0):
+        i = int(np.argmax(w < 0))
+        raise DataError(f"{who} must be non-negative, got {w[i]} at sample {i}")
+    if not np.any(w > 0):
+        raise DataError(f"{who} must not be all zero (no sample would count)")
+    return w
 
 
 def is_resident(be: Backend, x: Any) -> bool:

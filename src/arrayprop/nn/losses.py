@@ -2,7 +2,8 @@
 
 Call ``loss(pred, target)`` for the value (a 0-d array on the backend; no host sync), then
 ``loss.backward()`` for ∂C/∂pred; or ``loss.value_and_grad(pred, target)`` for both at once.
-Array API standard only. Equation numbers refer to docs/math.md.
+Every built-in loss takes ``sample_weight=`` (one weight per sample): a weight of 2 counts the
+sample twice (eq. 15a). Array API standard only. Equation numbers refer to docs/math.md.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ClassVar
 
 from arrayprop import kernels
 from arrayprop.backends import Backend, backend_of
@@ -64,15 +65,25 @@ def targets_checked() -> Iterator[None]:
 
 
 class Loss:
-    """Base class: subclasses implement :meth:`value_and_grad`."""
+    """Base class: subclasses implement :meth:`value_and_grad`.
+
+    A subclass that takes per-sample weights accepts ``sample_weight=None`` in
+    :meth:`value_and_grad` and sets :attr:`takes_sample_weight` (every built-in loss does);
+    :func:`arrayprop.fit` refuses ``sample_weight=`` for a loss that does not.
+    """
 
     _last_backend: Backend | None = None
+    #: Whether :meth:`value_and_grad` takes ``sample_weight=``.
+    takes_sample_weight: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._grad = None
 
-    def __call__(self, pred: Any, target: Any) -> Any:
-        value, self._grad = self.value_and_grad(pred, target)
+    def __call__(self, pred: Any, target: Any, sample_weight: Any = None) -> Any:
+        if sample_weight is None:
+            value, self._grad = self.value_and_grad(pred, target)
+        else:
+            value, self._grad = self.value_and_grad(pred, target, sample_weight=sample_weight)
         return value
 
     def backward(self) -> Any:
@@ -83,6 +94,13 @@ class Loss:
         return grad
 
     def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
+        """(C as a 0-d array, ∂C/∂pred of ``pred``'s shape).
+
+        The built-in losses also take ``sample_weight`` : array, shape (batch,), optional:
+        non-negative weights w; each sample's term is multiplied by its weight and a mean over
+        samples becomes Σ w_i C_i / Σ w_i (eq. 15a), so that a weight of 2 equals the sample
+        twice. A batch whose weights are all 0 has C = 0 and a zero gradient.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -124,6 +142,21 @@ class Loss:
                 )
         return target
 
+    def _weights(self, be: Backend, pred: Any, sample_weight: Any) -> tuple[Any, Any]:
+        """(w, W): the weights as a column broadcasting against ``pred`` (n, 1, ..., 1) and
+        their sum W (a 0-d array; 1 where it is 0, so that an all-zero batch gives 0, not NaN).
+        O(1) checks only: fit checks the values (finite, non-negative) once."""
+        xp = be.xp
+        w = be.asarray(sample_weight, dtype=pred.dtype)
+        if tuple(w.shape) != (pred.shape[0],):
+            raise ShapeError(
+                f"{self!r}: sample_weight must have shape ({pred.shape[0]},), one weight per "
+                f"sample, got {tuple(w.shape)}"
+            )
+        total = xp.sum(w)
+        total = xp.where(total > 0, total, xp.ones_like(total))
+        return xp.reshape(w, (-1,) + (1,) * (pred.ndim - 1)), total
+
 
 class L2Loss(Loss):
     """C = ½ Σ (y − t)² (``reduction="sum"``, the classic quadratic cost) or that divided by the
@@ -140,10 +173,18 @@ class L2Loss(Loss):
     def config(self) -> dict[str, Any]:
         return {"type": "L2Loss", "reduction": self.reduction}
 
-    def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
+    takes_sample_weight = True
+
+    def value_and_grad(self, pred: Any, target: Any, sample_weight: Any = None) -> tuple[Any, Any]:
         be = self._backend(pred)
         t = self._float_target(be, pred, target)
         diff = pred - t
+        if sample_weight is not None:
+            w, total = self._weights(be, pred, sample_weight)
+            value = 0.5 * be.xp.sum(w * diff * diff)  # eq. 15a
+            if self.reduction == "mean":
+                return _scalar(be, value / total), (w / total) * diff  # eq. 15a
+            return _scalar(be, value), w * diff  # eq. 15a
         value = 0.5 * be.xp.sum(diff * diff)
         if self.reduction == "mean":
             n = pred.shape[0]
@@ -154,10 +195,16 @@ class L2Loss(Loss):
 class MSE(Loss):
     """C = (1/M) Σ (y − t)² over all M elements; ∂C/∂y = 2 (y − t) / M  (eq. 12)."""
 
-    def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
+    takes_sample_weight = True
+
+    def value_and_grad(self, pred: Any, target: Any, sample_weight: Any = None) -> tuple[Any, Any]:
         be = self._backend(pred)
         t = self._float_target(be, pred, target)
         diff = pred - t
+        if sample_weight is not None:
+            w, total = self._weights(be, pred, sample_weight)
+            scale = w / (total * _per_sample(pred))  # eq. 15a
+            return _scalar(be, be.xp.sum(scale * diff * diff)), (2.0 * scale) * diff  # eq. 15a
         m = _size(pred)
         return _scalar(be, be.xp.sum(diff * diff) / m), diff * (2.0 / m)  # eq. 12
 
@@ -165,16 +212,24 @@ class MSE(Loss):
 class RMSE(Loss):
     """C = √MSE; ∂C/∂y = (y − t) / (M · C)  (zero where C = 0; eq. 13)."""
 
-    def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
+    takes_sample_weight = True
+
+    def value_and_grad(self, pred: Any, target: Any, sample_weight: Any = None) -> tuple[Any, Any]:
         be = self._backend(pred)
         xp = be.xp
         t = self._float_target(be, pred, target)
         diff = pred - t
-        m = _size(pred)
-        value = xp.sqrt(xp.sum(diff * diff) / m)
-        # Guard C = 0 without a host sync: divide by max(C, tiny) and the numerator is 0 there.
-        denom = xp.maximum(value, xp.finfo(pred.dtype).smallest_normal) * m
-        return _scalar(be, value), diff / denom  # eq. 13
+        if sample_weight is None:
+            m = _size(pred)
+            value = xp.sqrt(xp.sum(diff * diff) / m)
+            # Guard C = 0 without a host sync: divide by max(C, tiny); the numerator is 0 there.
+            denom = xp.maximum(value, xp.finfo(pred.dtype).smallest_normal) * m
+            return _scalar(be, value), diff / denom  # eq. 13
+        w, total = self._weights(be, pred, sample_weight)
+        scale = w / (total * _per_sample(pred))  # eq. 15a
+        value = xp.sqrt(xp.sum(scale * diff * diff))  # eq. 15a
+        denom = xp.maximum(value, xp.finfo(pred.dtype).smallest_normal)
+        return _scalar(be, value), (scale / denom) * diff  # eq. 15a
 
 
 class BinaryCrossEntropy(Loss):
@@ -197,7 +252,9 @@ class BinaryCrossEntropy(Loss):
     def config(self) -> dict[str, Any]:
         return {"type": "BinaryCrossEntropy", "from_logits": self.from_logits}
 
-    def value_and_grad(self, pred: Any, target: Any) -> tuple[Any, Any]:
+    takes_sample_weight = True
+
+    def value_and_grad(self, pred: Any, target: Any, sample_weight: Any = None) -> tuple[Any, Any]:
         be = self._backend(pred)
         xp = be.xp
         t = self._float_target(be, pred, target)
@@ -207,15 +264,27 @@ class BinaryCrossEntropy(Loss):
             if host.size and not (host.min() >= 0.0 and host.max() <= 1.0):
                 bad = host.min() if not host.min() >= 0.0 else host.max()
                 raise LabelError(f"{self!r}: target {float(bad)} is outside [0, 1]")
-        m = _size(pred)
+        if sample_weight is None:
+            m = _size(pred)
+            if self.from_logits:
+                z = pred
+                terms = xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
+                value = xp.sum(terms) / m  # eq. 15
+                return _scalar(be, value), (portable.sigmoid(xp, z) - t) / m  # eq. 15
+            eps = self.eps if self.eps is not None else float(xp.finfo(pred.dtype).eps)
+            p = xp.clip(pred, eps, 1.0 - eps)
+            value = -xp.sum(t * xp.log(p) + (1.0 - t) * xp.log1p(-p)) / m  # eq. 14
+            return _scalar(be, value), (p - t) / (p * (1.0 - p) * m)  # eq. 14
+        w, total = self._weights(be, pred, sample_weight)
+        scale = w / (total * _per_sample(pred))  # eq. 15a
         if self.from_logits:
             z = pred
-            value = xp.sum(xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))) / m  # eq. 15
-            return _scalar(be, value), (portable.sigmoid(xp, z) - t) / m  # eq. 15
+            terms = xp.maximum(z, 0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
+            return _scalar(be, xp.sum(scale * terms)), scale * (portable.sigmoid(xp, z) - t)
         eps = self.eps if self.eps is not None else float(xp.finfo(pred.dtype).eps)
         p = xp.clip(pred, eps, 1.0 - eps)
-        value = -xp.sum(t * xp.log(p) + (1.0 - t) * xp.log1p(-p)) / m  # eq. 14
-        return _scalar(be, value), (p - t) / (p * (1.0 - p) * m)  # eq. 14
+        value = -xp.sum(scale * (t * xp.log(p) + (1.0 - t) * xp.log1p(-p)))  # eq. 15a
+        return _scalar(be, value), scale * (p - t) / (p * (1.0 - p))  # eq. 15a
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -230,6 +299,8 @@ class SoftmaxCrossEntropy(Loss):
     model does.
     """
 
+    takes_sample_weight = True
+
     @staticmethod
     def one_output_message() -> str:
         return (
@@ -238,7 +309,9 @@ class SoftmaxCrossEntropy(Loss):
             "2 outputs, or 1 output with BinaryCrossEntropy(from_logits=True)"
         )
 
-    def value_and_grad(self, logits: Any, target: Any) -> tuple[Any, Any]:
+    def value_and_grad(
+        self, logits: Any, target: Any, sample_weight: Any = None
+    ) -> tuple[Any, Any]:
         be = self._backend(logits)
         if logits.ndim != 2:
             raise ShapeError(
@@ -249,12 +322,33 @@ class SoftmaxCrossEntropy(Loss):
         if k == 1:
             raise ShapeError(self.one_output_message())
         labels = self.labels(be, target, n, k)
+        if sample_weight is not None:
+            return self._weighted(be, logits, labels, target, sample_weight)
         if labels is not None:
             value, grad = kernels.softmax_cross_entropy_labels(be, logits, labels)  # eq. 8
         else:
             y = self.targets(be, target, n, k, logits.dtype)
             value, grad = kernels.softmax_cross_entropy(be, logits, y)  # eq. 8
         return _scalar(be, value), grad
+
+    def _weighted(
+        self, be: Backend, z: Any, labels: Any, target: Any, sample_weight: Any
+    ) -> tuple[Any, Any]:
+        """Eq. 8 with per-sample weights (eq. 15a): C = −Σ_n w_n Σ_k Y_nk log softmax(Z)_nk / W,
+        ∂C/∂Z = w_n (softmax(Z) − Y) / W."""
+        xp = be.xp
+        n, k = z.shape
+        if labels is not None:
+            classes = xp.arange(k, dtype=labels.dtype, device=be.device)
+            y = xp.astype(labels[:, None] == classes, z.dtype)
+        else:
+            y = self.targets(be, target, n, k, z.dtype)
+        w, total = self._weights(be, z, sample_weight)
+        shifted = z - xp.max(z, axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        s = xp.sum(e, axis=1, keepdims=True)
+        value = -xp.sum(w * y * (shifted - xp.log(s))) / total  # eq. 15a
+        return _scalar(be, value), (w / total) * (e / s - y)  # eq. 15a
 
     @staticmethod
     def labels(be: Backend, target: Any, n: int, k: int) -> Any:
@@ -298,6 +392,12 @@ class SoftmaxCrossEntropy(Loss):
 def _scalar(be: Backend, value: Any) -> Any:
     """The loss value as a 0-d array of the backend: NumPy reductions return NumPy scalars."""
     return be.xp.asarray(value)
+
+
+def _per_sample(x: Any) -> int:
+    """Elements per sample of ``x`` (n, ...): a mean over all elements is a mean over samples of
+    the mean over each sample's elements."""
+    return _size(x) // x.shape[0] if x.shape[0] else 1
 
 
 def _size(x: Any) -> int:

@@ -258,6 +258,7 @@ def fit(
     schedule_interval: str = "epoch",
     validation_split: float | None = None,
     verbose: int | str | None = None,
+    sample_weight: Any = None,
 ) -> History:
     """Train ``model`` on (x, y) by mini-batch gradient descent.
 
@@ -326,6 +327,12 @@ def fit(
         Hold out this fraction of (x, y) as validation data, as Keras does: the *last* rows,
         taken before any shuffling (shuffle data that is sorted, e.g. by class, first). Not
         together with ``validation_data``.
+    sample_weight : array, shape (n,), optional
+        A non-negative weight per sample (host or the model's backend), batched with x and y
+        and passed to the loss (``loss.value_and_grad(pred, target, sample_weight=wb)``, eq. 15a
+        of docs/math.md): each batch's loss is the weighted mean, so with ``batch_size=None``
+        a weight of 2 trains exactly as the sample listed twice. The logged ``loss`` is the mean
+        of the batches' weighted losses (weighted by batch size); validation stays unweighted.
 
     Returns
     -------
@@ -338,7 +345,8 @@ def fit(
     ShapeError, DataError, NonFiniteError, LabelError
         Bad data, found before training starts.
     ValueError
-        For non-positive ``epochs``, ``batch_size``, ``checkpoint_every``.
+        For non-positive ``epochs``, ``batch_size``, ``checkpoint_every``; ``sample_weight``
+        with a loss that takes none (``Loss.takes_sample_weight``).
     OSError
         When the directory of ``checkpoint`` cannot be created or written, before training.
     DivergenceError
@@ -357,6 +365,11 @@ def fit(
         check_rebuildable(model, Path(checkpoint))
         prepare_directory(Path(checkpoint).parent, "fit: checkpoint")
     loss = get_loss(loss)
+    if sample_weight is not None and not loss.takes_sample_weight:
+        raise ValueError(
+            f"fit: sample_weight was given but the loss {loss!r} takes none "
+            "(Loss.takes_sample_weight is False)"
+        )
     optimizer = resolve_optimizer(optimizer, model)
     if schedule is not None and getattr(schedule, "optimizer", None) is not optimizer:
         raise ValueError("fit: schedule must be built on the optimizer passed to fit")
@@ -371,10 +384,12 @@ def fit(
         if validation_data is not None:
             raise ValueError("fit: give validation_data or validation_split, not both")
         x, y, validation_data = split_tail(x, y, validation_split)
+        if sample_weight is not None:  # the weights of the rows kept for training
+            sample_weight = split_tail(sample_weight, sample_weight, validation_split)[0]
     warn_double_softmax(model, loss)
     budget = _budget("fit", max_device_bytes)
     expect = expected_data(model, loss)
-    train = prepare(be, x, y, expect, what="fit", budget=budget)
+    train = prepare(be, x, y, expect, what="fit", budget=budget, sample_weight=sample_weight)
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:

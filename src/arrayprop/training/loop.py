@@ -312,14 +312,17 @@ class Run:
         refresh_seconds, window_steps = self.refresh_seconds, self.window_steps
         next_refresh = time.perf_counter() + refresh_seconds
         done = self.step
+        weighted = {}
         try:
-            for xb, yb in d.batches(B, self.order, done * B):
+            for xb, yb, wb in d.batches(B, self.order, done * B, weights=True):
+                if wb is not None:
+                    weighted["sample_weight"] = wb
                 held = [b.data for b in buffers]
                 try:
                     with stepping(self.random_seed, optimizer.steps):
                         pred = forward(xb)
                         target = yb if classes is None else xp.astype(yb[:, None] == classes, dtype)
-                        value, grad = value_and_grad(pred, target)
+                        value, grad = value_and_grad(pred, target, **weighted)
                         sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
                         backward(grad, **hints)
                 except BaseException:
