@@ -26,7 +26,6 @@ from arrayprop.bench.memory import measure_memory
 from arrayprop.bench.timing import Measurement, time_workloads
 from arrayprop.bench.workloads import (
     arrayprop_backend,
-    load_reference,
     make_workload,
     thread_pool,
     torch_device_for,
@@ -63,12 +62,6 @@ def run_benchmarks(
     load_start = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     peer = peer and _torch_available()
-    if reference:
-        try:
-            load_reference()
-        except FileNotFoundError as exc:
-            log(f"note: {exc}; skipping numpy-ref")
-            reference = False
     for b in backends:  # fail early, with a clear message, on a missing backend
         arrayprop_backend(b, device)
     # one PyTorch-eager peer per distinct torch device (cpu for numpy, cuda for cupy, ...)
