@@ -40,6 +40,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from arrayprop.backends.threads import choose_blas_threads
 from arrayprop.checkpoint.write import check_rebuildable
 from arrayprop.data.adapter import prepare
 from arrayprop.nn.layer import Layer
@@ -51,6 +52,7 @@ from arrayprop.training.args import (
     DEFAULT_METRICS,
     check_argument,
     expected_data,
+    largest_gemm,
     make_display,
     model_backend,
     resolve_metrics,
@@ -250,6 +252,7 @@ def fit(
     resume: bool = False,
     max_device_bytes: int | None = None,
     schedule: Schedule | None = None,
+    blas_threads: int | str | None = "auto",
 ) -> History:
     """Train ``model`` on (x, y) by mini-batch gradient descent.
 
@@ -302,6 +305,13 @@ def fit(
     schedule : Schedule, optional
         A learning-rate schedule of ``optimizer`` (:mod:`arrayprop.optim.schedules`), stepped after
         every epoch; its state goes into the checkpoint.
+    blas_threads : "auto", int or None
+        Threads of NumPy's BLAS while training on the numpy and array_api_strict backends
+        (restored afterwards): an int limits them, None leaves them as they are, and ``"auto"``
+        uses 1 when the model's largest product (batch x in x out) is below
+        :data:`arrayprop.backends.threads.SMALL_GEMM` multiply-adds, unless the environment
+        says otherwise (``ARRAYPROP_BLAS_THREADS=auto|off|N``, or ``OPENBLAS_NUM_THREADS``
+        and the like already set). The number used is ``history.blas_threads``.
 
     Returns
     -------
@@ -347,6 +357,9 @@ def fit(
         x_val, y_val = validation_data
         val = prepare(be, x_val, y_val, expect, what="validation_data", budget=budget)
     batch = train.n if batch_size is None else min(batch_size, train.n)
+    threads = choose_blas_threads(
+        blas_threads, largest_gemm(model, batch) if be.uses_numpy_blas else None
+    )
     display = make_display(progress, epochs)
     run = Run(
         model,
@@ -378,7 +391,7 @@ def fit(
     try:
         # fit detects a non-finite loss itself (DivergenceError), so the floating-point
         # warnings a diverging step raises on the way (NumPy) would only be noise.
-        with defer_sigint(run.stop), be.float_errors_ignored():
+        with defer_sigint(run.stop), be.float_errors_ignored(), be.blas_threads_limited(threads):
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)
@@ -404,6 +417,7 @@ def fit(
         display.close()
     history = run.history
     history.interrupted = history.interrupted or run.stop.requested
+    history.blas_threads = threads if be.uses_numpy_blas else None
     for cb in callbacks:
         cb.on_train_end(history.last())
     return history
