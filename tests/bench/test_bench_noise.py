@@ -82,6 +82,8 @@ def test_tables_flag_noisy_figures_and_explain_with_the_load(render):
     note = next(line for line in text.splitlines() if "noisy:" in line)
     assert "2 of 4 measurements" in note and f"{NOISY_IQR:.0%}" in note
     assert "load average 7.25-9.5" in note
+    one = render(_doc(arrayprop_times=NOISY))
+    assert "(1-minute load average 9.5)" in one
     (summary,) = report.summary_rows(_doc(arrayprop_times=NOISY, peer_times=NOISY))
     flagged = [cell.endswith(report.NOISY_MARK) for cell in summary]
     # ms/step (arrayprop) and vs PyTorch eager carry the mark; the GEMM and NumPy ratios do not

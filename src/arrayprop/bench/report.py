@@ -75,7 +75,10 @@ def noise_note(doc: dict, keys: Sequence[str] = ("results", "sweep")) -> str | N
     if not noisy:
         return None
     loads = sorted({r["loadavg"][0] for r in noisy if r.get("loadavg")})
-    seen = f" (1-minute load average {loads[0]}-{loads[-1]})" if loads else ""
+    seen = ""
+    if loads:
+        span = str(loads[0]) if loads[0] == loads[-1] else f"{loads[0]}-{loads[-1]}"
+        seen = f" (1-minute load average {span})"
     return (
         f"{NOISY_MARK.strip()} noisy: {len(noisy)} of {len(rows)} measurements have an "
         f"interquartile range above {NOISY_IQR:.0%} of their median{seen}; "
