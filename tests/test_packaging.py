@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,8 @@ def wheel(tmp_path_factory) -> tuple[Path, str]:
         check=False,
     )
     log = run.stdout + run.stderr
+    if run.returncode != 0 and re.search(r"No matching distribution found for setuptools", log):
+        pytest.skip("no package index here: the isolated build cannot get setuptools>=77")
     assert run.returncode == 0, log[-3000:]
     (whl,) = (tmp / "dist").glob("arrayprop-*.whl")
     return whl, log
