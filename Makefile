@@ -19,7 +19,7 @@ TORCH_SPEC ?= torch==2.13.0
 # (cp312, manylinux) and optional: only the benchmark's --plot needs it.
 GPU_PYTHON_VERSION ?= 3.12
 GPU_WHEELS ?= array-api-compat==1.16.0 array-api-strict==2.6.1 hypothesis==6.170.15 \
-	sortedcontainers==2.4.0 tqdm==4.70.1 pytest-xdist==3.8.0 execnet==2.1.2
+	sortedcontainers==2.4.0 tqdm==4.70.1 threadpoolctl==3.8.0 pytest-xdist==3.8.0 execnet==2.1.2
 GPU_PLOT_WHEELS ?= matplotlib==3.11.2 contourpy==1.3.3 cycler==0.12.1 fonttools==4.68.0 \
 	kiwisolver==1.5.1 pillow==13.0.0 pyparsing==3.3.3 python-dateutil==4.0.0 tzdata==2026.6
 GPU_DOWNLOAD = $(PYTHON) -m pip download -q --no-deps --only-binary=:all: \

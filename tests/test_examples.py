@@ -82,12 +82,32 @@ def test_xor_needs_a_hidden_layer():
     assert out["linear"] <= 0.75
 
 
-def test_digits_trains_saves_and_reloads(tmp_path):
+def test_digits_trains_saves_and_reloads(tmp_path, monkeypatch):
+    import arrayprop as ap
+
+    seen = []
+    fit = ap.fit
+
+    def watched_fit(model, x, y, **kwargs):
+        seen.append((x, kwargs.get("validation_data")))
+        return fit(model, x, y, **kwargs)
+
+    monkeypatch.setattr(ap, "fit", watched_fit)
+    example = _load("digits")
     path = tmp_path / "d.npz"
-    out = _load("digits").main(hidden=64, epochs=3, save=str(path), verbose=False)
+    out = example.main(hidden=64, epochs=3, save=str(path), verbose=False)
     assert out["accuracy"] > 0.9
     assert out["reloaded_accuracy"] == pytest.approx(out["accuracy"], abs=1e-9)
     assert path.exists()
+    # Validation on images held out of the training set, never on the test set.
+    ((x_fit, (x_val, _)),) = seen
+    (x_train, _), (x_test, _) = example.load()
+    rows = {r.tobytes() for r in np.asarray(x_val)}
+    assert len(x_val) == round(0.1 * len(x_train)) and len(x_fit) + len(x_val) == len(x_train)
+    assert rows <= {r.tobytes() for r in x_train}
+    assert not rows & {r.tobytes() for r in x_test}
+    assert not rows & {r.tobytes() for r in np.asarray(x_fit)}
+    assert 0.8 < out["val_accuracy"] <= 1
 
 
 def test_cnn_digits_learns_in_one_epoch(capsys):

@@ -148,6 +148,19 @@ def test_info_lists_versions_backends_and_blas(capsys):
     assert f"{fold}{numpy_blas.status()}\n" in out
 
 
+def test_info_reports_the_blas_threads_and_the_rule_of_fit(capsys, monkeypatch):
+    from arrayprop.backends import threads
+
+    monkeypatch.setenv(threads.BLAS_ENV, "off")
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    pools = threads.blas_pools()
+    line = next(x for x in out.splitlines() if x.startswith("BLAS threads: "))
+    assert f"{pools[0]['internal_api']} {pools[0]['version']}: {pools[0]['num_threads']}" in line
+    assert f"  {threads.describe_rule()}\n" in out
+    assert f"{threads.SMALL_GEMM:,}" in out and f"set here: {threads.BLAS_ENV}=off" in out
+
+
 def test_info_says_why_the_fold_is_off(capsys, monkeypatch):
     from arrayprop import kernels
 

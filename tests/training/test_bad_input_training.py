@@ -224,6 +224,12 @@ CASES = [
     ),
     # fit / evaluate / predict
     Case(
+        "fit-zero-blas-threads",
+        lambda be, _: _fit(be, blas_threads=0),
+        ValueError,
+        r"fit: blas_threads must be 'auto', None or an int >= 1, got 0",
+    ),
+    Case(
         "fit-wrong-width",
         lambda be, _: _fit(be, np.ones((20, 4))),
         ShapeError,

@@ -20,6 +20,7 @@ class ArrayApiStrictBackend(Backend):
     """array_api_strict arrays on one of its named devices (``"CPU_DEVICE"``, ``"device1"``)."""
 
     name = "array_api_strict"
+    uses_numpy_blas = True
     library = "array_api_strict"
     namespace_module = "array_api_strict"
     install_hint = "pip install array-api-strict"

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from arrayprop.backends.threads import limit_blas_threads
 from arrayprop.errors import BackendMismatchError, BackendUnavailableError, DTypeError
 from arrayprop.validation import check_finite
 
@@ -86,6 +87,9 @@ class Backend:
     fast_module: ClassVar[str | None] = None
     #: Whether float32 GEMMs can be switched to TF32 tensor cores (:meth:`set_tf32`).
     supports_tf32: ClassVar[bool] = False
+    #: Whether the products run on NumPy's BLAS, whose threads ``fit`` may limit
+    #: (:meth:`blas_threads_limited`).
+    uses_numpy_blas: ClassVar[bool] = False
 
     xp: Any
     device: Any
@@ -333,6 +337,13 @@ class Backend:
         """A context in which inf and NaN are expected results (loss scaling probes for
         overflow), so no overflow / invalid-value warning is raised."""
         return self.errstate(over="ignore", invalid="ignore")
+
+    def blas_threads_limited(self, threads: int | None) -> AbstractContextManager[Any]:
+        """A context in which NumPy's BLAS uses at most ``threads`` threads, restored on exit;
+        a no-op when ``threads`` is None or the backend computes elsewhere (its own pools)."""
+        if threads is None or not self.uses_numpy_blas:
+            return contextlib.nullcontext()
+        return limit_blas_threads(threads)
 
     @property
     def on_host(self) -> bool:

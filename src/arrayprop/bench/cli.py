@@ -37,7 +37,7 @@ Four implementations are timed for every (config, backend):
   torch-eager  The PyTorch peer: nn.Sequential of Linear + ReLU, autograd,
                torch.optim.SGD(lr=0.01), F.cross_entropy / F.mse_loss,
                zero_grad(set_to_none=True); same device and dtype, torch's default threads.
-  numpy-ref    benchmarks/reference_numpy.py: a hand-written NumPy matrix-backprop loop,
+  numpy-ref    arrayprop.bench.reference: a hand-written NumPy matrix-backprop loop,
                float32 throughout (the overhead floor on CPU).
 
 The method is described in docs/benchmarks.md.

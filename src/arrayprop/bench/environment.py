@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from arrayprop import kernels
+from arrayprop.backends.threads import blas_pools
 from arrayprop.version import __version__
 
 
@@ -45,40 +46,11 @@ def _numpy_blas() -> dict:
         }
     except Exception:  # old NumPy without mode="dicts"
         pass
-    try:  # optional: only if the user already has it
-        threadpoolctl = importlib.import_module("threadpoolctl")
-        info["threadpools"] = [
-            {k: p.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
-            for p in threadpoolctl.threadpool_info()
-        ]
-    except ImportError:
-        info["threads"] = _openblas_threads()
+    info["threadpools"] = [
+        {k: p[k] for k in ("internal_api", "num_threads", "version", "architecture")}
+        for p in blas_pools()
+    ]
     return info
-
-
-def _openblas_threads() -> int | str:
-    """OpenBLAS's thread count via ctypes (what threadpoolctl does), best effort."""
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as f:
-            libs = {line.split()[-1] for line in f if "openblas" in line.lower()}
-    except OSError:
-        libs = set()
-    for lib in sorted(libs):
-        try:
-            handle = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        for sym in (
-            "scipy_openblas_get_num_threads64_",
-            "openblas_get_num_threads64_",
-            "openblas_get_num_threads",
-        ):
-            fn = getattr(handle, sym, None)
-            if fn is not None:
-                return int(fn())
-    return "unknown (default: all cores unless OPENBLAS_NUM_THREADS/OMP_NUM_THREADS set)"
 
 
 def _git_describe() -> str | None:
@@ -182,6 +154,19 @@ def environment(backends: Sequence[str] = ("numpy",), torch_peer: bool = True) -
     return env
 
 
+def _threads_text(blas: dict) -> str:
+    """The BLAS thread count(s) of a result: threadpoolctl's pools (older results: ``threads``)."""
+    pools = blas.get("threadpools")
+    if pools:
+        return ", ".join(f"{p.get('num_threads')} ({p.get('internal_api')})" for p in pools)
+    return str(blas.get("threads", "?"))
+
+
+def _git_text(describe: str | None) -> str:
+    """``git <describe>``, or what an installed copy has instead of a revision."""
+    return f"git {describe}" if describe else "not a git checkout"
+
+
 def env_lines(env: dict) -> list[str]:
     """The report's Markdown bullet list (one ``- ...`` line per item) for an :func:`environment`
     dictionary, as read back from a result document (missing items show as ``None``)."""
@@ -191,10 +176,10 @@ def env_lines(env: dict) -> list[str]:
         f"{env.get('cpu_affinity')} usable; 1/5/15-min load average at the end "
         f"{env.get('loadavg')})",
         f"- Python {env.get('python')} on {env.get('platform')}",
-        f"- arrayprop {env.get('arrayprop')} (git {env.get('arrayprop_git')}), "
+        f"- arrayprop {env.get('arrayprop')} ({_git_text(env.get('arrayprop_git'))}), "
         f"NumPy {env['numpy']['version']} "
         f"(BLAS: {blas.get('name', '?')} {blas.get('version', '')}, "
-        f"threads: {blas.get('threads', blas.get('threadpools', '?'))}); plain SGD folded "
+        f"threads: {_threads_text(blas)}); plain SGD folded "
         f"into the weight-gradient GEMM: {env['numpy'].get('fused_sgd', '?')}",
     ]
     if "torch" in env:

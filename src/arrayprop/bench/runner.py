@@ -8,7 +8,6 @@ import dataclasses
 import datetime as _dt
 import gc
 import importlib.util
-import os
 from collections.abc import Callable, Sequence
 
 from arrayprop.bench.configs import (
@@ -23,10 +22,9 @@ from arrayprop.bench.configs import (
 )
 from arrayprop.bench.environment import environment
 from arrayprop.bench.memory import measure_memory
-from arrayprop.bench.timing import Measurement, time_workloads
+from arrayprop.bench.timing import NOISY_IQR, Measurement, loadavg, time_workloads
 from arrayprop.bench.workloads import (
     arrayprop_backend,
-    load_reference,
     make_workload,
     thread_pool,
     torch_device_for,
@@ -60,15 +58,9 @@ def run_benchmarks(
     cfgs = get_configs(configs)
     backends = parse_names(backends, BACKENDS, "backend")
     log = log or (lambda s: None)
-    load_start = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    load_start = loadavg()
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     peer = peer and _torch_available()
-    if reference:
-        try:
-            load_reference()
-        except FileNotFoundError as exc:
-            log(f"note: {exc}; skipping numpy-ref")
-            reference = False
     for b in backends:  # fail early, with a clear message, on a missing backend
         arrayprop_backend(b, device)
     # one PyTorch-eager peer per distinct torch device (cpu for numpy, cuda for cupy, ...)
@@ -100,6 +92,11 @@ def run_benchmarks(
                 f"  {cfg.name:<7} b={m.batch:<5} {m.impl:<11} {m.backend}@{m.device:<6} "
                 f"{m.ms_per_step:10.3f} ms/step  IQR {1e3 * m.iqr_s:.3f}  "
                 f"({len(m.times_s)}x{m.steps_per_sample})"
+                + (
+                    f"  noisy (IQR > {NOISY_IQR:.0%} of the median; load {m.loadavg})"
+                    if m.noisy
+                    else ""
+                )
             )
         return ms
 
@@ -142,6 +139,8 @@ def run_benchmarks(
             "reference": reference,
             "started_utc": started,
             "loadavg_start": load_start,
+            "loadavg_end": loadavg(),
+            "noisy_iqr": NOISY_IQR,
         },
         "configs": {c.name: dataclasses.asdict(c) for c in cfgs},
         "results": [m.to_dict() for m in results],
@@ -156,11 +155,21 @@ def _as_dict(m) -> dict:
     return m.to_dict() if isinstance(m, Measurement) else m
 
 
+def is_noisy(r: dict) -> bool:
+    """Whether a result row (a :meth:`Measurement.to_dict`) is noisy; rows of older documents
+    without the flag are judged by their IQR."""
+    if "noisy" in r:
+        return bool(r["noisy"])
+    return r["iqr_s"] > NOISY_IQR * r["median_s"]
+
+
 def summarize(results: Sequence[Measurement | dict]) -> list[dict]:
     """One row per (config, batch, arrayprop backend) with the ratios of the table.
 
     ``gemm_efficiency = t_gemm / t_step`` (same backend); ``vs_torch_eager =
     t_torch / t_step`` and ``vs_numpy_ref = t_ref / t_step`` (> 1: arrayprop is faster).
+    ``noisy`` lists the implementations of the row whose measurement is noisy
+    (:data:`~arrayprop.bench.timing.NOISY_IQR`): their ratios deserve less trust.
     """
     rows = [_as_dict(m) for m in results]
     by_key = {}
@@ -200,6 +209,7 @@ def summarize(results: Sequence[Measurement | dict]) -> list[dict]:
                 "vs_torch_eager": peer and peer["median_s"] / t,
                 "numpy_ref_ms_per_step": ref and ref["ms_per_step"],
                 "vs_numpy_ref": ref and ref["median_s"] / t,
+                "noisy": [m["impl"] for m in (r, gemm, peer, ref) if m and is_noisy(m)],
             }
         )
     return out

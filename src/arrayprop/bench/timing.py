@@ -1,7 +1,8 @@
 """Timing of workloads: warm-up, calibrated samples of synchronised steps, medians.
 
 :func:`time_workloads` interleaves several workloads in rounds and returns one
-:class:`Measurement` (raw per-step times plus median, IQR, throughput) each.
+:class:`Measurement` (raw per-step times plus median, IQR, throughput, the load average when it
+ended, and whether it is :attr:`~Measurement.noisy`) each.
 """
 
 from __future__ import annotations
@@ -9,12 +10,22 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from arrayprop.bench.workloads import Workload
+
+#: A measurement whose interquartile range exceeds this fraction of its median is flagged as
+#: noisy (in the tables, the JSON and as error bars in the chart): compare it with care.
+NOISY_IQR = 0.25
+
+
+def loadavg() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages, rounded (None where the OS has none)."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 @dataclasses.dataclass
@@ -32,6 +43,8 @@ class Measurement:
     flops_per_step: int | None = None
     sweep: bool = False
     info: dict = dataclasses.field(default_factory=dict)
+    #: The load averages right after the last sample (what else ran on the machine).
+    loadavg: list[float] | None = None
 
     @property
     def median_s(self) -> float:
@@ -54,6 +67,16 @@ class Measurement:
         return self.q3_s - self.q1_s
 
     @property
+    def rel_iqr(self) -> float:
+        """The IQR as a fraction of the median."""
+        return self.iqr_s / self.median_s if self.median_s > 0 else math.inf
+
+    @property
+    def noisy(self) -> bool:
+        """True when the IQR exceeds :data:`NOISY_IQR` of the median."""
+        return self.rel_iqr > NOISY_IQR
+
+    @property
     def ms_per_step(self) -> float:
         return 1e3 * self.median_s
 
@@ -74,6 +97,8 @@ class Measurement:
             q1_s=self.q1_s,
             q3_s=self.q3_s,
             iqr_s=self.iqr_s,
+            rel_iqr=self.rel_iqr,
+            noisy=self.noisy,
             ms_per_step=self.ms_per_step,
             samples_per_s=self.samples_per_s,
             gflops=self.gflops,
@@ -167,8 +192,9 @@ def time_workloads(
     n_rounds = max(1, min(rounds, reps)) if interleaved else 1
     shares = [reps // n_rounds + (i < reps % n_rounds) for i in range(n_rounds)]
     times: list[list[float]] = [[] for _ in plans]
+    loads: list[list[float] | None] = [None for _ in plans]
     for share in shares:
-        for (wl, n, est, _), ts in zip(plans, times, strict=True):
+        for i, ((wl, n, est, _), ts) in enumerate(zip(plans, times, strict=True)):
             settle(wl, est)
             for _ in range(share):
                 t0 = clock()
@@ -177,6 +203,7 @@ def time_workloads(
                 wl.sync(out)
                 ts.append((clock() - t0) / n)
                 del out
+            loads[i] = loadavg()
     return [
         Measurement(
             config=wl.config.name,
@@ -190,6 +217,7 @@ def time_workloads(
             flops_per_step=wl.flops_per_step,
             sweep=sweep,
             info=dict(wl.info),
+            loadavg=load,
         )
-        for (wl, n, _, nw), ts in zip(plans, times, strict=True)
+        for (wl, n, _, nw), ts, load in zip(plans, times, loads, strict=True)
     ]

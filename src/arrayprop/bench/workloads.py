@@ -2,24 +2,21 @@
 
 :func:`make_workload` builds a :class:`Workload` for ``arrayprop``, ``gemm`` (the GEMM
 ceiling), ``torch-eager`` (the PyTorch peer) or ``numpy-ref`` (the hand-written NumPy loop
-of ``benchmarks/reference_numpy.py``, found by :func:`load_reference`), with the weights
-and data already on the device.
+of :mod:`arrayprop.bench.reference`), with the weights and data already on the device.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import os
-import sys
 from collections.abc import Callable
 from itertools import pairwise
-from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 import arrayprop as ap
+from arrayprop.bench import reference
 from arrayprop.bench.configs import (
     BACKENDS,
     DTYPE,
@@ -33,31 +30,12 @@ from arrayprop.bench.configs import (
 )
 
 
-def load_reference():
-    """Import ``benchmarks/reference_numpy.py`` from the source tree.
+def load_reference() -> ModuleType:
+    """The hand-written NumPy loop the ``numpy-ref`` rows time: :mod:`arrayprop.bench.reference`.
 
-    The reference is deliberately not part of the installed package; it is found
-    next to ``src/`` (or through ``ARRAYPROP_BENCH_REFERENCE=/path/to/reference_numpy.py``).
-    Raises ``FileNotFoundError`` when neither exists (e.g. a wheel install).
+    Part of the installed package, so that ``arrayprop bench`` finds it outside a checkout.
     """
-    mod = sys.modules.get("arrayprop_reference_numpy")
-    if mod is not None:
-        return mod
-    env = os.environ.get("ARRAYPROP_BENCH_REFERENCE")
-    candidates = [Path(env)] if env else []
-    # parents[3]: the checkout root above src/arrayprop/bench/
-    candidates.append(Path(__file__).resolve().parents[3] / "benchmarks" / "reference_numpy.py")
-    for path in candidates:
-        if path.is_file():
-            spec = importlib.util.spec_from_file_location("arrayprop_reference_numpy", path)
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = mod
-            spec.loader.exec_module(mod)
-            return mod
-    raise FileNotFoundError(
-        "benchmarks/reference_numpy.py not found (run from a source checkout or set "
-        "ARRAYPROP_BENCH_REFERENCE)"
-    )
+    return reference
 
 
 @dataclasses.dataclass

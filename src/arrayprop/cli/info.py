@@ -11,9 +11,10 @@ import numpy as np
 
 from arrayprop import kernels
 from arrayprop.backends import describe_backends
+from arrayprop.backends.threads import blas_pools, describe_rule
 from arrayprop.version import __version__
 
-__all__ = ["add_parser", "blas_report", "run"]
+__all__ = ["add_parser", "blas_report", "blas_threads_report", "run"]
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -35,6 +36,15 @@ def blas_report() -> str:
     return f"{text} ({detail})" if detail else text
 
 
+def blas_threads_report() -> str:
+    """NumPy's BLAS thread pools (threadpoolctl) and the limit ``fit`` applies, two lines."""
+    pools = ", ".join(
+        " ".join(str(p[k]) for k in ("internal_api", "version") if p[k]) + f": {p['num_threads']}"
+        for p in blas_pools()
+    )
+    return f"{pools or 'no BLAS pool found'}\n  {describe_rule()}"
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the report; returns the exit status (0)."""
     print(f"arrayprop {__version__}")
@@ -43,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         f"{platform.platform()}, {os.cpu_count()} CPUs"
     )
     print(f"NumPy {np.__version__}, BLAS: {blas_report()}")
+    print(f"BLAS threads: {blas_threads_report()}")
     print(f"plain SGD folded into the weight-gradient GEMM on numpy: {kernels.fused_sgd_status()}")
     print("backends:")
     rows = describe_backends()

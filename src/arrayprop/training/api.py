@@ -42,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from arrayprop.backends.threads import choose_blas_threads
 from arrayprop.checkpoint.write import check_rebuildable
 from arrayprop.data.adapter import prepare
 from arrayprop.nn.layer import Layer
@@ -53,6 +54,7 @@ from arrayprop.training.args import (
     DEFAULT_METRICS,
     check_argument,
     expected_data,
+    largest_gemm,
     make_display,
     model_backend,
     resolve_metrics,
@@ -259,6 +261,7 @@ def fit(
     validation_split: float | None = None,
     verbose: int | str | None = None,
     sample_weight: Any = None,
+    blas_threads: int | str | None = "auto",
 ) -> History:
     """Train ``model`` on (x, y) by mini-batch gradient descent.
 
@@ -333,6 +336,13 @@ def fit(
         of docs/math.md): each batch's loss is the weighted mean, so with ``batch_size=None``
         a weight of 2 trains exactly as the sample listed twice. The logged ``loss`` is the mean
         of the batches' weighted losses (weighted by batch size); validation stays unweighted.
+    blas_threads : "auto", int or None
+        Threads of NumPy's BLAS while training on the numpy and array_api_strict backends
+        (restored afterwards): an int limits them, None leaves them as they are, and ``"auto"``
+        uses 1 when the model's largest product (batch x in x out) is below
+        :data:`arrayprop.backends.threads.SMALL_GEMM` multiply-adds, unless the environment
+        says otherwise (``ARRAYPROP_BLAS_THREADS=auto|off|N``, or ``OPENBLAS_NUM_THREADS``
+        and the like already set). The number used is ``history.blas_threads``.
 
     Returns
     -------
@@ -405,6 +415,9 @@ def fit(
             UserWarning,
             stacklevel=2,
         )
+    threads = choose_blas_threads(
+        blas_threads, largest_gemm(model, batch) if be.uses_numpy_blas else None
+    )
     display = make_display(progress, epochs, verbose)
     run = Run(
         model,
@@ -440,7 +453,12 @@ def fit(
         # fit detects a non-finite loss itself (DivergenceError), so the floating-point
         # warnings a diverging step raises on the way (NumPy) would only be noise.
         # (targets_checked: prepare() checked the targets of every batch already.)
-        with defer_sigint(run.stop), be.float_errors_ignored(), targets_checked():
+        with (
+            defer_sigint(run.stop),
+            be.float_errors_ignored(),
+            targets_checked(),
+            be.blas_threads_limited(threads),
+        ):
             while run.epoch_done < epochs:
                 for cb in callbacks:
                     cb.on_epoch_begin(run.epoch_done + 1)
@@ -475,6 +493,7 @@ def fit(
         display.close()
     history = run.history
     history.interrupted = history.interrupted or run.stop.requested
+    history.blas_threads = threads if be.uses_numpy_blas else None
     for cb in callbacks:
         cb.on_train_end(history.last())
     return history

@@ -53,6 +53,17 @@ def check_argument(whose: str, name: str, value: Any) -> Any:
     return check(whose, name, value, ARGUMENTS[name])
 
 
+def largest_gemm(model: Layer, batch: int) -> int | None:
+    """Multiply-adds of the model's largest matrix product for batches of ``batch`` rows:
+    ``batch`` times the elements of its largest weight matrix (batch x in x out for Dense), or
+    None when that is not known (no two-axis weights, or kernels of more axes, like Conv2D's,
+    whose products also scale with the image size)."""
+    shapes = [p.shape for p in model.parameters() if len(p.shape) >= 2]
+    if not shapes or any(len(shape) > 2 for shape in shapes):
+        return None
+    return batch * max(rows * cols for rows, cols in shapes)
+
+
 def model_backend(model: Layer, what: str) -> Backend:
     """The backend ``model`` lives on: its own (a :class:`~arrayprop.Sequential` sets one) or,
     for a user's layer holding other layers, that of its first parameter (``ValueError`` when it

@@ -73,6 +73,9 @@ class History:
         True when training ended on a KeyboardInterrupt.
     stopped_early : bool
         True when a callback ended training before the last epoch.
+    blas_threads : int or None
+        The limit ``fit`` put on NumPy's BLAS threads (``fit(blas_threads=...)``); None when it
+        left them as they were.
     """
 
     def __init__(self, layers: list[str] | None = None, keys: Iterable[str] = ()) -> None:
@@ -83,6 +86,7 @@ class History:
         self.layers: list[str] = list(layers or [])
         self.interrupted = False
         self.stopped_early = False
+        self.blas_threads: int | None = None
 
     def record(self, epoch: int, logs: dict[str, Any]) -> None:
         """Append one epoch's logs; a key first seen now gets None for the earlier epochs."""

@@ -22,6 +22,7 @@ class NumpyBackend(Backend):
     """NumPy on the CPU (through ``array_api_compat.numpy``)."""
 
     name = "numpy"
+    uses_numpy_blas = True
     library = "numpy"
     namespace_module = "array_api_compat.numpy"
     install_hint = "pip install numpy"

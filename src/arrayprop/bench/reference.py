@@ -2,7 +2,8 @@
 
 This is a *reference*, not a product: the plainest loop that does one full
 training step (forward, loss, backward, SGD update) of an MLP with ReLU hidden
-layers and a linear output layer, in matrix form, on host NumPy arrays.
+layers and a linear output layer, in matrix form, on host NumPy arrays. It ships in
+the package so that an installed ``arrayprop bench`` times it too.
 
 Notation (row-major batches, one sample per row)::
 
