@@ -52,9 +52,14 @@ ROOT = "arrayprop"
 ARRAY_LIBRARIES = ("cupy", "torch", "jax", "array_api_strict")
 LIBRARY_PACKAGES = ("arrayprop.backends", "arrayprop.bench")
 
-#: Libraries a module may need that need not be installed (the ``[cuda]``, test, bench and
-#: plot extras); a module whose import fails because one of these is missing is skipped.
-OPTIONAL_LIBRARIES = (*ARRAY_LIBRARIES, "matplotlib", "threadpoolctl")
+#: The MPI binding (the ``[mpi]`` extra): only arrayprop.distributed may import it (its NCCL
+#: transport, which imports CuPy, lives in backends/cupy/nccl.py).
+MPI_LIBRARIES = ("mpi4py",)
+MPI_PACKAGES = ("arrayprop.distributed",)
+
+#: Libraries a module may need that need not be installed (the ``[cuda]``, test, bench, plot
+#: and mpi extras); a module whose import fails because one of these is missing is skipped.
+OPTIONAL_LIBRARIES = (*ARRAY_LIBRARIES, *MPI_LIBRARIES, "matplotlib", "threadpoolctl")
 
 #: Subpackages written against the Array API alone.
 PORTABLE_PACKAGES = ("nn", "optim", "training")
@@ -514,6 +519,38 @@ def test_only_backends_and_bench_import_array_libraries():
     )
 
 
+def _mpi_imports() -> list[str]:
+    found: set[tuple[str, int, str]] = set()
+    for module in MODULES:
+        if any(_in(module, p) for p in MPI_PACKAGES):
+            continue
+        for imp in _imports(module):
+            if imp.target.split(".")[0] in MPI_LIBRARIES:
+                scope = "function-local" if imp.local else "module-level"
+                found.add((module, imp.lineno, f"imports {imp.target} ({scope})"))
+    return _listing(found)
+
+
+def test_mpi_import_finder_sees_distributed():
+    """The finder is not blind: arrayprop.distributed imports mpi4py (exempt, so not reported)."""
+    assert any(
+        imp.target.split(".")[0] == "mpi4py"
+        for module in MODULES
+        if _in(module, "arrayprop.distributed")
+        for imp in _imports(module)
+    )
+
+
+def test_only_distributed_imports_mpi():
+    """mpi4py (which starts MPI when imported) is imported by arrayprop.distributed alone, and
+    only when a distributed run asks for it."""
+    found = _mpi_imports()
+    print("\n".join(found) or "mpi4py imported by arrayprop.distributed alone")
+    assert not found, f"{len(found)} mpi4py import(s) outside arrayprop.distributed:\n" + (
+        "\n".join(found)
+    )
+
+
 # -- (e) nn/, optim/, training/ are portable -------------------------------------------------------
 
 #: Code (comments and strings left out) that names a library's namespace: np., cp., torch. ...
@@ -602,7 +639,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("arrayprop.kernels",),
     ("arrayprop.data", "arrayprop.nn"),
     ("arrayprop.optim",),
-    ("arrayprop.checkpoint",),
+    ("arrayprop.checkpoint", "arrayprop.distributed"),
     ("arrayprop.training",),
     ("arrayprop",),
     ("arrayprop.bench",),

@@ -42,6 +42,8 @@ from typing import Any
 
 from arrayprop.checkpoint.write import check_rebuildable
 from arrayprop.data.adapter import prepare
+from arrayprop.distributed import EvalShard, data_parallel
+from arrayprop.distributed import init as init_distributed
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss, get_loss
 from arrayprop.optim.optimizer import Optimizer
@@ -56,7 +58,7 @@ from arrayprop.training.args import (
     resolve_metrics,
     resolve_optimizer,
 )
-from arrayprop.training.callbacks import Callback, History
+from arrayprop.training.callbacks import Callback, History, ModelCheckpoint
 from arrayprop.training.evaluation import eval_sums, outputs
 from arrayprop.training.loop import Run, defer_sigint
 from arrayprop.training.metrics import Metric
@@ -156,6 +158,7 @@ def evaluate(
     metrics: Sequence[str | Metric] | None = DEFAULT_METRICS,
     batch_size: int = 256,
     max_device_bytes: int | None = None,
+    distributed: bool = False,
 ) -> dict[str, float]:
     """Loss and metrics of ``model`` on (x, y), computed on the device in batches.
 
@@ -176,6 +179,10 @@ def evaluate(
         Samples per forward pass.
     max_device_bytes : int, optional
         Budget for the device copy of host data (default :data:`DEFAULT_MAX_DEVICE_BYTES`).
+    distributed : bool
+        Under an MPI launcher, every rank passes the whole set and evaluates its share of the
+        batches; the sums are added over the ranks, so every rank returns the numbers of the
+        whole set (docs/distributed.md).
 
     Returns
     -------
@@ -194,10 +201,17 @@ def evaluate(
     batch = check_argument("evaluate", "batch_size", batch_size)
     budget = _budget("evaluate", max_device_bytes)
     expect = expected_data(model, loss)
+    shard = None
+    if check_argument("evaluate", "distributed", distributed):
+        shard = EvalShard(init_distributed(), x, y, batch)
+        x, y = shard.x, shard.y
     d = prepare(be, x, y, expect, what="evaluate", budget=budget)
     sums = be.to_host(eval_sums(model, d, loss, ms, batch)).tolist()
+    n = d.n
+    if shard is not None:
+        sums, n = shard.reduce(sums), shard.n
     names = (["loss"] if loss is not None else []) + [m.name for m in ms]
-    return {name: value / d.n for name, value in zip(names, sums, strict=True)}
+    return {name: value / n for name, value in zip(names, sums, strict=True)}
 
 
 def predict(
@@ -250,6 +264,7 @@ def fit(
     resume: bool = False,
     max_device_bytes: int | None = None,
     schedule: Schedule | None = None,
+    distributed: bool = False,
 ) -> History:
     """Train ``model`` on (x, y) by mini-batch gradient descent.
 
@@ -302,6 +317,12 @@ def fit(
     schedule : Schedule, optional
         A learning-rate schedule of ``optimizer`` (:mod:`arrayprop.optim.schedules`), stepped after
         every epoch; its state goes into the checkpoint.
+    distributed : bool
+        Data-parallel training under an MPI launcher (``mpirun -n 4 python script.py``): every
+        rank passes the same model and the whole data set, and trains on its shard of every
+        global batch of ``batch_size`` rows; one all-reduce per step sums the gradients, so the
+        weights equal those of one process on the same global batches. Progress and
+        checkpoints are rank 0's; see docs/distributed.md.
 
     Returns
     -------
@@ -315,6 +336,9 @@ def fit(
         Bad data, found before training starts.
     ValueError
         For non-positive ``epochs``, ``batch_size``, ``checkpoint_every``.
+    DistributedError
+        With ``distributed=True``: ranks holding different models or settings (named), or a
+        loss the ranks cannot combine exactly (RMSE).
     DivergenceError
         When the loss or the weights become NaN/inf (the model keeps its last finite weights).
     """
@@ -348,6 +372,10 @@ def fit(
         val = prepare(be, x_val, y_val, expect, what="validation_data", budget=budget)
     batch = train.n if batch_size is None else min(batch_size, train.n)
     display = make_display(progress, epochs)
+    world = init_distributed() if check_argument("fit", "distributed", distributed) else None
+    if world is not None and not world.leader:  # progress and checkpoints are rank 0's
+        display = make_display(None, epochs)
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)]
     run = Run(
         model,
         loss,
@@ -371,6 +399,10 @@ def fit(
     model.assign_names()
     if resume and os.path.exists(checkpoint):
         restore_run(run, checkpoint)
+    if world is not None:
+        settings = {"n": train.n, "batch_size": batch, "epochs": epochs, "shuffle": bool(shuffle)}
+        settings.update(epoch=run.epoch_done, step=run.step, optimizer=repr(optimizer))
+        data_parallel(run, world, settings=settings)
     model.stop_training = False
     for cb in callbacks:
         cb.set_context(model, optimizer)
@@ -402,6 +434,8 @@ def fit(
         save_run(run)
     finally:
         display.close()
+    if world is not None:
+        world.barrier()  # rank 0's last checkpoint is on disk before any rank goes on
     history = run.history
     history.interrupted = history.interrupted or run.stop.requested
     for cb in callbacks:

@@ -33,6 +33,7 @@ ARGUMENTS = {
     "checkpoint_every": POSITIVE_INT,
     "max_device_bytes": POSITIVE_INT,
     "progress": Options((True, False, None, "bar", "lines")),
+    "distributed": Options((True, False)),
 }
 
 

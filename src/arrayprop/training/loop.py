@@ -148,6 +148,9 @@ class Run:
         self.steps_per_epoch = -(-train.n // batch)
         self.window = _Window(self.xp, self.acc, len(metrics))
         self.stop = Stop()
+        #: Set by :func:`arrayprop.distributed.data_parallel`: this rank's batches and the
+        #: per-step all-reduce (None: one process).
+        self.parallel: Any = None
         self.history = History([name for name, _ in weights])
         # Position: completed epochs, steps done in the current one, whether that one has
         # begun (its order drawn: the Generator has moved on) and its shuffled order.
@@ -257,16 +260,21 @@ class Run:
         refresh_seconds, window_steps = self.refresh_seconds, self.window_steps
         next_refresh = time.perf_counter() + refresh_seconds
         done = self.step
+        par = self.parallel
+        batches = d.batches if par is None else par.batches
+        sync = None if par is None else par.sync
         try:
-            for xb, yb in d.batches(B, self.order, done * B):
+            for xb, yb in batches(B, self.order, done * B):
                 with stepping(self.random_seed, optimizer.steps):
                     pred = forward(xb)
                     target = yb if classes is None else xp.astype(yb[:, None] == classes, dtype)
                     value, grad = value_and_grad(pred, target)
                     sums = [m.batch_sum(xp, pred, yb, acc) for m in metrics]
                     backward(grad, **hints)
-                opt_step()
                 nb = xb.shape[0]
+                if sync is not None:  # the global batch's gradients, loss and sums
+                    value, sums, nb = sync(value, sums)
+                opt_step()
                 if nb < B:
                     value = value * (nb / B)  # so that B·Σ values = Σ loss·n_b
                 losses_append(value)
