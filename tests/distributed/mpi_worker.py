@@ -42,8 +42,8 @@ def make_model(backend: str, case: str, seed: int = 5) -> ap.Sequential:
 
 def train_case(
     backend: str, case: str, *, distributed: bool, checkpoint: Path | None = None
-) -> tuple[ap.Sequential, dict[str, float]]:
-    """The model after fit, and evaluate's numbers on the training set."""
+) -> tuple[ap.Sequential, dict[str, float], list[float]]:
+    """The model after fit, evaluate's numbers on the training set and the History's losses."""
     _, batch, loss_name, opt_name, epochs, _, _ = CASES[case]
     x, y = make_data(case)
     model = make_model(backend, case)
@@ -54,7 +54,7 @@ def train_case(
     kwargs = dict(loss=loss, optimizer=opt, batch_size=batch, seed=3, progress=None)
     kwargs.update(metrics=metrics, distributed=distributed)
     if checkpoint is None:
-        ap.fit(model, x, y, epochs=epochs, **kwargs)
+        history = ap.fit(model, x, y, epochs=epochs, **kwargs)
     else:  # one epoch, then a resumed run to the end: exactly the uninterrupted weights
         ap.fit(model, x, y, epochs=1, checkpoint=checkpoint, **kwargs)
         model = make_model(backend, case, seed=99)  # the resumed run must load the weights
@@ -65,9 +65,9 @@ def train_case(
             else ap.SGD(params, lr=0.01, momentum=0.9)
         )
         kwargs["optimizer"] = opt
-        ap.fit(model, x, y, epochs=epochs, checkpoint=checkpoint, resume=True, **kwargs)
+        history = ap.fit(model, x, y, epochs=epochs, checkpoint=checkpoint, resume=True, **kwargs)
     numbers = ap.evaluate(model, x, y, loss=loss, metrics=metrics, distributed=distributed)
-    return model, numbers
+    return model, numbers, list(history.history["loss"])
 
 
 def weights(model: ap.Sequential) -> dict[str, np.ndarray]:
@@ -83,10 +83,13 @@ def main(argv: list[str]) -> None:
             for case in CASES:
                 for resumed in (False, True):
                     ckpt = out / f"{backend}-{case}.ckpt.npz" if resumed else None
-                    model, numbers = train_case(backend, case, distributed=True, checkpoint=ckpt)
+                    model, numbers, losses = train_case(
+                        backend, case, distributed=True, checkpoint=ckpt
+                    )
                     tag = f"{backend}-{case}{'-resumed' if resumed else ''}-rank{rank}"
-                    evaluated = {f"evaluate:{k}": np.float64(v) for k, v in numbers.items()}
-                    np.savez(out / f"{tag}.npz", **weights(model), **evaluated)
+                    extra = {f"evaluate:{k}": np.float64(v) for k, v in numbers.items()}
+                    extra["history:loss"] = np.asarray(losses)
+                    np.savez(out / f"{tag}.npz", **weights(model), **extra)
     elif what == "raise":
 
         def fail(epoch: int, logs: dict) -> None:
