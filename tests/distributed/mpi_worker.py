@@ -90,6 +90,19 @@ def main(argv: list[str]) -> None:
                     extra = {f"evaluate:{k}": np.float64(v) for k, v in numbers.items()}
                     extra["history:loss"] = np.asarray(losses)
                     np.savez(out / f"{tag}.npz", **weights(model), **extra)
+        # BatchNorm: per-shard statistics, running statistics averaged over the ranks
+        be = ap.get_backend("numpy", dtype="float64")
+        x, y = make_data("adam-ce")
+        x, y = x[:48], y[:48]  # 6 batches of 8: every rank holds 2 rows or more of each
+        rng = np.random.default_rng(5)
+        model = ap.Sequential(
+            [ap.Dense(4, 8, seed=rng, backend=be), ap.BatchNorm1d(8, backend=be), ap.ReLU(),
+             ap.Dense(8, 3, seed=rng, backend=be)]
+        )  # fmt: skip
+        ap.fit(model, x, y, loss="softmax-ce", optimizer="sgd", epochs=1, batch_size=8,
+               progress=None, distributed=True)  # fmt: skip
+        buffers = {n: be.to_host(b.data) for n, b in model.named_buffers()}
+        np.savez(out / f"batchnorm-rank{rank}.npz", **buffers)
     elif what == "raise":
 
         def fail(epoch: int, logs: dict) -> None:

@@ -116,8 +116,11 @@ def test_weights_equal_one_process_on_the_global_batches(trained, backend_name, 
     model, numbers, losses = mpi_worker.train_case(backend_name, case, distributed=False)
     reference = mpi_worker.weights(model)
     tag = f"{backend_name}-{case}{'-resumed' if resumed else ''}"
+    first = np.load(out / f"{tag}-rank0.npz")
     for rank in range(ranks):
         got = np.load(out / f"{tag}-rank{rank}.npz")
+        for name in reference:  # the ranks hold the same model, bit for bit
+            np.testing.assert_array_equal(got[name], first[name], err_msg=f"{name} r{rank}")
         for name, w in reference.items():
             np.testing.assert_allclose(got[name], w, rtol=0, atol=1e-12, err_msg=f"{name} r{rank}")
         # the History (rank 0's is the one logged) and evaluate(distributed=True) agree too
@@ -129,6 +132,19 @@ def test_weights_equal_one_process_on_the_global_batches(trained, backend_name, 
     assert max(np.abs(start[k] - reference[k]).max() for k in start) > 1e-3
     if resumed:
         assert (out / f"{backend_name}-{case}.ckpt.npz").exists()
+
+
+def test_batchnorm_running_statistics_stay_equal_on_every_rank(trained):
+    """BatchNorm normalises with each rank's shard, and its running statistics are averaged
+    over the ranks every step: every rank ends with the same (trained) statistics."""
+    ranks, out = trained
+    first = np.load(out / "batchnorm-rank0.npz")
+    assert set(first.files) == {"1.running_mean", "1.running_var"}
+    assert np.abs(first["1.running_mean"]).max() > 1e-3  # moved from its initial zeros
+    for rank in range(1, ranks):
+        got = np.load(out / f"batchnorm-rank{rank}.npz")
+        for name in first.files:
+            np.testing.assert_array_equal(got[name], first[name], err_msg=f"{name} r{rank}")
 
 
 def test_one_rank_raising_ends_every_rank(tmp_path):

@@ -5,7 +5,7 @@
 leaves checkpoint writing to rank 0, and hands the run a :class:`DataParallel`: its batches are
 this rank's shards (:class:`~arrayprop.distributed.shard.ShardedBatches`) and, after each
 backward pass, :meth:`DataParallel.sync` sums the weighted gradients, the loss, the metric sums
-and the stop flag of every rank in **one** all-reduce over one flat buffer. See
+the running statistics and the stop flag of every rank in **one** all-reduce over one flat buffer. See
 docs/distributed.md.
 """
 
@@ -163,7 +163,9 @@ class DataParallel:
 
         Each rank's gradients and loss weigh by its share of the global batch (``mean``
         losses) so that the result is the gradient of the global batch, exactly as one process
-        would compute it; metric sums add up; floating buffers (running statistics) average.
+        would compute it; metric sums add up; floating buffers (running statistics) average,
+        weighted by the ranks' shares of the global batch (a running mean then follows the
+        global batch's mean).
         The parameters' ``grad`` are replaced by the sums.
         """
         run = self.run
@@ -181,8 +183,8 @@ class DataParallel:
         parts = [flat, xp.reshape(xp.astype(value, acc), (1,)) * w]
         if sums:
             parts.append(xp.stack([xp.astype(s, acc) for s in sums]) * (1.0 if rows else 0.0))
-        size = self.world.size
-        parts += [xp.reshape(xp.astype(b.data, acc), (-1,)) / size for b in self.buffers]
+        share = rows / total  # 0 for a stand-in row
+        parts += [xp.reshape(xp.astype(b.data, acc), (-1,)) * share for b in self.buffers]
         stopping = bool(run.stop.requested)
         if self.host:
             parts.append(xp.asarray([1.0 if stopping else 0.0], dtype=acc, device=run.be.device))
