@@ -4,9 +4,9 @@
 (:func:`check_same_model`), gives every rank rank 0's shuffling Generator (one global order),
 leaves checkpoint writing to rank 0, and hands the run a :class:`DataParallel`: its batches are
 this rank's shards (:class:`~arrayprop.distributed.shard.ShardedBatches`) and, after each
-backward pass, :meth:`DataParallel.sync` sums the weighted gradients, the loss, the metric sums
-the running statistics and the stop flag of every rank in **one** all-reduce over one flat buffer. See
-docs/distributed.md.
+backward pass, :meth:`DataParallel.sync` sums the weighted gradients, the loss, the metric sums,
+the running statistics and the stop flag of every rank in **one** all-reduce over one flat
+buffer. See docs/distributed.md.
 """
 
 from __future__ import annotations
