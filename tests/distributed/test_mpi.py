@@ -50,8 +50,11 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def mpirun(ranks: int, *args: str, timeout: float = TIMEOUT) -> tuple[int, str, float]:
-    """(exit status, stdout + stderr, seconds) of the worker on ``ranks`` ranks."""
+def mpirun(
+    ranks: int, *args: str, timeout: float = TIMEOUT, program: list[str] | None = None
+) -> tuple[int, str, float]:
+    """(exit status, stdout + stderr, seconds) of ``program`` (default: the worker with
+    ``args``) on ``ranks`` ranks."""
     command, reason = launcher()
     if command is None:
         _missing(reason)
@@ -68,7 +71,8 @@ def mpirun(ranks: int, *args: str, timeout: float = TIMEOUT) -> tuple[int, str, 
         OPENBLAS_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
     )
-    full = [*command, "-n", str(ranks), sys.executable, str(HERE / "mpi_worker.py"), *args]
+    program = program or [sys.executable, str(HERE / "mpi_worker.py"), *args]
+    full = [*command, "-n", str(ranks), *program]
     t0 = time.monotonic()
     proc = subprocess.Popen(
         full, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -165,3 +169,17 @@ def test_ranks_with_different_models_are_refused(tmp_path):
     assert rc != 0, log[-4000:]
     assert "DistributedError" in log, log[-4000:]
     assert "parameter '2.bias' differs between rank 0 and rank(s) [1]" in log, log[-4000:]
+
+
+def test_the_command_line_trains_on_two_ranks(tmp_path):
+    """``mpirun -n 2 arrayprop train``: distributed by default under the launcher; rank 0 alone
+    prints the result and writes the checkpoint and the saved model."""
+    ckpt, saved = tmp_path / "run.npz", tmp_path / "model.npz"
+    train = [sys.executable, "-m", "arrayprop", "train", "--epochs", "1", "--no-progress"]
+    train += ["--checkpoint", str(ckpt), "--save", str(saved)]
+    rc, log, _ = mpirun(2, program=train)
+    assert rc == 0, log[-4000:]
+    assert log.count("test accuracy") == 1, log[-4000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "run.npz"]
+    rc, log, _ = mpirun(2, program=[*train, "--distributed", "off"])
+    assert rc == 0 and log.count("test accuracy") == 2, log[-4000:]  # two separate runs
