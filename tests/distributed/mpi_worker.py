@@ -6,10 +6,13 @@ distributed=True)``; each rank writes its final weights (and evaluate's numbers)
 :func:`train_case` with ``distributed=False``, computed by the test.
 ``raise OUT``: rank 1 raises in a callback after the first epoch, while rank 0 trains on.
 ``mismatch OUT``: rank 1's model differs from rank 0's in one parameter.
+``interrupt OUT``: rank 1 gets a SIGINT in step 5; each rank writes (interrupted, steps).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -115,6 +118,30 @@ def main(argv: list[str]) -> None:
         ap.fit(model, x, y, loss="softmax-ce", optimizer="sgd", epochs=50, batch_size=7,
                progress=None, callbacks=[callback], distributed=True)  # fmt: skip
         (out / f"finished-rank{rank}").write_text("rank finished training: it should not have")
+    elif what == "interrupt":
+
+        @ap.register_layer
+        class Kick(ap.Layer):
+            """Identity; on rank 1, a SIGINT (a first Ctrl-C) in the forward of step 5."""
+
+            calls = 0
+
+            def forward(self, x):
+                Kick.calls += 1
+                if rank == 1 and Kick.calls == 5:
+                    os.kill(os.getpid(), signal.SIGINT)
+                return x
+
+            def backward(self, grad):
+                return grad
+
+        x, y = make_data("adam-ce")
+        model = make_model("numpy", "adam-ce")
+        model = ap.Sequential([model.layers[0], Kick(), *model.layers[1:]])
+        opt = ap.SGD(model.parameters(), lr=0.01)
+        history = ap.fit(model, x, y, loss="softmax-ce", optimizer=opt, epochs=3, batch_size=7,
+                         progress=None, checkpoint=out / "run.npz", distributed=True)  # fmt: skip
+        (out / f"rank{rank}.txt").write_text(f"{history.interrupted} {opt.steps}")
     elif what == "mismatch":
         x, y = make_data("adam-ce")
         model = make_model("numpy", "adam-ce")

@@ -162,6 +162,16 @@ def test_one_rank_raising_ends_every_rank(tmp_path):
     assert not list(tmp_path.glob("finished-rank*")), "a rank trained on to the end"
 
 
+def test_a_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    """Rank 1 gets a SIGINT in step 5: the stop flag travels in the step's all-reduce, so both
+    ranks stop after step 5, fit returns on both (interrupted) and rank 0 writes the
+    checkpoint."""
+    rc, log, _ = mpirun(2, "interrupt", str(tmp_path))
+    assert rc == 0, log[-4000:]
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in (0, 1)] == ["True 5"] * 2
+    assert (tmp_path / "run.npz").exists()
+
+
 def test_ranks_with_different_models_are_refused(tmp_path):
     """Rank 1's model differs from rank 0's in the last layer's bias alone: refused before the
     first step, naming that parameter (not the first parameter of the model)."""
