@@ -282,3 +282,47 @@ def test_ranks_other_than_0_write_and_print_nothing(tmp_path, capsys, fake_world
     assert capsys.readouterr().out == ""
     assert list(tmp_path.iterdir()) == []
     assert world.barriers == 1
+
+
+@pytest.mark.parametrize("device_side", [False, True], ids=["mpi-host", "nccl-device"])
+def test_one_flat_buffer_per_step_and_where_the_stop_flag_goes(
+    device_side, fake_world, monkeypatch
+):
+    """The buffer of each step holds every gradient, the loss and the metric sums (one
+    all-reduce); the stop flag rides in it on the host path, and goes through MPI on the NCCL
+    path (so the device is not read every step). The NCCL transport itself is a stand-in."""
+    import arrayprop.distributed.parallel as parallel
+
+    world = fake_world(FakeWorld(0, 1))
+    flags = []
+    world.any = lambda flag: flags.append(flag) or flag
+    sizes = []
+
+    def transport(be, world, nccl=None):
+        def reduce(buf):
+            sizes.append(buf.shape[0])
+            return buf
+
+        return reduce
+
+    monkeypatch.setattr(parallel, "transport_for", transport)
+    if device_side:  # the branch DataParallel takes for CuPy
+        init = parallel.DataParallel.__init__
+
+        def nccl_init(self, *args):
+            init(self, *args)
+            self.host = False
+
+        monkeypatch.setattr(parallel.DataParallel, "__init__", nccl_init)
+    be = ap.get_backend("numpy", dtype="float64")
+    model, x, y = _problem(be)
+    ref, _, _ = _problem(be)
+    kwargs = dict(loss="softmax-ce", optimizer="sgd", epochs=1, batch_size=6, seed=3, progress=None)
+    ap.fit(model, x, y, distributed=True, **kwargs)
+    ap.fit(ref, x, y, **kwargs)
+    steps = -(-29 // 6)
+    n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
+    assert sizes == [n_params + 1 + 1 + (0 if device_side else 1)] * steps  # grads, loss, acc
+    assert flags == ([False] * steps if device_side else [])
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+        np.testing.assert_allclose(p.data, q.data, rtol=0, atol=1e-14)
