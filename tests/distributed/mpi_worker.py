@@ -5,7 +5,8 @@ distributed=True)``; each rank writes its final weights (and evaluate's numbers)
 ``OUT/<backend>-<case>-rank<r>.npz``. The single-process reference is the same
 :func:`train_case` with ``distributed=False``, computed by the test.
 ``raise OUT``: rank 1 raises in a callback after the first epoch, while rank 0 trains on.
-``mismatch OUT``: rank 1's model differs from rank 0's in one parameter.
+``mismatch OUT``: rank 1's model differs from rank 0's in one parameter; ``broadcast OUT``:
+the same, then ``broadcast_parameters`` (fit then starts; each rank writes its weights).
 ``interrupt OUT``: rank 1 gets a SIGINT in step 5; each rank writes (interrupted, steps).
 """
 
@@ -142,14 +143,17 @@ def main(argv: list[str]) -> None:
         history = ap.fit(model, x, y, loss="softmax-ce", optimizer=opt, epochs=3, batch_size=7,
                          progress=None, checkpoint=out / "run.npz", distributed=True)  # fmt: skip
         (out / f"rank{rank}.txt").write_text(f"{history.interrupted} {opt.steps}")
-    elif what == "mismatch":
+    elif what in ("mismatch", "broadcast"):
         x, y = make_data("adam-ce")
         model = make_model("numpy", "adam-ce")
         if rank == 1:  # one weight of the last layer only: the error must name that parameter
             bias = model.layers[2].bias
             bias.data = bias.data + np.eye(1, bias.shape[0])[0] * 1e-9
+        if what == "broadcast":  # rank 0's weights everywhere: then fit starts
+            ap.distributed.broadcast_parameters(model)
         ap.fit(model, x, y, loss="softmax-ce", optimizer="sgd", epochs=1, batch_size=7,
                progress=None, distributed=True)  # fmt: skip
+        np.savez(out / f"{what}-rank{rank}.npz", **weights(model))
     else:
         raise SystemExit(f"unknown scenario {what!r}")
 

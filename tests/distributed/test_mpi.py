@@ -193,3 +193,14 @@ def test_the_command_line_trains_on_two_ranks(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "run.npz"]
     rc, log, _ = mpirun(2, program=[*train, "--distributed", "off"])
     assert rc == 0 and log.count("test accuracy") == 2, log[-4000:]  # two separate runs
+
+
+def test_broadcast_parameters_gives_every_rank_rank_0s_weights(tmp_path):
+    """The same differing models, after ``broadcast_parameters``: fit starts and ends with the
+    same weights on both ranks."""
+    rc, log, _ = mpirun(2, "broadcast", str(tmp_path))
+    assert rc == 0, log[-4000:]
+    a, b = (np.load(tmp_path / f"broadcast-rank{r}.npz") for r in (0, 1))
+    assert a.files == b.files and "2.bias" in a.files
+    for name in a.files:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
