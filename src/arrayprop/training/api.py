@@ -343,6 +343,8 @@ def fit(
         When the loss or the weights become NaN/inf (the model keeps its last finite weights).
     """
     be = model_backend(model, "fit")
+    # MPI first: from here an error on one rank ends every rank (not a hang in a collective).
+    world = init_distributed() if check_argument("fit", "distributed", distributed) else None
     epochs = check_argument("fit", "epochs", epochs)
     checkpoint_every = check_argument("fit", "checkpoint_every", checkpoint_every)
     if batch_size is not None:
@@ -372,7 +374,6 @@ def fit(
         val = prepare(be, x_val, y_val, expect, what="validation_data", budget=budget)
     batch = train.n if batch_size is None else min(batch_size, train.n)
     display = make_display(progress, epochs)
-    world = init_distributed() if check_argument("fit", "distributed", distributed) else None
     if world is not None and not world.leader:  # progress and checkpoints are rank 0's
         display = make_display(None, epochs)
         callbacks = [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)]
