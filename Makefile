@@ -42,9 +42,14 @@ $(VENV)/.base: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
+# MPI for the multi-rank tests (tests/distributed/test_mpi.py, which fail under CI=true without
+# it): the [mpi] extra (mpi4py and the Open MPI wheel), else mpi4py with the MPICH wheel; then
+# mpi4py must load the library.
 $(VENV)/.test: $(VENV)/.base
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[mpi]" || $(BIN)/python -m pip install -q mpi4py mpich
+	$(BIN)/python -c "from mpi4py import MPI; print(MPI.Get_library_version().splitlines()[0])"
 	touch $@
 
 train: $(VENV)/.base

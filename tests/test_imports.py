@@ -52,10 +52,13 @@ ROOT = "arrayprop"
 ARRAY_LIBRARIES = ("cupy", "torch", "jax", "array_api_strict")
 LIBRARY_PACKAGES = ("arrayprop.backends", "arrayprop.bench")
 #: Other optional libraries that one subpackage alone may import: library -> that subpackage.
-CONFINED_LIBRARIES = {"sklearn": "arrayprop.sklearn"}
+#: mpi4py starts MPI when imported: arrayprop.distributed alone imports it, and only when a
+#: distributed run asks for it (the NCCL transport, which imports CuPy, is in backends/cupy/).
+CONFINED_LIBRARIES = {"sklearn": "arrayprop.sklearn", "mpi4py": "arrayprop.distributed"}
 
-#: Libraries a module may need that need not be installed (the ``[cuda]``, test, bench and
-#: plot extras); a module whose import fails because one of these is missing is skipped.
+#: Libraries a module may need that need not be installed (the ``[cuda]``, test, bench, plot,
+#: sklearn and mpi extras); a module whose import fails because one of these is missing is
+#: skipped.
 OPTIONAL_LIBRARIES = (*ARRAY_LIBRARIES, *CONFINED_LIBRARIES, "matplotlib", "threadpoolctl")
 
 #: Subpackages written against the Array API alone.
@@ -542,6 +545,21 @@ def test_only_backends_and_bench_import_array_libraries():
     )
 
 
+def test_mpi_import_finder_sees_distributed():
+    """The finder is not blind: arrayprop.distributed imports mpi4py (exempt, so not reported),
+    and the same import elsewhere is reported."""
+    assert any(
+        imp.target.split(".")[0] == "mpi4py"
+        for module in MODULES
+        if _in(module, "arrayprop.distributed")
+        for imp in _imports(module)
+    )
+    outside = {"arrayprop.training.api": MODULES["arrayprop.training.api"]}
+    assert _library_imports(outside, "def f():\n    from mpi4py import MPI\n") == [
+        "arrayprop.training.api:2: imports mpi4py (function-local)"
+    ]
+
+
 # -- (e) nn/, optim/, training/ are portable -------------------------------------------------------
 
 #: Code (comments and strings left out) that names a library's namespace: np., cp., torch. ...
@@ -630,7 +648,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("arrayprop.kernels",),
     ("arrayprop.data", "arrayprop.nn"),
     ("arrayprop.optim",),
-    ("arrayprop.checkpoint",),
+    ("arrayprop.checkpoint", "arrayprop.distributed"),
     ("arrayprop.training",),
     ("arrayprop",),
     ("arrayprop.bench", "arrayprop.sklearn"),

@@ -44,3 +44,7 @@ class CheckpointError(ArrayPropError, ValueError):
 
 class DivergenceError(ArrayPropError, RuntimeError):
     """Training produced a non-finite loss or gradient."""
+
+
+class DistributedError(ArrayPropError, RuntimeError):
+    """The ranks of a distributed run disagree (models, settings) or cannot combine a loss."""

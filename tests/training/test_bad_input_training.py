@@ -419,6 +419,20 @@ CASES = [
         r"fit: progress must be one of True, False, None, 'bar', 'lines', got 'fancy'",
     ),
     Case(
+        "fit-distributed-not-a-bool",
+        lambda be, _: _fit(be, distributed="yes"),
+        ValueError,
+        r"fit: distributed must be one of True, False, got 'yes'",
+    ),
+    Case(
+        "evaluate-distributed-not-a-bool",
+        lambda be, _: ap.evaluate(
+            small_mlp(be), np.ones((4, 3)), np.zeros(4, int), distributed=1.5
+        ),
+        ValueError,
+        r"evaluate: distributed must be one of True, False, got 1.5",
+    ),
+    Case(
         "fit-callback-not-a-callback",
         lambda be, _: _fit(be, callbacks=[print]),
         TypeError,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from arrayprop import checkpoint, data
+from arrayprop import checkpoint, data, distributed
 from arrayprop.backends import BACKENDS, get_backend
 from arrayprop.cli.args import (
     DTYPES,
@@ -168,6 +168,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="replace existing --save / --checkpoint / --plot files (else refused before training)",
     )
     train.add_argument("--no-progress", action="store_true", help="print only the results")
+    train.add_argument(
+        "--distributed",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="data-parallel over MPI ranks (docs/distributed.md); auto: on when started by "
+        "mpirun / mpiexec / srun with more than one rank" + D,
+    )
     train.set_defaults(run=run)
     return train
 
@@ -355,6 +362,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--resume needs --checkpoint PATH")
     check_train_outputs(args)
     _check_resume(args)
+    parallel = args.distributed == "on" or (
+        args.distributed == "auto" and distributed.launched_size() > 1
+    )
+    leader = distributed.init().leader if parallel else True
     be = open_backend(args.backend, args.device, args.dtype)
     ds = load_dataset(args.dataset)
     model, ds, described = build_model(args, ds, be)
@@ -367,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
     )
     optimizer = build_optimizer(args, model.parameters())
     schedule = CosineAnnealingLR(optimizer, args.epochs) if args.schedule == "cosine" else None
-    say = print if not args.no_progress else _quiet
+    say = print if leader and not args.no_progress else _quiet
     say(
         f"{ds.name}: {len(y_fit)} train / {len(validation[1])} validation / "
         f"{len(ds.y_test)} test samples, "
@@ -392,9 +403,14 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=None if args.checkpoint is None else expand(args.checkpoint),
         resume=args.resume,
         schedule=schedule,
+        distributed=parallel,
     )
     seconds = time.perf_counter() - start
-    result = evaluate(model, ds.x_test, y_test, loss=loss, metrics=("accuracy",))
+    result = evaluate(
+        model, ds.x_test, y_test, loss=loss, metrics=("accuracy",), distributed=parallel
+    )
+    if not leader:  # rank 0 reports and writes the files
+        return 0
     print(
         f"test loss {result['loss']:.4f}  test accuracy {100 * result['accuracy']:.2f}%  "
         f"({len(history)} epochs in {seconds:.1f} s)"

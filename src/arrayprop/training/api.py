@@ -45,6 +45,8 @@ from typing import Any
 from arrayprop.backends.threads import choose_blas_threads
 from arrayprop.checkpoint.write import check_rebuildable
 from arrayprop.data.adapter import prepare
+from arrayprop.distributed import EvalShard, data_parallel
+from arrayprop.distributed import init as init_distributed
 from arrayprop.nn.layer import Layer
 from arrayprop.nn.losses import Loss, get_loss, targets_checked
 from arrayprop.optim.optimizer import Optimizer
@@ -62,7 +64,7 @@ from arrayprop.training.args import (
     split_tail,
     warn_double_softmax,
 )
-from arrayprop.training.callbacks import Callback, History, prepare_directory
+from arrayprop.training.callbacks import Callback, History, ModelCheckpoint, prepare_directory
 from arrayprop.training.evaluation import eval_sums, outputs
 from arrayprop.training.loop import Run, defer_sigint
 from arrayprop.training.metrics import Metric
@@ -162,6 +164,7 @@ def evaluate(
     metrics: Sequence[str | Metric] | None = DEFAULT_METRICS,
     batch_size: int = 256,
     max_device_bytes: int | None = None,
+    distributed: bool = False,
 ) -> dict[str, float]:
     """Loss and metrics of ``model`` on (x, y), computed on the device in batches.
 
@@ -182,6 +185,10 @@ def evaluate(
         Samples per forward pass.
     max_device_bytes : int, optional
         Budget for the device copy of host data (default :data:`DEFAULT_MAX_DEVICE_BYTES`).
+    distributed : bool
+        Under an MPI launcher, every rank passes the whole set and evaluates its share of the
+        batches; the sums are added over the ranks, so every rank returns the numbers of the
+        whole set (docs/distributed.md).
 
     Returns
     -------
@@ -200,11 +207,18 @@ def evaluate(
     batch = check_argument("evaluate", "batch_size", batch_size)
     budget = _budget("evaluate", max_device_bytes)
     expect = expected_data(model, loss)
+    shard = None
+    if check_argument("evaluate", "distributed", distributed):
+        shard = EvalShard(init_distributed(), x, y, batch)
+        x, y = shard.x, shard.y
     d = prepare(be, x, y, expect, what="evaluate", budget=budget)
     with targets_checked():  # prepare() checked them all
         sums = be.to_host(eval_sums(model, d, loss, ms, batch)).tolist()
+    n = d.n
+    if shard is not None:
+        sums, n = shard.reduce(sums), shard.n
     names = (["loss"] if loss is not None else []) + [m.name for m in ms]
-    return {name: value / d.n for name, value in zip(names, sums, strict=True)}
+    return {name: value / n for name, value in zip(names, sums, strict=True)}
 
 
 def predict(
@@ -262,6 +276,7 @@ def fit(
     verbose: int | str | None = None,
     sample_weight: Any = None,
     blas_threads: int | str | None = "auto",
+    distributed: bool = False,
 ) -> History:
     """Train ``model`` on (x, y) by mini-batch gradient descent.
 
@@ -343,6 +358,12 @@ def fit(
         :data:`arrayprop.backends.threads.SMALL_GEMM` multiply-adds, unless the environment
         says otherwise (``ARRAYPROP_BLAS_THREADS=auto|off|N``, or ``OPENBLAS_NUM_THREADS``
         and the like already set). The number used is ``history.blas_threads``.
+    distributed : bool
+        Data-parallel training under an MPI launcher (``mpirun -n 4 python script.py``): every
+        rank passes the same model and the whole data set, and trains on its shard of every
+        global batch of ``batch_size`` rows; one all-reduce per step sums the gradients, so the
+        weights equal those of one process on the same global batches. Progress and
+        checkpoints are rank 0's; see docs/distributed.md.
 
     Returns
     -------
@@ -359,10 +380,15 @@ def fit(
         with a loss that takes none (``Loss.takes_sample_weight``).
     OSError
         When the directory of ``checkpoint`` cannot be created or written, before training.
+    DistributedError
+        With ``distributed=True``: ranks holding different models or settings (named), or a
+        loss the ranks cannot combine exactly (RMSE).
     DivergenceError
         When the loss or the weights become NaN/inf (the model keeps its last finite weights).
     """
     be = model_backend(model, "fit")
+    # MPI first: from here an error on one rank ends every rank (not a hang in a collective).
+    world = init_distributed() if check_argument("fit", "distributed", distributed) else None
     epochs = check_argument("fit", "epochs", epochs)
     checkpoint_every = check_argument("fit", "checkpoint_every", checkpoint_every)
     if batch_size is not None:
@@ -379,6 +405,11 @@ def fit(
         raise ValueError(
             f"fit: sample_weight was given but the loss {loss!r} takes none "
             "(Loss.takes_sample_weight is False)"
+        )
+    if sample_weight is not None and world is not None:
+        raise ValueError(
+            "fit: sample_weight is not supported with distributed=True yet (each rank's "
+            "weighted mean would need the global weight sum); train without it or on one process"
         )
     optimizer = resolve_optimizer(optimizer, model)
     if schedule is not None and getattr(schedule, "optimizer", None) is not optimizer:
@@ -419,6 +450,9 @@ def fit(
         blas_threads, largest_gemm(model, batch) if be.uses_numpy_blas else None
     )
     display = make_display(progress, epochs, verbose)
+    if world is not None and not world.leader:  # progress and checkpoints are rank 0's
+        display = make_display(None, epochs)
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)]
     run = Run(
         model,
         loss,
@@ -443,6 +477,10 @@ def fit(
     model.assign_names()
     if resume and os.path.exists(checkpoint):
         restore_run(run, checkpoint)
+    if world is not None:
+        settings = {"n": train.n, "batch_size": batch, "epochs": epochs, "shuffle": bool(shuffle)}
+        settings.update(epoch=run.epoch_done, step=run.step, optimizer=repr(optimizer))
+        data_parallel(run, world, settings=settings)
     model.stop_training = False
     for cb in callbacks:
         cb.set_context(model, optimizer)
@@ -491,6 +529,8 @@ def fit(
             save_run(run)
     finally:
         display.close()
+    if world is not None:
+        world.barrier()  # rank 0's last checkpoint is on disk before any rank goes on
     history = run.history
     history.interrupted = history.interrupted or run.stop.requested
     history.blas_threads = threads if be.uses_numpy_blas else None

@@ -44,6 +44,7 @@ ARGUMENTS = {
     "verbose": Options(("auto", 0, 1, 2)),
     "schedule_interval": Options(("epoch", "step")),
     "validation_split": UNIT_OPEN,
+    "distributed": Options((True, False)),
 }
 
 

@@ -181,6 +181,9 @@ class Run:
         # Set when an exception left optimizer.step() after it began counting the step: the
         # parameters may hold part of an update, so nothing of it may be recorded.
         self.torn = False
+        #: Set by :func:`arrayprop.distributed.data_parallel`: this rank's batches and the
+        #: per-step all-reduce (None: one process).
+        self.parallel: Any = None
         self.history = History([name for name, _ in weights], [*keys, "samples_per_s", "time"])
         # Position: completed epochs, steps done in the current one, whether that one has
         # begun (its order drawn: the Generator has moved on) and its shuffled order.
@@ -313,8 +316,14 @@ class Run:
         next_refresh = time.perf_counter() + refresh_seconds
         done = self.step
         weighted = {}
+        par = self.parallel
+        sync = None if par is None else par.sync
+        if par is None:
+            batches = d.batches(B, self.order, done * B, weights=True)
+        else:  # fit refuses sample_weight with distributed=True
+            batches = ((xb, yb, None) for xb, yb in par.batches(B, self.order, done * B))
         try:
-            for xb, yb, wb in d.batches(B, self.order, done * B, weights=True):
+            for xb, yb, wb in batches:
                 if wb is not None:
                     weighted["sample_weight"] = wb
                 held = [b.data for b in buffers]
@@ -330,6 +339,8 @@ class Run:
                         b.data = data
                     raise
                 nb = xb.shape[0]
+                if sync is not None:  # the global batch's gradients, loss and sums
+                    value, sums, nb = sync(value, sums)
                 if nb < B:
                     value = value * (nb / B)  # so that B·Σ values = Σ loss·n_b
                 # The update and its record are one: a second Ctrl-C waits for both (Stop).
