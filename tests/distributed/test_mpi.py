@@ -196,7 +196,8 @@ def test_the_command_line_trains_on_two_ranks(tmp_path):
     assert rc == 0, log[-4000:]
     assert log.count("test accuracy") == 1, log[-4000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "run.npz"]
-    rc, log, _ = mpirun(2, program=[*train, "--distributed", "off"])
+    # Two separate runs now, writing the same files (the first run's, hence --overwrite).
+    rc, log, _ = mpirun(2, program=[*train, "--distributed", "off", "--overwrite"])
     assert rc == 0 and log.count("test accuracy") == 2, log[-4000:]  # two separate runs
 
 
