@@ -64,15 +64,44 @@ def load(seed: int = 0, val_fraction: float = 0.2) -> dict[str, tuple[np.ndarray
     }
 
 
+def shifted(x: np.ndarray, y: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` and, for ``shift`` > 0, four copies of the images moved by ``shift`` pixels
+    up, down, left and right (the vacated rows or columns take the image's background, the
+    minimum): five times the data, in host NumPy."""
+    if shift == 0:
+        return x, y
+    background = x.min()
+    copies = [x]
+    for axis, step in ((2, shift), (2, -shift), (3, shift), (3, -shift)):
+        moved = np.roll(x, step, axis=axis)
+        index = [slice(None)] * 4
+        index[axis] = slice(0, step) if step > 0 else slice(step, None)
+        moved[tuple(index)] = background
+        copies.append(moved)
+    return np.concatenate(copies), np.concatenate([y] * len(copies))
+
+
 def build(
-    hidden: int = 64, p: float = 0.5, *, seed: int = 0, backend: str | None = None
+    hidden: int = 64,
+    p: float = 0.5,
+    *,
+    bn: bool = False,
+    seed: int = 0,
+    backend: str | None = None,
 ) -> ap.Sequential:
-    """The CNN of the module docstring, with ``hidden`` units and dropout ``p``."""
+    """The CNN of the module docstring, with ``hidden`` units, dropout ``p`` and, with ``bn``,
+    a BatchNorm2d after each convolution."""
     be = ap.get_backend(backend)
+
+    def norm(channels: int) -> list[ap.Layer]:
+        return [ap.BatchNorm2d(channels, backend=be)] if bn else []
+
     return ap.Sequential(
         ap.Conv2D(1, 16, 3, padding=1, seed=seed, backend=be),
+        *norm(16),
         ap.ReLU(),
         ap.Conv2D(16, 32, 3, padding=1, seed=seed + 1, backend=be),
+        *norm(32),
         ap.ReLU(),
         ap.MaxPool2D(2),
         ap.Flatten(),
@@ -89,6 +118,8 @@ def train(
     *,
     hidden: int,
     p: float,
+    bn: bool,
+    shift: int,
     epochs: int,
     lr: float,
     weight_decay: float,
@@ -97,8 +128,10 @@ def train(
     backend: str | None,
     verbose: bool,
 ) -> ap.Sequential:
-    """Build the CNN and fit it to ``(x, y)`` with AdamW and a cosine schedule."""
-    model = build(hidden, p, seed=seed, backend=backend)
+    """Build the CNN and fit it to ``(x, y)`` (with its shifted copies, see :func:`shifted`)
+    with AdamW and a cosine schedule."""
+    x, y = shifted(x, y, shift)
+    model = build(hidden, p, bn=bn, seed=seed, backend=backend)
     optimizer = ap.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     ap.fit(
         model,
