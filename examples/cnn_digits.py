@@ -152,6 +152,8 @@ def main(
     *,
     hidden: int = 64,
     p: float = 0.5,
+    bn: bool = False,
+    shift: int = 0,
     epochs: int = 30,
     lr: float = 3e-3,
     weight_decay: float = 0.01,
@@ -173,6 +175,8 @@ def main(
     settings = dict(
         hidden=hidden,
         p=p,
+        bn=bn,
+        shift=shift,
         epochs=epochs,
         lr=lr,
         weight_decay=weight_decay,

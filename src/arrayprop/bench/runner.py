@@ -26,6 +26,7 @@ from arrayprop.bench.memory import measure_memory
 from arrayprop.bench.timing import Measurement, time_workloads
 from arrayprop.bench.workloads import (
     arrayprop_backend,
+    has_reference,
     load_reference,
     make_workload,
     thread_pool,
@@ -86,7 +87,7 @@ def run_benchmarks(
     def run_one(cfg, batch=None, is_sweep=False):
         specs = [(impl, b) for b in backends for impl in ("arrayprop", "gemm")]
         specs += [("torch-eager", b) for b in peer_backends]
-        if reference:
+        if reference and has_reference(cfg):
             specs.append(("numpy-ref", "numpy"))
         # group by thread pool (numpy first) so that interleaving switches library rarely
         pools = list(dict.fromkeys(["numpy"] + [thread_pool(i, b) for i, b in specs]))
@@ -118,7 +119,7 @@ def run_benchmarks(
         for cfg in cfgs:
             impls = [("arrayprop", b) for b in backends]
             impls += [("torch-eager", b) for b in peer_backends]
-            if reference:
+            if reference and has_reference(cfg):
                 impls.append(("numpy-ref", "numpy"))
             for impl, b in impls:
                 r = measure_memory(impl, cfg, b, device, None, seed)
