@@ -148,6 +148,72 @@ def train(
     return model
 
 
+#: The candidates of ``--select`` (changes to the first one, the previous defaults).
+CANDIDATES: tuple[dict, ...] = (
+    {},
+    {"shift": 1, "epochs": 15},
+    {"bn": True, "shift": 1, "epochs": 15},
+)
+BASE = dict(hidden=64, p=0.5, bn=False, shift=0, epochs=30, lr=3e-3, weight_decay=0.01)
+
+
+def folds(y: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:
+    """``k`` disjoint, stratified index sets covering ``range(len(y))``."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[int]] = [[] for _ in range(k)]
+    for label in np.unique(y):
+        index = rng.permutation(np.flatnonzero(y == label))
+        for i, chunk in enumerate(np.array_split(index, k)):
+            parts[(i + label) % k].extend(chunk.tolist())
+    return [np.sort(np.asarray(p)) for p in parts]
+
+
+def cross_validate(
+    settings: dict, *, k: int = 3, seed: int = 0, backend: str | None = None
+) -> dict[str, float]:
+    """``k``-fold cross-validation on the training set only (the test set is never read):
+    train on k − 1 folds, score the held-out fold, for each fold. Returns the errors summed
+    over the folds (every training image is held out once) and the mean held-out loss."""
+    (x_tr, y_tr), _ = data.load_digits(seed=seed)
+    errors, losses = 0, []
+    for held in folds(y_tr, k, seed):
+        rest = np.setdiff1d(np.arange(len(y_tr)), held)
+        x_a, x_v = x_tr[rest], x_tr[held]
+
+        def images(x: np.ndarray, ref: np.ndarray = x_a) -> np.ndarray:
+            return ((x - ref.mean()) / ref.std()).reshape(-1, 1, 8, 8).astype(np.float32)
+
+        model = train(
+            images(x_a), y_tr[rest], batch_size=32, seed=seed, backend=backend, verbose=False,
+            **settings,
+        )  # fmt: skip
+        r = ap.evaluate(model, images(x_v), y_tr[held], loss="softmax-ce")
+        errors += round((1 - r["accuracy"]) * len(held))
+        losses.append(r["loss"])
+    return {"errors": errors, "n": len(y_tr), "loss": float(np.mean(losses))}
+
+
+def select(*, k: int = 3, backend: str | None = None) -> dict:
+    """Cross-validate each of :data:`CANDIDATES` and print the table of the docstring; returns
+    the settings with the fewest held-out errors (ties: the lower mean held-out loss)."""
+    best = None
+    for change in CANDIDATES:
+        settings = {**BASE, **change}
+        start = time.perf_counter()
+        r = cross_validate(settings, k=k, backend=backend)
+        print(
+            f"{change or 'defaults before'}: {r['errors']} of {r['n']} wrong "
+            f"({1 - r['errors'] / r['n']:.2%}), mean held-out loss {r['loss']:.4f} "
+            f"[{time.perf_counter() - start:.0f} s]",
+            flush=True,
+        )
+        key = (r["errors"], r["loss"])
+        if best is None or key < best[0]:
+            best = (key, settings)
+    print(f"chosen: {best[1]}")
+    return best[1]
+
+
 def main(
     *,
     hidden: int = 64,
@@ -211,7 +277,15 @@ if __name__ == "__main__":
     parser.add_argument(
         "--no-validate", dest="validate", action="store_false", help="skip the validation run"
     )
+    parser.add_argument(
+        "--select",
+        action="store_true",
+        help="rerun the selection: 3-fold cross-validation of the candidates on the training set",
+    )
     args = parser.parse_args()
+    if args.select:
+        select(backend=args.backend)
+        raise SystemExit(0)
     main(
         epochs=args.epochs,
         hidden=args.hidden,
