@@ -219,8 +219,8 @@ def main(
     hidden: int = 64,
     p: float = 0.5,
     bn: bool = False,
-    shift: int = 0,
-    epochs: int = 30,
+    shift: int = 1,
+    epochs: int = 15,
     lr: float = 3e-3,
     weight_decay: float = 0.01,
     batch_size: int = 32,
@@ -269,7 +269,11 @@ def main(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default=None)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument(
+        "--shift", type=int, default=1, help="augment by shifts of this many pixels"
+    )
+    parser.add_argument("--bn", action="store_true", help="BatchNorm2d after each convolution")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--p", type=float, default=0.5, help="dropout probability")
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -288,6 +292,8 @@ if __name__ == "__main__":
         raise SystemExit(0)
     main(
         epochs=args.epochs,
+        shift=args.shift,
+        bn=args.bn,
         hidden=args.hidden,
         p=args.p,
         lr=args.lr,
