@@ -30,7 +30,7 @@ def test_train_step(benchmark, bench_case, bench_device):
         backend=wl.backend,
         device=wl.device,
         batch=wl.batch,
-        sizes="-".join(map(str, wl.config.sizes)),
+        model=wl.config.describe(),
         loss=wl.config.loss,
         flops_per_step=wl.flops_per_step,
     )

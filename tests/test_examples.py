@@ -111,13 +111,34 @@ def test_digits_trains_saves_and_reloads(tmp_path, monkeypatch):
 
 
 def test_cnn_digits_learns_in_one_epoch(capsys):
-    out = _load("cnn_digits").main(epochs=1, seed=0)
+    # Without the shifted copies (five times the data): the smoke run stays cheap.
+    out = _load("cnn_digits").main(epochs=1, shift=0, seed=0)
     # One epoch of the small CNN already beats chance (10 %) by far; the defaults reach ≥ 98.5 %.
     assert out["accuracy"] > 0.7
     assert out["val_accuracy"] > 0.7
     printed = capsys.readouterr().out
     assert re.search(r"validation accuracy \d+\.\d\d%", printed)
     assert re.search(r"test accuracy \d+\.\d\d%\n\Z", printed)
+
+
+def test_cnn_digits_shifts_and_folds():
+    module = _load("cnn_digits")
+    x = np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 1, 8, 8) + 1
+    y = np.array([3, 7])
+    xs, ys = module.shifted(x, y, 1)
+    assert xs.shape == (10, 1, 8, 8) and list(ys) == [3, 7] * 5
+    np.testing.assert_array_equal(xs[:2], x)
+    # Down by one: row r of the copy is row r - 1 of the image; the new top row is background.
+    np.testing.assert_array_equal(xs[2:4, :, 1:], x[:, :, :-1])
+    assert (xs[2:4, :, 0] == x.min()).all() and (xs[4:6, :, -1] == x.min()).all()
+    np.testing.assert_array_equal(xs[8:10, :, :, :-1], x[:, :, :, 1:])  # left by one
+    assert module.shifted(x, y, 0)[0] is x
+    labels = np.repeat(np.arange(10), 30)
+    parts = module.folds(labels, 3, seed=1)
+    every = np.sort(np.concatenate(parts))
+    np.testing.assert_array_equal(every, np.arange(300))  # disjoint and covering
+    for part in parts:
+        assert np.bincount(labels[part], minlength=10).tolist() == [10] * 10  # stratified
 
 
 def test_mlp_batchnorm_dropout_learns_in_two_epochs(capsys):

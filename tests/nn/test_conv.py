@@ -294,3 +294,91 @@ def test_exact_weights_are_checked_and_copied(backend):
         ap.Conv2D(1, 2, 3, weight=np.ones((2, 3, 3, 1)), backend=backend)
     with pytest.raises(ShapeError, match=r"bias must have shape \(2,\)"):
         ap.Conv2D(1, 2, 3, bias=np.ones(3), backend=backend)
+
+
+# -- NumPy fast paths (strided-view im2col, in-place col2im, pooling) vs the portable ones -------
+
+
+def _fast_and_portable(fn):
+    """``fn()`` with the fast paths on, then with the portable kernels."""
+    with ap.kernels.use_portable(False):
+        fast = fn()
+    with ap.kernels.use_portable(True):
+        slow = fn()
+    return fast, slow
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv_kernels_fast_match_portable(seed, dtype):
+    """The NumPy im2col (one copy from a strided view) and col2im (in-place adds) equal the
+    portable ones on random shapes, strides, paddings and non-contiguous input."""
+    rng = np.random.default_rng(seed)
+    kwargs, shape = random_conv(rng)
+    be = ap.get_backend("numpy", dtype=dtype)
+    k, s, p = (
+        ap.nn.conv.pair("t", name, kwargs[name], minimum=0)
+        for name in ("kernel_size", "stride", "padding")
+    )
+    # A transposed view, as a Conv2D output (a permuted GEMM result) is.
+    x = np.transpose(rng.standard_normal(shape[::-1]).astype(dtype), (3, 2, 1, 0))
+    x = (
+        np.ascontiguousarray(x)
+        if seed % 2
+        else np.swapaxes(np.ascontiguousarray(np.swapaxes(x, 1, 2)), 1, 2)
+    )
+    before = x.copy()
+    fast, slow = _fast_and_portable(lambda: ap.kernels.conv_cols(be, x, k, s, p))
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(x, before)  # x is only read
+    assert not np.shares_memory(fast, x)
+    g = rng.standard_normal(slow.shape).astype(dtype)
+    fast, slow = _fast_and_portable(lambda: ap.kernels.conv_col2im(be, g, shape, k, s, p))
+    assert fast.shape == slow.shape == shape
+    np.testing.assert_allclose(fast, slow, rtol=1e-6 if dtype == "float32" else 1e-14, atol=0)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pool_kernels_fast_match_portable(seed):
+    """Max / average pooling and their gradients: fast equals portable, ties included."""
+    rng = np.random.default_rng(seed)
+    k, s, shape = random_pool(rng)
+    be = ap.get_backend("numpy", dtype="float64")
+    # Rounded values: many ties, which must go to the same (first) entry on both paths.
+    x = np.round(rng.standard_normal(shape) * 2) / 2
+    (yf, af), (ys, as_) = _fast_and_portable(lambda: ap.kernels.max_pool(be, x, k, s))
+    np.testing.assert_array_equal(yf, ys)
+    np.testing.assert_array_equal(af, as_)
+    g = rng.standard_normal(ys.shape)
+    fast, slow = _fast_and_portable(lambda: ap.kernels.max_pool_grad(be, g, as_, shape, k, s))
+    np.testing.assert_allclose(fast, slow, rtol=1e-14, atol=0)
+    fast, slow = _fast_and_portable(lambda: ap.kernels.avg_pool(be, x, k, s))
+    np.testing.assert_allclose(fast, slow, rtol=1e-14, atol=1e-15)
+    fast, slow = _fast_and_portable(lambda: ap.kernels.avg_pool_grad(be, g, shape, k, s))
+    np.testing.assert_allclose(fast, slow, rtol=1e-14, atol=0)
+
+
+def test_first_conv_skips_the_input_gradient(backend, rng, monkeypatch):
+    """input_grad=False (the first layer while training) returns None and sets the same
+    parameter gradients; train_step takes that path (no col2im of the data)."""
+    kwargs, shape = random_conv(rng)
+    conv, _, _ = conv_with_weights(kwargs, backend, rng)
+    x = backend.asarray(rng.standard_normal(shape))
+    z = conv.forward(x)
+    g = backend.asarray(rng.standard_normal(tuple(z.shape)))
+    assert conv.backward(g) is not None
+    dw, db = host(backend, conv.weight.grad), host(backend, conv.bias.grad)
+    conv.forward(x)
+    assert conv.backward(g, input_grad=False) is None
+    np.testing.assert_allclose(host(backend, conv.weight.grad), dw, rtol=1e-12)
+    np.testing.assert_allclose(host(backend, conv.bias.grad), db, rtol=1e-12)
+    calls = []
+    original = ap.kernels.conv_col2im
+    monkeypatch.setattr(ap.kernels, "conv_col2im", lambda *a: calls.append(a) or original(*a))
+    model = ap.Sequential(conv, ap.Flatten())
+    y = backend.asarray(np.zeros((shape[0], int(np.prod(z.shape[1:])))))
+    ap.train_step(model, ap.MSE(), ap.SGD(model.parameters(), lr=1e-3), x, y)
+    assert calls == []
+    conv.forward(x)
+    conv.backward(g)
+    assert len(calls) == 1  # the patch does see a col2im that happens

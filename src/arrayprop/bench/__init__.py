@@ -9,8 +9,9 @@ says what each one runs, and ``docs/benchmarks.md`` describes the method.
 This package imports numpy eagerly and torch / cupy / jax / matplotlib lazily.
 """
 
-# Where things live: configs (BenchConfig, CONFIGS, sweep, GEMM shapes), workloads (the four
-# implementations as ready-to-time steps), timing (warm-up, samples, medians), memory (peak
+# Where things live: configs (BenchConfig, CONFIGS, ConvBenchConfig, CONV_CONFIGS, sweep, GEMM
+# shapes), workloads (the four implementations as ready-to-time steps, the CNN models and
+# their PyTorch twins), timing (warm-up, samples, medians), memory (peak
 # memory, measured by memory_child in a fresh interpreter), environment (machine and
 # libraries), runner (the whole suite and its ratios), report (tables, Markdown, JSON, PNG),
 # cli (``arrayprop bench``). memory_child is not imported here: ``python -m`` runs it.
@@ -19,12 +20,15 @@ from __future__ import annotations
 
 from arrayprop.bench.cli import add_arguments, run_from_args
 from arrayprop.bench.configs import (
+    ALL_CONFIGS,
     BACKENDS,
     CONFIGS,
+    CONV_CONFIGS,
     IMPLS,
     LR,
     SWEEP_BATCHES,
     BenchConfig,
+    ConvBenchConfig,
     gemm_flops,
     gemm_shapes,
     make_data,
@@ -34,7 +38,13 @@ from arrayprop.bench.memory import measure_memory
 from arrayprop.bench.report import write_json, write_markdown, write_plot
 from arrayprop.bench.runner import run_benchmarks
 from arrayprop.bench.timing import Measurement, time_workload, time_workloads
-from arrayprop.bench.workloads import Workload, load_reference, make_workload
+from arrayprop.bench.workloads import (
+    Workload,
+    build_model,
+    load_reference,
+    make_workload,
+    torch_twin,
+)
 
 # isort: split
 # Not in __all__ but importable from here as when this package was one module (tests and
@@ -63,15 +73,19 @@ from arrayprop.bench.workloads import torch_device_for as torch_device_for
 from arrayprop.bench.workloads import torch_peer as torch_peer
 
 __all__ = [
+    "ALL_CONFIGS",
     "BACKENDS",
     "CONFIGS",
+    "CONV_CONFIGS",
     "IMPLS",
     "LR",
     "SWEEP_BATCHES",
     "BenchConfig",
+    "ConvBenchConfig",
     "Measurement",
     "Workload",
     "add_arguments",
+    "build_model",
     "environment",
     "gemm_flops",
     "gemm_shapes",
@@ -83,6 +97,7 @@ __all__ = [
     "run_from_args",
     "time_workload",
     "time_workloads",
+    "torch_twin",
     "write_json",
     "write_markdown",
     "write_plot",

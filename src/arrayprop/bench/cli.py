@@ -11,8 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from arrayprop.bench.configs import (
+    ALL_CONFIGS,
     BACKENDS,
     CONFIGS,
+    CONV_CONFIGS,
     SWEEP_BATCHES,
     SWEEP_CONFIG,
     get_configs,
@@ -32,13 +34,15 @@ Four implementations are timed for every (config, backend):
                layer i with input A (batch x n_in), weight W (n_in x n_out) and output
                gradient D (batch x n_out): forward A @ W, weight gradient A.T @ D, and
                input gradient D @ W.T for every layer except the first, whose input is
-               the data and needs no gradient. Same backend namespace and dtype, fresh
+               the data and needs no gradient. Per Conv2D layer the same three with the
+               im2col matrix in the place of A. Same backend namespace and dtype, fresh
                output arrays (as in a real step). efficiency = t_gemm / t_step.
-  torch-eager  The PyTorch peer: nn.Sequential of Linear + ReLU, autograd,
-               torch.optim.SGD(lr=0.01), F.cross_entropy / F.mse_loss,
+  torch-eager  The PyTorch peer: nn.Sequential of Linear + ReLU (for a CNN: the twin of
+               arrayprop's network, Conv2d / MaxPool2d / Linear with the same weights),
+               autograd, torch.optim.SGD(lr=0.01), F.cross_entropy / F.mse_loss,
                zero_grad(set_to_none=True); same device and dtype, torch's default threads.
   numpy-ref    arrayprop.bench.reference: a hand-written NumPy matrix-backprop loop,
-               float32 throughout (the overhead floor on CPU).
+               float32 throughout (the overhead floor on CPU); MLP configs only.
 
 The method is described in docs/benchmarks.md.
 """
@@ -54,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--configs",
         default=",".join(CONFIGS),
-        help=f"comma-separated configs (default: all; valid: {', '.join(CONFIGS)})",
+        help=f"comma-separated configs (default: the MLPs {', '.join(CONFIGS)}; the CNNs "
+        f"{', '.join(CONV_CONFIGS)} by name; valid: {', '.join(ALL_CONFIGS)})",
     )
     parser.add_argument(
         "--sweep",

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from arrayprop.bench.configs import BenchConfig
+from arrayprop.bench.configs import BenchConfig, ConvBenchConfig
 
 #: The module run with ``python -m`` in the child. It is never imported here: ``-m`` would
 #: then find it already in ``sys.modules`` and warn.
@@ -25,7 +25,7 @@ RESULT_PREFIX = "ARRAYPROP_MEMORY "
 
 def measure_memory(
     impl: str,
-    cfg: BenchConfig | str,
+    cfg: BenchConfig | ConvBenchConfig | str,
     backend: str = "numpy",
     device: str | None = None,
     batch: int | None = None,
@@ -37,7 +37,7 @@ def measure_memory(
     Returns the child's result (:func:`arrayprop.bench.memory_child.measure_step`); raises
     ``RuntimeError`` with the child's last line of output if it prints no result.
     """
-    name = cfg.name if isinstance(cfg, BenchConfig) else cfg
+    name = cfg if isinstance(cfg, str) else cfg.name
     spec = {
         "impl": impl,
         "config": name,

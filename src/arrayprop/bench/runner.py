@@ -25,6 +25,7 @@ from arrayprop.bench.memory import measure_memory
 from arrayprop.bench.timing import NOISY_IQR, Measurement, loadavg, time_workloads
 from arrayprop.bench.workloads import (
     arrayprop_backend,
+    has_reference,
     make_workload,
     thread_pool,
     torch_device_for,
@@ -78,7 +79,7 @@ def run_benchmarks(
     def run_one(cfg, batch=None, is_sweep=False):
         specs = [(impl, b) for b in backends for impl in ("arrayprop", "gemm")]
         specs += [("torch-eager", b) for b in peer_backends]
-        if reference:
+        if reference and has_reference(cfg):
             specs.append(("numpy-ref", "numpy"))
         # group by thread pool (numpy first) so that interleaving switches library rarely
         pools = list(dict.fromkeys(["numpy"] + [thread_pool(i, b) for i, b in specs]))
@@ -115,7 +116,7 @@ def run_benchmarks(
         for cfg in cfgs:
             impls = [("arrayprop", b) for b in backends]
             impls += [("torch-eager", b) for b in peer_backends]
-            if reference:
+            if reference and has_reference(cfg):
                 impls.append(("numpy-ref", "numpy"))
             for impl, b in impls:
                 r = measure_memory(impl, cfg, b, device, None, seed)

@@ -23,7 +23,7 @@ from arrayprop.bench.configs import (
     IMPLS,
     LR,
     BenchConfig,
-    gemm_flops,
+    ConvBenchConfig,
     get_configs,
     make_data,
     parse_names,
@@ -119,11 +119,70 @@ def _device_str(be) -> str:
     return str(dev)
 
 
+def build_model(cfg: BenchConfig | ConvBenchConfig, backend: Any, seed: int = 0) -> Any:
+    """arrayprop's model of ``cfg`` on ``backend``: ``ap.mlp`` for an MLP; for a CNN a
+    Sequential of the layer list (Conv2D, MaxPool2D, ReLU, Flatten, Dense), layer i seeded
+    ``seed + i``."""
+    if not isinstance(cfg, ConvBenchConfig):
+        return ap.mlp(list(cfg.sizes), activation=cfg.activation, seed=seed, backend=backend)
+    layers = []
+    for i, (layer, before, after) in enumerate(cfg.plan()):
+        kind = layer[0]
+        if kind == "conv":
+            _, o, k, s, p = layer
+            layers.append(ap.Conv2D(before[0], o, k, s, p, seed=seed + i, backend=backend))
+        elif kind == "maxpool":
+            layers.append(ap.MaxPool2D(layer[1]))
+        elif kind == "dense":
+            layers.append(ap.Dense(before[0], after[0], seed=seed + i, backend=backend))
+        elif kind == "flatten":
+            layers.append(ap.Flatten())
+        else:
+            layers.append(ap.ReLU())
+    return ap.Sequential(*layers)
+
+
+def torch_twin(cfg: ConvBenchConfig, model: Any, device: Any = "cpu", dtype: str = DTYPE) -> Any:
+    """The PyTorch ``nn.Sequential`` of ``cfg``'s CNN with the weights of the arrayprop
+    ``model`` (:func:`build_model`): Conv2d weights share the (O, C, kh, kw) layout, Linear
+    weights are Dense's transposed."""
+    import torch
+
+    nn = torch.nn
+    tdtype = getattr(torch, dtype)
+    be = model.backend
+    params = iter(model.layers)
+    layers = []
+    for layer, before, after in cfg.plan():
+        ours = next(params)
+        kind = layer[0]
+        if kind in ("conv", "dense"):
+            w = np.asarray(be.to_host(ours.weight.data), dtype=np.float64)
+            b = np.asarray(be.to_host(ours.bias.data), dtype=np.float64)
+            if kind == "conv":
+                _, o, k, s, p = layer
+                t = nn.Conv2d(before[0], o, k, s, p, device=device, dtype=tdtype)
+            else:
+                t = nn.Linear(before[0], after[0], device=device, dtype=tdtype)
+                w = w.T
+            with torch.no_grad():
+                t.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+                t.bias.copy_(torch.from_numpy(b))
+            layers.append(t)
+        elif kind == "maxpool":
+            layers.append(nn.MaxPool2d(layer[1]))
+        elif kind == "flatten":
+            layers.append(nn.Flatten())
+        else:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
 def _arrayprop_workload(cfg, batch, backend, device, seed):
     """(a) arrayprop's own train step. Keep this the only place that uses its model API."""
     be = arrayprop_backend(backend, device)
     x_h, y_h = make_data(cfg, batch, seed)
-    model = ap.mlp(list(cfg.sizes), activation=cfg.activation, seed=seed, backend=be)
+    model = build_model(cfg, be, seed)
     loss = ap.SoftmaxCrossEntropy() if cfg.loss == "softmax-ce" else ap.MSE()
     opt = ap.SGD(model.parameters(), lr=LR)
     x, y = be.asarray(x_h), be.asarray(y_h)
@@ -168,8 +227,8 @@ def gemm_workload(
             be.sync()
 
     rng = np.random.default_rng(seed)
-    ops = []
-    for i, (n_in, n_out) in enumerate(pairwise(cfg.sizes)):
+    ops = [] if not isinstance(cfg, ConvBenchConfig) else _conv_gemm_ops(cfg, batch, rng, asarray)
+    for i, (n_in, n_out) in enumerate(pairwise(getattr(cfg, "sizes", ()))):
         a = asarray(rng.standard_normal((batch, n_in), dtype=np.float32))
         w = asarray(rng.standard_normal((n_in, n_out), dtype=np.float32))
         d = asarray(rng.standard_normal((batch, n_out), dtype=np.float32))
@@ -190,8 +249,31 @@ def gemm_workload(
         batch,
         step,
         sync or _noop_sync,
-        flops_per_step=gemm_flops(cfg.sizes, batch),
+        flops_per_step=sum(2 * m * k * n for _, m, k, n in cfg.gemm_shapes(batch)),
     )
+
+
+def _conv_gemm_ops(cfg, batch, rng, asarray):
+    """The operand pairs of :meth:`ConvBenchConfig.gemm_shapes`, laid out as Conv2D's and
+    Dense's steps lay them out (transposes are views)."""
+
+    def rand(*shape):
+        return asarray(rng.standard_normal(shape, dtype=np.float32))
+
+    ops = []
+    for i, (layer, before, after) in enumerate(cfg.plan()):
+        if layer[0] == "conv":
+            m, k, o = batch * after[1] * after[2], before[0] * layer[2] ** 2, after[0]
+            cols, w_mat, delta = rand(m, k), rand(o, k), rand(m, o)
+            ops += [(cols, w_mat.T), (delta.T, cols)]  # eq. 30, eq. 31
+            if i > 0:
+                ops.append((delta, w_mat))  # eq. 32
+        elif layer[0] == "dense":
+            a, w, d = rand(batch, before[0]), rand(before[0], after[0]), rand(batch, after[0])
+            ops += [(a, w), (a.T, d)]
+            if i > 0:
+                ops.append((d, w.T))
+    return ops
 
 
 def torch_device_for(backend: str, device: str | None) -> str:
@@ -248,16 +330,38 @@ def torch_peer(cfg, params, device="cpu", dtype="float32", lr=LR):
     return model, step, loss_fn
 
 
+def _torch_conv_step(cfg, device, seed, lr=LR):
+    """The PyTorch-eager step of a CNN: the twin of arrayprop's model (same weights)."""
+    import torch
+    import torch.nn.functional as F
+
+    model = torch_twin(cfg, build_model(cfg, arrayprop_backend("numpy", None), seed), device)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
 def _torch_workload(cfg, batch, backend, device, seed):
     import torch
 
-    ref = load_reference()
     dev = torch.device(torch_device_for(backend, device))
-    params = ref.init_params(cfg.sizes, seed=seed, dtype=np.float32)
-    _, tstep, _ = torch_peer(cfg, params, dev, DTYPE)
+    if isinstance(cfg, ConvBenchConfig):
+        tstep = _torch_conv_step(cfg, dev, seed)
+    else:
+        ref = load_reference()
+        params = ref.init_params(cfg.sizes, seed=seed, dtype=np.float32)
+        _, tstep, _ = torch_peer(cfg, params, dev, DTYPE)
+        del params
     x_h, y_h = make_data(cfg, batch, seed)
     x, y = torch.from_numpy(x_h).to(dev), torch.from_numpy(y_h).to(dev)
-    del params, x_h, y_h
+    del x_h, y_h
 
     if dev.type == "cuda":
 
@@ -278,7 +382,14 @@ def _torch_workload(cfg, batch, backend, device, seed):
     )
 
 
+def has_reference(cfg: BenchConfig | ConvBenchConfig) -> bool:
+    """Whether ``numpy-ref`` (the hand-written MLP loop) exists for ``cfg``: MLPs only."""
+    return not isinstance(cfg, ConvBenchConfig)
+
+
 def _numpy_ref_workload(cfg, batch, backend, device, seed):
+    if not has_reference(cfg):
+        raise ValueError(f"numpy-ref is an MLP loop: there is none for the CNN {cfg.name!r}")
     ref = load_reference()
     net = ref.NumpyReferenceMLP(ref.init_params(cfg.sizes, seed=seed), lr=LR, loss=cfg.loss)
     x, y = make_data(cfg, batch, seed)

@@ -30,14 +30,20 @@ __all__ = [
     "activation",
     "activation_grad",
     "adam_update",
+    "avg_pool",
+    "avg_pool_grad",
     "bias_activation",
     "bias_grad",
+    "conv_col2im",
+    "conv_cols",
     "embedding_grad",
     "expect_overflow",
     "fused_sgd",
     "fused_sgd_status",
     "linear",
     "matmul",
+    "max_pool",
+    "max_pool_grad",
     "portable",
     "sgd_update",
     "sgd_xt_delta_update",
@@ -191,3 +197,53 @@ def adam_update(backend, w, g, m, v, lr, beta1, beta2, eps, bias_c1, bias_c2):
     fast = _fast(backend)
     args = (w, g, m, v, lr, beta1, beta2, eps, bias_c1, bias_c2)
     return fast.adam_update(*args) if fast else portable.adam_update(backend.xp, *args)
+
+
+def conv_cols(backend, x, kernel, stride, padding):
+    """The im2col matrix (N·H_out·W_out, C·kh·kw) of x (N, C, H, W) (eq. 29), a new array."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "conv_cols"):
+        return fast.conv_cols(x, kernel, stride, padding)
+    return portable.conv_cols(backend.xp, x, kernel, stride, padding)
+
+
+def conv_col2im(backend, grad_cols, input_shape, kernel, stride, padding):
+    """∂C/∂X (N, C, H, W) from ∂C/∂cols (N·H_out·W_out, C·kh·kw), the adjoint of
+    :func:`conv_cols` (eq. 33), a new array."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "conv_col2im"):
+        return fast.conv_col2im(grad_cols, input_shape, kernel, stride, padding)
+    return portable.conv_col2im(backend.xp, grad_cols, input_shape, kernel, stride, padding)
+
+
+def max_pool(backend, x, kernel, stride):
+    """(Y, A): the maximum of each window of x (N, C, H, W) and its position ``i·kw + j`` in the
+    window (the first on ties), both (N, C, H_out, W_out) (eq. 34)."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "max_pool"):
+        return fast.max_pool(x, kernel, stride)
+    return portable.max_pool(backend.xp, x, kernel, stride)
+
+
+def max_pool_grad(backend, grad, arg, input_shape, kernel, stride):
+    """∂C/∂X (N, C, H, W) of max pooling: ``grad`` routed to the argmax ``arg`` (eq. 35)."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "max_pool_grad"):
+        return fast.max_pool_grad(grad, arg, input_shape, kernel, stride)
+    return portable.max_pool_grad(backend.xp, grad, arg, input_shape, kernel, stride)
+
+
+def avg_pool(backend, x, kernel, stride):
+    """The mean of each window of x (N, C, H, W) -> (N, C, H_out, W_out) (eq. 36)."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "avg_pool"):
+        return fast.avg_pool(x, kernel, stride)
+    return portable.avg_pool(backend.xp, x, kernel, stride)
+
+
+def avg_pool_grad(backend, grad, input_shape, kernel, stride):
+    """∂C/∂X (N, C, H, W) of average pooling (eq. 36)."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "avg_pool_grad"):
+        return fast.avg_pool_grad(grad, input_shape, kernel, stride)
+    return portable.avg_pool_grad(backend.xp, grad, input_shape, kernel, stride)

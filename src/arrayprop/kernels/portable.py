@@ -154,3 +154,134 @@ def embedding_grad(xp, indices, grad, num_embeddings: int) -> Any:
         grad.dtype,
     )  # (rows, num_embeddings)
     return xp.matmul(xp.matrix_transpose(onehot), grad)  # eq. 41
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length along one axis: ⌊(size + 2·padding − kernel) / stride⌋ + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _zeros_like_axis(xp, x, axis: int, n: int) -> Any:
+    shape = list(x.shape)
+    shape[axis] = n
+    return xp.zeros(tuple(shape), dtype=x.dtype, device=x.device)
+
+
+def pad_axis(xp, x, axis: int, before: int, after: int) -> Any:
+    """``x`` with ``before`` and ``after`` zeros along ``axis`` (the standard has no ``pad``)."""
+    parts = [_zeros_like_axis(xp, x, axis, before)] if before else []
+    parts.append(x)
+    if after:
+        parts.append(_zeros_like_axis(xp, x, axis, after))
+    return x if len(parts) == 1 else xp.concat(parts, axis=axis)
+
+
+def im2col(xp, x, kernel, stride, padding=(0, 0)) -> Any:
+    """The windows of ``x``, one strided slice per kernel offset.
+
+    x : (N, C, H, W); kernel, stride, padding : (kh, kw), (sh, sw), (ph, pw)
+    -> (N, C, kh·kw, H_out, W_out), entry ``[n, c, i·kw + j, p, q]`` the zero-padded input at
+    ``[n, c, i + sh·p, j + sw·q]``. :func:`conv_cols` permutes it to the im2col matrix.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    xp_ = pad_axis(xp, pad_axis(xp, x, 2, ph, ph), 3, pw, pw)
+    h_out = conv_output_size(x.shape[2], kh, sh, ph)
+    w_out = conv_output_size(x.shape[3], kw, sw, pw)
+    # The slice for offset (i, j) starts there and takes every stride-th row and column.
+    slices = [
+        xp_[:, :, i : i + sh * (h_out - 1) + 1 : sh, j : j + sw * (w_out - 1) + 1 : sw]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return xp.stack(slices, axis=2)
+
+
+def _dilate(xp, g, axis: int, step: int) -> Any:
+    """``g`` with ``step − 1`` zeros after each entry along ``axis`` (the last ones dropped):
+    length n -> step·(n − 1) + 1. Interleaves by stacking with zeros and reshaping."""
+    if step == 1:
+        return g
+    n = g.shape[axis]
+    zeros = xp.zeros_like(g)
+    woven = xp.stack([g] + [zeros] * (step - 1), axis=axis + 1)
+    shape = (*g.shape[:axis], n * step, *g.shape[axis + 1 :])
+    woven = xp.reshape(woven, shape)
+    index = (slice(None),) * axis + (slice(0, step * (n - 1) + 1), Ellipsis)
+    return woven[index]
+
+
+def col2im(xp, patches, input_shape, kernel, stride, padding=(0, 0)) -> Any:
+    """The adjoint of :func:`im2col`: scatter-add every window back onto the input.
+
+    patches : (N, C, kh·kw, H_out, W_out), gradients of :func:`im2col`'s output;
+    input_shape : (N, C, H, W) -> (N, C, H, W): Σ over kernel offsets of each offset's slice
+    placed where :func:`im2col` read it (a zero-padded placement per offset, summed), with the
+    padding cut off.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    _, _, h, w = input_shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    # Spread each output position to its stride-th place once, for every offset together.
+    spread = _dilate(xp, _dilate(xp, patches, 3, sh), 4, sw)
+    rows, cols = spread.shape[3], spread.shape[4]
+    total = None
+    for i in range(kh):
+        for j in range(kw):
+            g = spread[:, :, i * kw + j, ...]
+            g = pad_axis(xp, pad_axis(xp, g, 2, i, hp - i - rows), 3, j, wp - j - cols)
+            total = g if total is None else total + g  # eq. 33
+    return total[:, :, ph : ph + h, pw : pw + w]  # eq. 33
+
+
+def conv_cols(xp, x, kernel, stride, padding) -> Any:
+    """The im2col matrix of x (N, C, H, W): (N·H_out·W_out, C·kh·kw), rows (n, p, q) and
+    columns (c, i, j), the order of a (O, C, kh, kw) weight's axes (eq. 29)."""
+    windows = im2col(xp, x, kernel, stride, padding)
+    c, k = windows.shape[1], windows.shape[2]
+    return xp.reshape(xp.permute_dims(windows, (0, 3, 4, 1, 2)), (-1, c * k))  # eq. 29
+
+
+def conv_col2im(xp, grad_cols, input_shape, kernel, stride, padding) -> Any:
+    """∂C/∂X (N, C, H, W) from ∂C/∂cols (N·H_out·W_out, C·kh·kw): the adjoint of
+    :func:`conv_cols` (eq. 33)."""
+    n, c, h, w = input_shape
+    h_out = conv_output_size(h, kernel[0], stride[0], padding[0])
+    w_out = conv_output_size(w, kernel[1], stride[1], padding[1])
+    patches = xp.reshape(grad_cols, (n, h_out, w_out, c, kernel[0] * kernel[1]))
+    patches = xp.permute_dims(patches, (0, 3, 4, 1, 2))
+    return col2im(xp, patches, input_shape, kernel, stride, padding)  # eq. 33
+
+
+def max_pool(xp, x, kernel, stride) -> tuple[Any, Any]:
+    """(Y, A) of max pooling x (N, C, H, W): Y the maximum of each window (N, C, H_out, W_out),
+    A its position within the window, ``i·kw + j``, the first in row-major order on ties
+    (eq. 34)."""
+    windows = im2col(xp, x, kernel, stride)
+    return xp.max(windows, axis=2), xp.argmax(windows, axis=2)  # eq. 34
+
+
+def max_pool_grad(xp, grad, arg, input_shape, kernel, stride) -> Any:
+    """∂C/∂X (N, C, H, W): each window's gradient ``grad`` (N, C, H_out, W_out) routed to its
+    argmax ``arg`` (from :func:`max_pool`), overlapping windows adding up (eq. 35)."""
+    k = kernel[0] * kernel[1]
+    offsets = xp.reshape(xp.arange(k, device=grad.device), (1, 1, k, 1, 1))
+    # One-hot of the argmax along the window axis, by comparison (no mask assignment).
+    one_hot = xp.astype(xp.expand_dims(arg, axis=2) == offsets, grad.dtype)
+    patches = one_hot * xp.expand_dims(grad, axis=2)  # eq. 35
+    return col2im(xp, patches, input_shape, kernel, stride)  # eq. 35
+
+
+def avg_pool(xp, x, kernel, stride) -> Any:
+    """The mean of each window of x (N, C, H, W) -> (N, C, H_out, W_out) (eq. 36)."""
+    return xp.mean(im2col(xp, x, kernel, stride), axis=2)  # eq. 36
+
+
+def avg_pool_grad(xp, grad, input_shape, kernel, stride) -> Any:
+    """∂C/∂X (N, C, H, W): each window's gradient shared equally by its kh·kw entries (eq. 36)."""
+    k = kernel[0] * kernel[1]
+    share = xp.expand_dims(grad / k, axis=2)
+    patches = xp.broadcast_to(share, (*share.shape[:2], k, *share.shape[3:]))  # eq. 36
+    return col2im(xp, patches, input_shape, kernel, stride)  # eq. 36

@@ -1,8 +1,11 @@
 """``Conv2D``: 2-D convolution on NCHW as one GEMM over an im2col matrix, and its backward pass.
 
-im2col and col2im are Array API only (strided slices, ``stack``, ``concat`` with zeros, sums):
-no in-place writes, so they run on immutable arrays (JAX) too. :mod:`.pooling` uses the same
-windowing. Equation numbers refer to docs/math.md.
+The im2col matrix and its adjoint (col2im) come from :func:`arrayprop.kernels.conv_cols` and
+:func:`arrayprop.kernels.conv_col2im`: the portable versions are Array API only (strided
+slices, ``stack``, ``concat`` with zeros, sums; no in-place writes, so they run on immutable
+arrays such as JAX's), NumPy's fast paths copy once from a strided view and scatter with
+in-place adds. :mod:`.pooling` uses the same windowing. Equation numbers refer to
+docs/math.md.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
+from arrayprop.kernels import portable
+from arrayprop.kernels.portable import conv_output_size
 from arrayprop.nn.init import INITIALIZERS, draw
 from arrayprop.nn.layer import Layer, check_grad, exact_array
 from arrayprop.nn.parameter import Parameter
@@ -39,107 +44,18 @@ def pair(layer: str, name: str, value: Any, *, minimum: int = 1) -> tuple[int, i
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output length along one axis: ⌊(size + 2·padding − kernel) / stride⌋ + 1."""
-    return (size + 2 * padding - kernel) // stride + 1
+    return conv_output_size(size, kernel, stride, padding)
 
 
-def _zeros_like_axis(xp: Any, x: Any, axis: int, n: int) -> Any:
-    shape = list(x.shape)
-    shape[axis] = n
-    return xp.zeros(tuple(shape), dtype=x.dtype, device=x.device)
+def im2col(xp: Any, x: Any, kernel, stride, padding=(0, 0)) -> Any:
+    """The windows (N, C, kh·kw, H_out, W_out) of x (N, C, H, W): the portable Array API
+    version (:func:`arrayprop.kernels.portable.im2col`), which the pools use."""
+    return portable.im2col(xp, x, kernel, stride, padding)
 
 
-def _pad_axis(xp: Any, x: Any, axis: int, before: int, after: int) -> Any:
-    """``x`` with ``before`` and ``after`` zeros along ``axis`` (the standard has no ``pad``)."""
-    parts = [_zeros_like_axis(xp, x, axis, before)] if before else []
-    parts.append(x)
-    if after:
-        parts.append(_zeros_like_axis(xp, x, axis, after))
-    return x if len(parts) == 1 else xp.concat(parts, axis=axis)
-
-
-def im2col(
-    xp: Any,
-    x: Any,
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int] = (0, 0),
-) -> Any:
-    """The windows of ``x``, one strided slice per kernel offset.
-
-    Parameters
-    ----------
-    x : array, shape (N, C, H, W)
-    kernel, stride, padding : pairs of int
-        (kh, kw), (sh, sw), (ph, pw).
-
-    Returns
-    -------
-    array, shape (N, C, kh·kw, H_out, W_out)
-        Entry ``[n, c, i·kw + j, p, q]`` is the zero-padded input at
-        ``[n, c, i + sh·p, j + sw·q]``. :class:`Conv2D` permutes it to the im2col matrix.
-    """
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    xp_ = _pad_axis(xp, _pad_axis(xp, x, 2, ph, ph), 3, pw, pw)
-    h_out = output_size(x.shape[2], kh, sh, ph)
-    w_out = output_size(x.shape[3], kw, sw, pw)
-    # The slice for offset (i, j) starts there and takes every stride-th row and column.
-    slices = [
-        xp_[:, :, i : i + sh * (h_out - 1) + 1 : sh, j : j + sw * (w_out - 1) + 1 : sw]
-        for i in range(kh)
-        for j in range(kw)
-    ]
-    return xp.stack(slices, axis=2)
-
-
-def _dilate(xp: Any, g: Any, axis: int, step: int) -> Any:
-    """``g`` with ``step − 1`` zeros after each entry along ``axis`` (the last ones dropped):
-    length n -> step·(n − 1) + 1. Interleaves by stacking with zeros and reshaping."""
-    if step == 1:
-        return g
-    n = g.shape[axis]
-    zeros = xp.zeros_like(g)
-    woven = xp.stack([g] + [zeros] * (step - 1), axis=axis + 1)
-    shape = (*g.shape[:axis], n * step, *g.shape[axis + 1 :])
-    woven = xp.reshape(woven, shape)
-    index = (slice(None),) * axis + (slice(0, step * (n - 1) + 1), Ellipsis)
-    return woven[index]
-
-
-def col2im(
-    xp: Any,
-    patches: Any,
-    input_shape: tuple[int, int, int, int],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int] = (0, 0),
-) -> Any:
-    """The adjoint of :func:`im2col`: scatter-add every window back onto the input.
-
-    Parameters
-    ----------
-    patches : array, shape (N, C, kh·kw, H_out, W_out)
-        Gradients of :func:`im2col`'s output.
-    input_shape : (N, C, H, W)
-
-    Returns
-    -------
-    array, shape (N, C, H, W)
-        Σ over kernel offsets of each offset's slice placed where :func:`im2col` read it
-        (a zero-padded placement per offset, summed), with the padding cut off.
-    """
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    _, _, h, w = input_shape
-    hp, wp = h + 2 * ph, w + 2 * pw
-    # Spread each output position to its stride-th place once, for every offset together.
-    spread = _dilate(xp, _dilate(xp, patches, 3, sh), 4, sw)
-    rows, cols = spread.shape[3], spread.shape[4]
-    total = None
-    for i in range(kh):
-        for j in range(kw):
-            g = spread[:, :, i * kw + j, ...]
-            g = _pad_axis(xp, _pad_axis(xp, g, 2, i, hp - i - rows), 3, j, wp - j - cols)
-            total = g if total is None else total + g  # eq. 33
-    return total[:, :, ph : ph + h, pw : pw + w]  # eq. 33
+def col2im(xp: Any, patches: Any, input_shape, kernel, stride, padding=(0, 0)) -> Any:
+    """The adjoint of :func:`im2col` (:func:`arrayprop.kernels.portable.col2im`)."""
+    return portable.col2im(xp, patches, input_shape, kernel, stride, padding)
 
 
 def check_nchw(layer: Layer, x: Any, channels: int | None) -> None:
@@ -199,6 +115,8 @@ class Conv2D(Layer):
     bias : Parameter, shape (out_channels,)
     """
 
+    speed_hints = True
+
     def __init__(
         self,
         in_channels: int,
@@ -257,24 +175,29 @@ class Conv2D(Layer):
         """W as the GEMM's (out_channels, C·kh·kw) matrix."""
         return self.backend.xp.reshape(self.weight.data, (self.out_channels, -1))
 
-    def forward(self, x: Any) -> Any:
-        """Z = cols · W_matᵀ + b.  x : (N, C, H, W) -> (N, out_channels, H_out, W_out)."""
+    def forward(self, x: Any, *, inplace: bool = False) -> Any:
+        """Z = cols · W_matᵀ + b.  x : (N, C, H, W) -> (N, out_channels, H_out, W_out).
+
+        ``inplace`` is accepted (a speed hint, see :class:`~arrayprop.nn.Layer`); x is only read.
+        """
         check_nchw(self, x, self.in_channels)
         check_window(self, tuple(x.shape), self.kernel_size, self.padding)
         be = self.backend
         xp = be.xp
-        windows = im2col(xp, x, self.kernel_size, self.stride, self.padding)
-        n, c, k, h_out, w_out = windows.shape
+        n, _, h, w = x.shape
+        h_out = output_size(h, self.kernel_size[0], self.stride[0], self.padding[0])
+        w_out = output_size(w, self.kernel_size[1], self.stride[1], self.padding[1])
         # Rows (n, p, q), columns (c, i, j): the order of W's (C, kh, kw) axes.
-        cols = xp.reshape(xp.permute_dims(windows, (0, 3, 4, 1, 2)), (-1, c * k))  # eq. 29
-        z = kernels.matmul(be, cols, self._w_mat().T) + self.bias.data  # eq. 30
+        cols = kernels.conv_cols(be, x, self.kernel_size, self.stride, self.padding)  # eq. 29
+        z = kernels.linear(be, cols, self._w_mat().T, self.bias.data)  # eq. 30
         self._cache = (cols, tuple(x.shape))
         z = xp.reshape(z, (n, h_out, w_out, self.out_channels))
         return xp.permute_dims(z, (0, 3, 1, 2))
 
-    def backward(self, grad_out: Any) -> Any:
+    def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
         """Given δ = ∂C/∂Z (N, out_channels, H_out, W_out): sets ∂C/∂W = δᵀ cols and
-        ∂C/∂b = Σ δ; returns col2im(δ W_mat), shape (N, C, H, W)."""
+        ∂C/∂b = Σ δ; returns col2im(δ W_mat), shape (N, C, H, W), or None with
+        ``input_grad=False`` (the first layer while training: no GEMM, no col2im)."""
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
         cols, in_shape = self._cache
@@ -295,10 +218,12 @@ class Conv2D(Layer):
         grad_w = kernels.matmul(be, delta.T, cols)  # eq. 31
         self.weight.grad = xp.reshape(grad_w, tuple(self.weight.data.shape))
         self.bias.grad = kernels.bias_grad(be, delta)  # eq. 31
+        if not input_grad:
+            return None
         grad_cols = kernels.matmul(be, delta, self._w_mat())  # eq. 32
-        patches = xp.reshape(grad_cols, (n, h_out, w_out, self.in_channels, kh * kw))
-        patches = xp.permute_dims(patches, (0, 3, 4, 1, 2))
-        return col2im(xp, patches, in_shape, self.kernel_size, self.stride, self.padding)
+        return kernels.conv_col2im(  # eq. 33
+            be, grad_cols, in_shape, self.kernel_size, self.stride, self.padding
+        )
 
     def clear_cache(self) -> None:
         self._cache = None

@@ -1,17 +1,19 @@
 """``MaxPool2D`` and ``AvgPool2D`` on NCHW, over the windows of :func:`~arrayprop.nn.conv.im2col`.
 
-No padding; the stride defaults to the kernel size (non-overlapping windows). The backward
-passes scatter the window gradients back with :func:`~arrayprop.nn.conv.col2im`, so they are
-Array API only (no in-place or boolean-mask writes). Equation numbers refer to docs/math.md.
+No padding; the stride defaults to the kernel size (non-overlapping windows). The work is done
+by :func:`arrayprop.kernels.max_pool`, :func:`~arrayprop.kernels.avg_pool` and their gradients:
+the portable versions reduce over the windows and scatter the window gradients back with
+col2im, Array API only (no in-place or boolean-mask writes); NumPy's fast paths reduce over a
+strided view and scatter with in-place adds. Equation numbers refer to docs/math.md.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from arrayprop import kernels
 from arrayprop.errors import ShapeError
-from arrayprop.nn.conv import check_nchw, check_window, col2im, im2col, output_size, pair
+from arrayprop.nn.conv import check_nchw, check_window, output_size, pair
 from arrayprop.nn.layer import Layer, check_grad
 from arrayprop.nn.registry import register_layer
 
@@ -36,12 +38,12 @@ class _Pool2D(Layer):
     def config(self) -> dict[str, Any]:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
 
-    def _windows(self, x: Any) -> Any:
-        """x (N, C, H, W) -> its windows (N, C, kh·kw, H_out, W_out)."""
-        self.backend_for(x)
+    def _check_input(self, x: Any) -> Any:
+        """The backend of x, once x is checked to be (N, C, H, W) and at least one window."""
+        be = self.backend_for(x)
         check_nchw(self, x, None)
         check_window(self, tuple(x.shape), self.kernel_size, (0, 0))
-        return im2col(self.backend.xp, x, self.kernel_size, self.stride)
+        return be
 
     def _check_grad(self, grad: Any, in_shape: tuple[int, ...], dtype: Any) -> None:
         check_grad(self, grad, dtype)
@@ -56,9 +58,6 @@ class _Pool2D(Layer):
             raise ShapeError(
                 f"{self!r}: expected a gradient of shape {want}, got {tuple(grad.shape)}"
             )
-
-    def _scatter(self, patches: Any, in_shape: tuple[int, ...]) -> Any:
-        return col2im(self.backend.xp, patches, in_shape, self.kernel_size, self.stride)
 
     def clear_cache(self) -> None:
         self._cache = None
@@ -84,11 +83,10 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x: Any) -> Any:
         """Y = max over each window.  x : (N, C, H, W) -> (N, C, H_out, W_out)."""
-        xp = self.backend_for(x).xp
-        windows = self._windows(x)
-        arg = xp.argmax(windows, axis=2)  # eq. 34
+        be = self._check_input(x)
+        y, arg = kernels.max_pool(be, x, self.kernel_size, self.stride)  # eq. 34
         self._cache = (arg, tuple(x.shape), x.dtype)
-        return xp.max(windows, axis=2)  # eq. 34
+        return y
 
     def backward(self, grad: Any) -> Any:
         """∂C/∂x: each window's gradient routed to its argmax, scattered back (col2im)."""
@@ -97,14 +95,9 @@ class MaxPool2D(_Pool2D):
         arg, in_shape, dtype = self._cache
         self._check_grad(grad, in_shape, dtype)
         self._cache = None
-        be = self.backend
-        xp = be.xp
-        k = math.prod(self.kernel_size)
-        offsets = xp.reshape(xp.arange(k, device=be.device), (1, 1, k, 1, 1))
-        # One-hot of the argmax along the window axis, by comparison (no mask assignment).
-        one_hot = xp.astype(xp.expand_dims(arg, axis=2) == offsets, dtype)
-        patches = one_hot * xp.expand_dims(grad, axis=2)  # eq. 35
-        return self._scatter(patches, in_shape)  # eq. 35
+        return kernels.max_pool_grad(  # eq. 35
+            self.backend, grad, arg, in_shape, self.kernel_size, self.stride
+        )
 
 
 @register_layer
@@ -120,10 +113,9 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, x: Any) -> Any:
         """Y = mean over each window.  x : (N, C, H, W) -> (N, C, H_out, W_out)."""
-        xp = self.backend_for(x).xp
-        windows = self._windows(x)
+        be = self._check_input(x)
         self._cache = (tuple(x.shape), x.dtype)
-        return xp.mean(windows, axis=2)  # eq. 36
+        return kernels.avg_pool(be, x, self.kernel_size, self.stride)  # eq. 36
 
     def backward(self, grad: Any) -> Any:
         """∂C/∂x: each window's gradient shared equally by its kh·kw entries, scattered back."""
@@ -132,8 +124,6 @@ class AvgPool2D(_Pool2D):
         in_shape, dtype = self._cache
         self._check_grad(grad, in_shape, dtype)
         self._cache = None
-        xp = self.backend.xp
-        k = math.prod(self.kernel_size)
-        share = xp.expand_dims(grad / k, axis=2)
-        patches = xp.broadcast_to(share, (*share.shape[:2], k, *share.shape[3:]))  # eq. 36
-        return self._scatter(patches, in_shape)  # eq. 36
+        return kernels.avg_pool_grad(  # eq. 36
+            self.backend, grad, in_shape, self.kernel_size, self.stride
+        )

@@ -157,3 +157,113 @@ def adam_update(w, g, m, v, lr, beta1, beta2, eps, bias_c1, bias_c2):
     step *= lr / bias_c1
     w -= step
     return w, m, v
+
+
+def _padded(x, ph, pw):
+    if not (ph or pw):
+        return x
+    n, c, h, w = x.shape
+    out = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    out[:, :, ph : ph + h, pw : pw + w] = x
+    return out
+
+
+def conv_windows(x, kernel, stride, padding=(0, 0)):
+    """A read-only strided view (N, H_out, W_out, C, kh, kw) of the zero-padded x: no copy."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    xp_ = _padded(x, ph, pw)
+    n, c, hp, wp = xp_.shape
+    h_out, w_out = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+    s0, s1, s2, s3 = xp_.strides
+    return np.lib.stride_tricks.as_strided(
+        xp_,
+        shape=(n, h_out, w_out, c, kh, kw),
+        strides=(s0, s2 * sh, s3 * sw, s1, s2, s3),
+        writeable=False,
+    )
+
+
+def conv_cols(x, kernel, stride, padding):
+    # One copy, straight from a strided view of the padded input into the im2col matrix
+    # (the portable version stacks kh·kw slices, then permutes: two copies and a concat pad).
+    win = conv_windows(x, kernel, stride, padding)
+    n, h_out, w_out, c, kh, kw = win.shape
+    out = np.empty(win.shape, dtype=x.dtype)  # always a new array, never a view of x
+    out[...] = win
+    return out.reshape(n * h_out * w_out, c * kh * kw)
+
+
+def conv_col2im(grad_cols, input_shape, kernel, stride, padding):
+    # kh·kw in-place strided adds into one zero array (the portable version pads a full-size
+    # copy per kernel offset and sums them).
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    n, c, h, w = input_shape
+    h_out, w_out = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    g = grad_cols.reshape(n, h_out, w_out, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
+    out = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad_cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i : i + sh * (h_out - 1) + 1 : sh, j : j + sw * (w_out - 1) + 1 : sw] += g[
+                :, :, i, j
+            ]
+    return out[:, :, ph : ph + h, pw : pw + w] if (ph or pw) else out
+
+
+def _pool_windows(x, kernel, stride):
+    """A read-only strided view (N, C, H_out, W_out, kh, kw) of x's windows: no copy."""
+    (kh, kw), (sh, sw) = kernel, stride
+    n, c, h, w = x.shape
+    h_out, w_out = (h - kh) // sh + 1, (w - kw) // sw + 1
+    s0, s1, s2, s3 = x.strides
+    return np.lib.stride_tricks.as_strided(
+        x,
+        shape=(n, c, h_out, w_out, kh, kw),
+        strides=(s0, s1, s2 * sh, s3 * sw, s2, s3),
+        writeable=False,
+    )
+
+
+def _scatter_windows(parts, input_shape, kernel, stride, dtype):
+    """Σ over offsets (i, j) of ``parts(i, j)`` (N, C, H_out, W_out) added in place where the
+    windows read offset (i, j): the adjoint of :func:`_pool_windows`."""
+    (kh, kw), (sh, sw) = kernel, stride
+    h, w = input_shape[2], input_shape[3]
+    h_out, w_out = (h - kh) // sh + 1, (w - kw) // sw + 1
+    out = np.zeros(input_shape, dtype=dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, i : i + sh * (h_out - 1) + 1 : sh, j : j + sw * (w_out - 1) + 1 : sw] += (
+                parts(i, j)
+            )
+    return out
+
+
+def max_pool(x, kernel, stride):
+    # One copy of the windows into (N, C, H_out, W_out, kh·kw) for argmax; the portable
+    # version stacks kh·kw slices into (N, C, kh·kw, H_out, W_out) and reduces across them.
+    win = _pool_windows(x, kernel, stride)
+    flat = win.reshape(*win.shape[:4], -1)
+    arg = flat.argmax(axis=-1)
+    return np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0], arg
+
+
+def max_pool_grad(grad, arg, input_shape, kernel, stride):
+    kw = kernel[1]
+    zero = grad.dtype.type(0)
+    return _scatter_windows(
+        lambda i, j: np.where(arg == i * kw + j, grad, zero),
+        input_shape,
+        kernel,
+        stride,
+        grad.dtype,
+    )
+
+
+def avg_pool(x, kernel, stride):
+    # The mean over a strided view: no copy of the windows.
+    return _pool_windows(x, kernel, stride).mean(axis=(4, 5), dtype=x.dtype)
+
+
+def avg_pool_grad(grad, input_shape, kernel, stride):
+    share = grad / (kernel[0] * kernel[1])
+    return _scatter_windows(lambda i, j: share, input_shape, kernel, stride, grad.dtype)
