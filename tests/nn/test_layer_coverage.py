@@ -24,6 +24,9 @@ ELSEWHERE = {
     # integer inputs: the CLI data sets are float images / features (tests/nn/test_embedding.py
     # covers its checkpoints, .to(), summary and state_dict)
     "Embedding": "tests/nn/test_embedding.py",
+    # not an item of the grammar: the CLI puts one in front of every model it trains
+    # (tests/nn/test_standardize.py covers its checkpoints and .to(); tests/cli its summary)
+    "Standardize": "tests/nn/test_standardize.py",
     # containers
     "Sequential": "the model itself",
 }
