@@ -25,7 +25,8 @@ ELSEWHERE = {
     # covers its checkpoints, .to(), summary and state_dict)
     "Embedding": "tests/nn/test_embedding.py",
     # not an item of the grammar: the CLI puts one in front of every model it trains
-    # (tests/nn/test_standardize.py covers its checkpoints and .to(); tests/cli its summary)
+    # (tests/nn/test_standardize.py covers its checkpoints and .to(); tests/cli that it heads
+    # the saved model)
     "Standardize": "tests/nn/test_standardize.py",
     # containers
     "Sequential": "the model itself",
