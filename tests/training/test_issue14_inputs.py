@@ -4,6 +4,8 @@ than the budget's order can hold."""
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pytest
 
@@ -89,3 +91,61 @@ def test_streaming_more_samples_than_the_order_budget_keeps_chunks_and_warns():
     with pytest.warns(UserWarning, match=message):
         ap.fit(model, x, y, loss="softmax-ce", optimizer="sgd", epochs=1, batch_size=8,
                max_device_bytes=budget, progress=None)  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", ["abc", -1, 1.5, True])
+def test_train_step_refuses_a_bad_seed(seed):
+    m = ap.mlp([2, 2], seed=0)
+    opt = ap.SGD(m.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"train_step: seed must be an int >= 0"):
+        ap.train_step(
+            m, ap.SoftmaxCrossEntropy(), opt, np.ones((2, 2)), np.array([0, 1]), seed=seed
+        )
+    assert opt.steps == 0
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda i: ap.Conv2D(i(1), i(2), i(3), stride=i(1), padding=i(1)), (2, 1, 3, 3)),
+        (lambda i: ap.Conv2D(1, 2, (i(3), i(2))), (2, 1, 3, 2)),
+        (lambda i: ap.MaxPool2D(i(2), stride=i(1)), None),
+        (lambda i: ap.AvgPool2D((i(2), i(2))), None),
+        (lambda i: ap.LayerNorm(i(4)), (4,)),
+        (lambda i: ap.LayerNorm((i(2), i(3))), (2, 3)),
+        (lambda i: ap.Standardize(i(3)), None),
+        (lambda i: ap.Dense(i(3), i(2)), (3, 2)),
+        (lambda i: ap.BatchNorm1d(i(3)), (3,)),
+        (lambda i: ap.Embedding(i(5), i(2)), (5, 2)),
+    ],
+    ids=[
+        "Conv2D",
+        "Conv2D-pair",
+        "MaxPool2D",
+        "AvgPool2D",
+        "LayerNorm",
+        "LayerNorm-tuple",
+        "Standardize",
+        "Dense",
+        "BatchNorm1d",
+        "Embedding",
+    ],
+)
+@pytest.mark.parametrize("kind", [np.int64, np.int32, int])
+def test_numpy_integers_are_ints_for_every_layer_size(make, shape, kind):
+    """Sizes computed with NumPy (np.int64) are ints: every layer takes them, and stores ints."""
+    layer = make(kind)
+    if shape is not None:
+        first = next(iter(layer.parameters()))
+        assert tuple(first.data.shape) == shape
+    for value in vars(layer).values():
+        if isinstance(value, tuple):
+            assert all(type(v) is int for v in value if isinstance(v, numbers.Integral))
+
+
+def test_a_ragged_list_is_refused_by_name():
+    m = ap.mlp([2, 2], seed=0)
+    with pytest.raises(ShapeError, match=r"fit: x: a ragged sequence .* give rows of one shape"):
+        ap.fit(m, [[1.0, 2.0], [3.0]], [0, 1], loss="softmax-ce", optimizer="sgd", epochs=1)
+    with pytest.raises(ShapeError, match=r"ragged sequence"):
+        ap.predict(m, [[1.0, 2.0], [3.0]])

@@ -362,7 +362,13 @@ def host_array(x: object, what: str) -> np.ndarray:
             f"{what}: got a {mod}.{type(x).__name__}, which is neither host (NumPy) data nor an "
             "array of the model's backend; move it explicitly"
         )
-    return np.asarray(x)
+    try:
+        return np.asarray(x)
+    except ValueError as exc:  # NumPy's "inhomogeneous shape" of a ragged nested list
+        raise ShapeError(
+            f"{what}: a ragged sequence (rows of different lengths) is not an array; give "
+            f"rows of one shape ({exc})"
+        ) from None
 
 
 def gather_rows(x: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:

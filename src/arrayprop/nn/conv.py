@@ -11,6 +11,7 @@ docs/math.md.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -33,13 +34,13 @@ def pair(layer: str, name: str, value: Any, *, minimum: int = 1) -> tuple[int, i
     """``value`` (an int or a pair of ints, each at least ``minimum``) as a pair."""
     values = tuple(value) if isinstance(value, tuple | list) else (value, value)
     ok = len(values) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum for v in values
     )
     if not ok:
         raise ValueError(
             f"{layer}: {name} must be an int >= {minimum} or a pair of them, got {value!r}"
         )
-    return values  # type: ignore[return-value]
+    return int(values[0]), int(values[1])  # NumPy integers (np.int64) as Python ints
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:

@@ -11,6 +11,7 @@ docs/math.md.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, ClassVar
 
 from arrayprop.backends import Backend, get_backend
@@ -263,7 +264,11 @@ class LayerNorm(_Affine):
         backend: str | Backend | None = None,
         dtype: Any = None,
     ) -> None:
-        dims = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+        dims = (
+            (normalized_shape,)
+            if isinstance(normalized_shape, numbers.Integral)
+            else normalized_shape
+        )
         try:
             dims = tuple(dims)
         except TypeError:

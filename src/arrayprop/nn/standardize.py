@@ -9,6 +9,7 @@ numbers refer to docs/math.md.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, ClassVar
 
 from arrayprop.backends import Backend, get_backend
@@ -61,7 +62,7 @@ class Standardize(Layer):
         backend: str | Backend | None = None,
         dtype: Any = None,
     ) -> None:
-        dims = (shape,) if isinstance(shape, int) else tuple(shape)
+        dims = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
         if not dims:
             raise ValueError("Standardize: shape must have at least one axis, got ()")
         self.shape = tuple(check("Standardize", "shape", n, POSITIVE_INT) for n in dims)

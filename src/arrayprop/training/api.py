@@ -36,6 +36,7 @@ This module holds the public API; the machinery is in :mod:`~arrayprop.training.
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -124,6 +125,11 @@ def train_step(
         The loss before the update, as a backend scalar: reading it (``float(...)``) is left to
         the caller, so no device→host copy happens here.
     """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        # The root of the step's random stream: NumPy would refuse it only at the first draw,
+        # and a bool or a float would silently pick some stream.
+        raise ValueError(f"train_step: seed must be an int >= 0, got {seed!r}")
+    seed = int(seed)
     be = model.backend
     if be is None and model.parameters():
         be = model_backend(model, "train_step")  # a user's layer holding others

@@ -38,6 +38,7 @@ Only CuPy has a capture; on any other backend the constructor raises
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -121,7 +122,7 @@ class CudaGraphStep:
                 f"CudaGraphStep: y_shape {self.y_shape} must have the batch size "
                 f"{self.x_shape[0]} of x_shape {self.x_shape}"
             )
-        if not isinstance(warmup, int) or warmup < 0:
+        if not isinstance(warmup, numbers.Integral) or isinstance(warmup, bool) or warmup < 0:
             raise ValueError(f"CudaGraphStep: warmup must be an int >= 0, got {warmup!r}")
         if y_dtype is None:
             y_dtype = be.xp.int64 if len(self.y_shape) == 1 else be.dtype
