@@ -104,44 +104,69 @@ def test_bf16_gemm_path_is_one_of_two():
     assert tk.bf16_gemm_path() in ("onednn", "aten")
 
 
-@pytest.mark.parametrize("layout", ["a@b", "a.T@b", "a@b.T", "a.T@b.T"])
-def test_aten_path_hands_a_column_major_and_b_row_major(aten_path, layout, rng):
-    a = _t(rng, (5, 6), "bfloat16")
-    b = _t(rng, (6, 3), "bfloat16")
+@pytest.mark.parametrize("layout", ["a@b", "a.T@b", "a@b.T"])
+def test_aten_path_runs_bf16_gemms_in_float32_rounded_once(aten_path, layout, rng):
+    """On a CPU without bfloat16 units the product is the float32 GEMM of the (exactly
+    up-cast) bfloat16 operands, rounded to bfloat16 once: bit for bit, in every layout."""
+    be = ap.get_backend("torch", dtype="bfloat16")
+    a, b = _t(rng, (33, 40), "bfloat16"), _t(rng, (40, 17), "bfloat16")
     if "a.T" in layout:
         a = a.T.contiguous().T
     if "b.T" in layout:
         b = b.T.contiguous().T
-    a2, b2 = tk.gemm_operands(a, b)
-    assert a2.stride() == (1, 5) and b2.is_contiguous()
-    assert torch.equal(a2, a) and torch.equal(b2, b)
+    bias = _t(rng, (17,), "bfloat16")
+    m = kernels.matmul(be, a, b)
+    z = kernels.linear(be, a, b, bias)
+    assert m.dtype == z.dtype == torch.bfloat16
+    assert torch.equal(m, (a.float() @ b.float()).to(torch.bfloat16))
+    assert torch.equal(z, torch.addmm(bias.float(), a.float(), b.float()).to(torch.bfloat16))
 
 
-def test_other_dtypes_and_paths_are_left_alone(monkeypatch, rng):
-    a, b = _t(rng, (5, 6), "float32"), _t(rng, (6, 3), "float32")
-    monkeypatch.setattr(tk, "bf16_gemm_path", lambda: "aten")
-    assert tk.gemm_operands(a, b)[0] is a  # float32: MKL is fast in every layout
-    monkeypatch.setattr(tk, "bf16_gemm_path", lambda: "onednn")
-    a16 = a.to(torch.bfloat16)
-    assert tk.gemm_operands(a16, b.to(torch.bfloat16))[0] is a16
+class _GemmDtypes(torch.overrides.TorchFunctionMode):
+    """Records the operand dtypes of every matmul / addmm called inside the block."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.matmul, torch.addmm, torch.Tensor.__matmul__):
+            self.seen.append({a.dtype for a in args if isinstance(a, torch.Tensor)})
+        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("path", ["aten", "onednn"])
-def test_bf16_products_are_float32_dot_products_rounded_once(monkeypatch, path, rng):
-    """Same values in every layout: each output a float32-accumulated dot product of bfloat16
-    inputs, rounded to bfloat16 (within one bfloat16 rounding of the float32 product)."""
+def test_the_gemm_itself_is_float32_only_on_the_aten_path(monkeypatch, path, rng):
     monkeypatch.setattr(tk, "bf16_gemm_path", lambda: path)
     be = ap.get_backend("torch", dtype="bfloat16")
-    x, w, b = (
-        _t(rng, (33, 40), "bfloat16"),
-        _t(rng, (40, 17), "bfloat16"),
-        _t(rng, (17,), "bfloat16"),
-    )
-    exact = x.double() @ w.double() + b.double()
-    z = kernels.linear(be, x, w, b)
-    assert z.dtype == torch.bfloat16
-    np.testing.assert_allclose(z.double().numpy(), exact.numpy(), rtol=2**-7, atol=2**-7)
-    m = kernels.matmul(be, x, w)
-    np.testing.assert_allclose(
-        m.double().numpy(), (x.double() @ w.double()).numpy(), rtol=2**-7, atol=2**-7
-    )
+    x, w, b = (_t(rng, s, "bfloat16") for s in ((4, 3), (3, 2), (2,)))
+    with _GemmDtypes() as mode:
+        kernels.linear(be, x, w, b)
+        kernels.matmul(be, x, w)
+    want = torch.float32 if path == "aten" else torch.bfloat16
+    assert mode.seen == [{want}, {want}]
+
+
+def test_other_dtypes_and_paths_are_not_emulated(monkeypatch, rng):
+    a = _t(rng, (5, 6), "float32")
+    monkeypatch.setattr(tk, "bf16_gemm_path", lambda: "aten")
+    assert tk.emulated(a.to(torch.bfloat16)) and not tk.emulated(a)
+    assert not tk.emulated(a.to(torch.float16))
+    monkeypatch.setattr(tk, "bf16_gemm_path", lambda: "onednn")
+    assert not tk.emulated(a.to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("path", ["aten", "onednn"])
+def test_bf16_products_match_exact_ones_to_bf16_precision(monkeypatch, path, rng):
+    """Either path: each output within a bfloat16 rounding of the exact product (float64)."""
+    monkeypatch.setattr(tk, "bf16_gemm_path", lambda: path)
+    be = ap.get_backend("torch", dtype="bfloat16")
+    x, w = _t(rng, (33, 40), "bfloat16"), _t(rng, (40, 17), "bfloat16")
+    b = _t(rng, (17,), "bfloat16")
+    exact = x.double() @ w.double()
+    for got, want in (
+        (kernels.linear(be, x, w, b), exact + b.double()),
+        (kernels.matmul(be, x, w), exact),
+    ):
+        assert got.dtype == torch.bfloat16
+        np.testing.assert_allclose(got.double().numpy(), want.numpy(), rtol=2**-7, atol=2**-6)

@@ -1,9 +1,9 @@
 """The PyTorch backend: tensors on the CPU or a CUDA device (see docs/backends.md).
 
 PyTorch is imported when the backend is first asked for (through ``array_api_compat.torch``).
-:mod:`.kernels` holds its fast paths (fused bias GEMMs, in-place activations and SGD, the
-bfloat16 GEMM layout on CPUs without bfloat16 units; docs/precision.md). Its TF32 switch is
-``torch.backends.cuda.matmul.fp32_precision`` (``allow_tf32`` before 2.9).
+:mod:`.kernels` holds its fast paths (fused bias GEMMs, in-place activations and SGD, and
+bfloat16 GEMMs run in float32 on CPUs without bfloat16 units: docs/precision.md). Its TF32
+switch is ``torch.backends.cuda.matmul.fp32_precision`` (``allow_tf32`` before 2.9).
 """
 
 from __future__ import annotations

@@ -1,17 +1,16 @@
-"""PyTorch fast paths: fused bias GEMMs, in-place activations and updates, bfloat16 GEMM layout.
+"""PyTorch fast paths: fused bias GEMMs, in-place activations and updates, emulated bf16 GEMMs.
 
 Each function matches :mod:`arrayprop.kernels.portable` (tested in tests/kernels/) and may reuse
 the buffer it is allowed to own (``inplace=True``). The PyTorch backend names this module as its
 ``fast`` module; only :mod:`arrayprop.kernels` dispatches here.
 
 bfloat16 on a CPU without oneDNN's bfloat16 GEMM (no AVX-512 and no AMX: :func:`bf16_gemm_path`
-is ``"aten"``): PyTorch falls back to its own GEMM loops, whose speed depends on the operands'
-layout by more than ten times. Only the variant whose first operand is column-major (a
-transposed view) runs as vectorised dot products with float32 accumulation; the row-major
-``A @ B`` of every forward pass runs about 15x slower (docs/precision.md has the figures).
-:func:`matmul` and :func:`linear` therefore copy ``A`` to column-major and ``B`` to row-major
-first, O(mk + kn) against the GEMM's O(mkn). The values are the same: each output element is one
-dot product accumulated in float32 either way. See docs/precision.md.
+is ``"aten"``): PyTorch falls back to its own GEMM loops, 4x (column-major A) to 70x (row-major
+A, every forward pass) slower than its float32 GEMM on the same CPU. There :func:`matmul` and
+:func:`linear` up-cast the operands to float32, run the float32 GEMM and round the result to
+bfloat16 once, 3.5x faster than the best bfloat16 layout (docs/precision.md has the figures).
+The values are those of a bfloat16 GEMM: a product of two bfloat16 numbers is exact in float32,
+and bfloat16 GEMMs accumulate in float32 too; only the order of the sums may differ.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ __all__ = [
     "bf16_gemm_path",
     "bias_activation",
     "bias_grad",
-    "gemm_operands",
+    "emulated",
     "linear",
     "matmul",
     "sgd_update",
@@ -40,7 +39,7 @@ __all__ = [
 @functools.cache
 def bf16_gemm_path() -> str:
     """Which code runs a bfloat16 GEMM on the CPU here: ``"onednn"`` (AMX-BF16, AVX512-BF16 or
-    AVX-512 conversion) or ``"aten"`` (PyTorch's own loops, where the layout matters).
+    AVX-512 conversion) or ``"aten"`` (PyTorch's own loops, slower than its float32 GEMM).
 
     Asks PyTorch (``torch.ops.mkldnn._is_mkldnn_bf16_supported``), else decides by the CPU flags
     as PyTorch does (AVX-512 BW/VL/DQ).
@@ -55,28 +54,23 @@ def bf16_gemm_path() -> str:
     return "onednn" if native else "aten"
 
 
-def gemm_operands(a, b):
-    """(a, b) as :func:`matmul` hands them to PyTorch: for 2-D bfloat16 CPU operands on the
-    ``"aten"`` path (:func:`bf16_gemm_path`), ``a`` column-major and ``b`` row-major (copies
-    where they are not); otherwise unchanged."""
-    if a.dtype != torch.bfloat16 or a.device.type != "cpu" or a.ndim != 2 or b.ndim != 2:
-        return a, b
-    if bf16_gemm_path() != "aten":
-        return a, b
-    if a.stride(0) != 1:  # not already a transposed view of a contiguous array
-        a = a.T.contiguous().T
-    return a, b.contiguous()
+def emulated(a) -> bool:
+    """Whether a GEMM on ``a`` runs in float32 here: a bfloat16 CPU tensor on the ``"aten"``
+    path (:func:`bf16_gemm_path`)."""
+    return a.dtype == torch.bfloat16 and a.device.type == "cpu" and bf16_gemm_path() == "aten"
 
 
 def matmul(a, b):
-    a, b = gemm_operands(a, b)
+    if emulated(a):
+        return torch.matmul(a.float(), b.float()).to(torch.bfloat16)
     return torch.matmul(a, b)
 
 
 def linear(x, w, b):
     if x.ndim != 2:
         return portable.linear(torch, x, w, b)
-    x, w = gemm_operands(x, w)
+    if emulated(x):
+        return torch.addmm(b.float(), x.float(), w.float()).to(torch.bfloat16)
     return torch.addmm(b, x, w)  # the bias added inside the GEMM's output pass
 
 
