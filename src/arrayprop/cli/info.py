@@ -53,11 +53,9 @@ def bf16_report(flags: frozenset[str] | None = None, torch_path: str | None = No
         hw = f"none (no AMX-BF16, no AVX512-BF16; {extra})"
     lines = [f"bfloat16 matrix units on the CPU: {hw}"]
     if torch_path is None and importlib.util.find_spec("torch") is not None:
-        import torch
+        from arrayprop.backends.torch.kernels import bf16_gemm_path, cpu_capability
 
-        from arrayprop.backends.torch.kernels import bf16_gemm_path
-
-        torch_path = f"{bf16_gemm_path()} {torch.backends.cpu.get_cpu_capability()}"
+        torch_path = f"{bf16_gemm_path()} {cpu_capability()}"
     if torch_path is None:
         lines.append(
             "bfloat16 GEMMs on torch: not installed (MixedPrecision 'bfloat16' needs it, or jax)"

@@ -29,6 +29,7 @@ __all__ = [
     "bf16_gemm_path",
     "bias_activation",
     "bias_grad",
+    "cpu_capability",
     "emulated",
     "linear",
     "matmul",
@@ -52,6 +53,11 @@ def bf16_gemm_path() -> str:
         units = cpu.bf16_units()
         native = bool(units["units"]) or bool(units["avx512"])
     return "onednn" if native else "aten"
+
+
+def cpu_capability() -> str:
+    """The SIMD level PyTorch's CPU kernels were dispatched for here ("AVX2", "AVX512", ...)."""
+    return str(torch.backends.cpu.get_cpu_capability())
 
 
 def emulated(a) -> bool:
