@@ -37,7 +37,7 @@ def test_the_four_workloads_run_and_the_bf16_ones_compute_in_bf16():
 
 def _doc():
     results = [
-        {"config": "large", "impl": impl, "ms_per_step": ms, "device": "cpu"}
+        {"config": "large", "impl": impl, "ms_per_step": ms, "device": "cpu", "batch": 512}
         for impl, ms in zip(precision.IMPLS, (100.0, 50.0, 110.0, 200.0), strict=True)
     ]
     return {
@@ -60,11 +60,12 @@ def test_ratios_and_reports():
     assert s["autocast_over_bf16"] == pytest.approx(4.0)  # 200 / 50
     assert s["f32_over_bf16"] == pytest.approx(2.0)  # 100 / 50
     assert s["eager_f32_over_autocast"] == pytest.approx(0.55)
+    assert s["batch"] == 512
     text = precision.format_precision_report(doc)
     assert "4.00x" in text and "2.00x" in text and "bf16 GEMM path: aten" in text
     assert "mean 0.9500 / 0.9000 (difference -0.0500)" in text
     md = precision.precision_markdown(doc)
-    assert "| large | 100.0 | 50.0 | 110.0 | 200.0 | 4.00x | 2.00x |" in md
+    assert "| large | 512 | 100.0 | 50.0 | 110.0 | 200.0 | 4.00x | 2.00x |" in md
     json.dumps(doc)  # the document is plain JSON
 
 

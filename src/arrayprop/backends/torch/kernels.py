@@ -105,8 +105,8 @@ def bias_grad(delta):
 
 
 def sgd_update(w, g, lr):
-    # W ← W − η G in place (the optimizer owns W); mixed dtypes promote as W's dtype.
-    return w.sub_(g * lr)
+    # W ← W − η G in place (the optimizer owns W), one pass: no η G temporary.
+    return w.add_(g, alpha=-lr)
 
 
 def adam_update(w, g, m, v, lr, beta1, beta2, eps, bias_c1, bias_c2):
