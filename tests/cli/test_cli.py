@@ -362,3 +362,39 @@ def test_number_flags_name_the_allowed_range(argv, message, capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", *argv])
     assert f"arrayprop train: error: {message} (see" in capsys.readouterr().err
+
+
+def test_info_says_whether_the_cpu_has_bf16_units_and_which_path_uses_them(capsys):
+    from arrayprop.backends import cpu
+    from arrayprop.cli.info import bf16_report
+
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    units = cpu.bf16_units()
+    line = re.search(r"^bfloat16 matrix units on the CPU: (.*)$", out, flags=re.M).group(1)
+    assert line.startswith(" and ".join(units["units"]) if units["units"] else "none")
+    assert re.search(r"^bfloat16 GEMMs on torch .*: (oneDNN|no oneDNN)", out, flags=re.M)
+    # Each kind of CPU, from its flags alone.
+    amx = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "amx_bf16", "avx512_bf16"})
+    avx512 = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq"})
+    avx2 = frozenset({"avx", "avx2", "fma"})
+    report = bf16_report(amx, "onednn AVX512")
+    assert report[0].endswith(": AMX-BF16 and AVX512-BF16") and "on those units" in report[1]
+    report = bf16_report(avx512, "onednn AVX512")
+    assert "AVX-512 only" in report[0] and "converted to float32" in report[1]
+    report = bf16_report(avx2, "aten AVX2")
+    assert "no AVX-512 either" in report[0] and "as float32 GEMMs" in report[1]
+    assert bf16_report(frozenset({"avx512_bf16"}), "x")[0].endswith(": AVX512-BF16")
+
+
+def test_cpu_flags_reads_the_first_flags_line(tmp_path):
+    from arrayprop.backends import cpu
+
+    f = tmp_path / "cpuinfo"
+    f.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_bf16\n\nprocessor\t: 1\nflags\t: fpu\n")
+    assert cpu.cpu_flags(f) == {"fpu", "avx2", "amx_bf16"}
+    assert cpu.bf16_units(cpu.cpu_flags(f))["units"] == ["AMX-BF16"]
+    (tmp_path / "arm").write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")
+    assert cpu.cpu_flags(tmp_path / "arm") is None
+    assert cpu.cpu_flags(tmp_path / "missing") is None
+    assert cpu.bf16_units(frozenset()) == {"known": True, "units": [], "avx512": False}

@@ -105,7 +105,7 @@ def test_the_table_is_read_from_the_dispatcher():
     assert table["softmax_cross_entropy"] == ("any", set())  # guarded by hasattr
     assert table["fused_sgd"] == ("any", set())  # getattr with a default
     assert table["fused_sgd_status"][0] == "numpy"
-    assert FAST_BACKENDS == ["cupy", "numpy"]
+    assert FAST_BACKENDS == ["cupy", "numpy", "torch"]
 
 
 def test_every_unguarded_fast_call_exists_in_every_fast_module(fast_modules):

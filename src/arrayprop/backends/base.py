@@ -8,7 +8,7 @@ silently: an array of another library or device is an error
 (:class:`~arrayprop.errors.BackendMismatchError`).
 
 The base class holds the shared logic and a default for each per-library hook; one adapter per
-library (``backends/numpy``, ``backends/cupy``, ``backends/torch.py``, ...) overrides the hooks
+library (``backends/numpy``, ``backends/cupy``, ``backends/torch``, ...) overrides the hooks
 where its library differs. No array library but NumPy is imported here.
 """
 

@@ -9,6 +9,7 @@ import argparse
 import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from arrayprop.bench.configs import (
     ALL_CONFIGS,
@@ -87,11 +88,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also measure peak memory of one step (fresh subprocesses)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bf16"),
+        default="float32",
+        help="bf16: time bfloat16 mixed precision beside float32 on the torch backend against "
+        "PyTorch autocast, and measure its digits accuracy (default configs: large,wide; "
+        "docs/precision.md)",
+    )
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run ``arrayprop bench``; raises ``ValueError`` for bad names/options."""
+    if getattr(args, "precision", "float32") == "bf16":
+        return _run_precision(args)
     configs = get_configs(args.configs)  # validate before any work
     backends = parse_names(args.backends, BACKENDS, "backend")
     if args.repeat < 1 or args.warmup < 0:
@@ -121,6 +132,44 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.plot:
         write_plot(doc, args.plot)
         print(f"wrote {args.plot}")
+    return 0
+
+
+def _run_precision(args: argparse.Namespace) -> int:
+    """``--precision bf16``: :func:`arrayprop.bench.precision.run_precision`."""
+    from arrayprop.bench.precision import (
+        format_precision_report,
+        precision_markdown,
+        run_precision,
+    )
+
+    names = args.configs if args.configs != ",".join(CONFIGS) else "large,wide"
+    configs = get_configs(names)
+    if args.backends not in ("numpy", "torch"):
+        raise ValueError("--precision bf16 runs on the torch backend; leave --backends out")
+    if args.repeat < 1 or args.warmup < 0:
+        raise ValueError("--repeat must be >= 1 and --warmup >= 0")
+    if args.sweep or args.memory or args.plot or args.no_peer:
+        raise ValueError("--precision bf16 takes no --sweep, --memory, --plot or --no-peer")
+    if importlib.util.find_spec("torch") is None:
+        raise ValueError("--precision bf16 needs PyTorch: pip install 'arrayprop[torch]'")
+    doc = run_precision(
+        [c.name for c in configs],
+        device=args.device,
+        repeat=args.repeat,
+        warmup=args.warmup,
+        max_time=args.max_time or None,
+        seed=getattr(args, "seed", 0),
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+    )
+    print(format_precision_report(doc))
+    if args.json:
+        write_json(doc, args.json)
+        print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(precision_markdown(doc))
+        print(f"wrote {args.markdown}")
     return 0
 
 

@@ -4,8 +4,10 @@ Layers and optimizers call these functions with their :class:`~arrayprop.Backend
 picks the implementation. :mod:`.portable` holds the Array API reference version of every
 primitive; a backend whose adapter has a fast-kernel module (:attr:`Backend.fast
 <arrayprop.Backend.fast>`) gets the optimised one (NumPy: in-place ufuncs and a fused SGD GEMM
-in ``backends/numpy/``; CuPy: fused elementwise kernels around cuBLAS in ``backends/cupy/``). A
-fast module that cannot be imported (CuPy not installed) leaves the portable version in charge.
+in ``backends/numpy/``; CuPy: fused elementwise kernels around cuBLAS in ``backends/cupy/``;
+PyTorch: the bias inside ``addmm``, in-place updates and emulated bfloat16 GEMMs in
+``backends/torch/``). A fast module that cannot be imported (CuPy not installed) leaves the
+portable version in charge.
 Fast paths may overwrite an argument only when the caller passes ``inplace=True``, i.e. when it
 owns that buffer, and the optimizer updates overwrite the optimizer-owned weights and state; the
 portable versions never modify an argument.

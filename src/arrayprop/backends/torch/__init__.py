@@ -1,7 +1,9 @@
 """The PyTorch backend: tensors on the CPU or a CUDA device (see docs/backends.md).
 
 PyTorch is imported when the backend is first asked for (through ``array_api_compat.torch``).
-Its TF32 switch is ``torch.backends.cuda.matmul.fp32_precision`` (``allow_tf32`` before 2.9).
+:mod:`.kernels` holds its fast paths (fused bias GEMMs, in-place activations and SGD, and
+bfloat16 GEMMs run in float32 on CPUs without bfloat16 units: docs/precision.md). Its TF32
+switch is ``torch.backends.cuda.matmul.fp32_precision`` (``allow_tf32`` before 2.9).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class TorchBackend(Backend):
     namespace_module = "array_api_compat.torch"
     install_hint = 'pip install "arrayprop[torch]"'
     array_modules = ("torch",)
+    fast_module = "arrayprop.backends.torch.kernels"
     supports_tf32 = True
 
     @classmethod
