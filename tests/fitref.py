@@ -9,12 +9,14 @@ produce an expected value; arrayprop is used only to read a model's weights and 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
 
 import numpy as np
 
 import arrayprop as ap
+from arrayprop.training.metrics import Metric
 
 
 def _act(kind, z):
@@ -152,3 +154,19 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+class CtrlCAt(Metric):
+    """A metric that presses Ctrl-C (SIGINT to this process) during global step ``at``: fit
+    finishes that step and stops (saving mid-epoch when it has a checkpoint); 0: never."""
+
+    name = "ctrl_c"
+
+    def __init__(self, at: int) -> None:
+        self.at, self.calls = at, 0
+
+    def batch_sum(self, xp, pred, target, dtype):
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return xp.zeros((), dtype=dtype, device=pred.device)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
 
 import numpy as np
 import pytest
@@ -22,24 +20,9 @@ import arrayprop as ap
 from arrayprop import checkpoint as ckpt
 from arrayprop.checkpoint.format import canonical_json, checksum
 from arrayprop.errors import CheckpointError
-from arrayprop.training.metrics import Metric
+from fitref import CtrlCAt
 
 N, BATCH = 24, 8
-
-
-class _CtrlCAt(Metric):
-    """Presses Ctrl-C during step ``at``: fit finishes the step and saves mid-epoch."""
-
-    name = "ctrl_c"
-
-    def __init__(self, at: int) -> None:
-        self.at, self.calls = at, 0
-
-    def batch_sum(self, xp, pred, target, dtype):
-        self.calls += 1
-        if self.calls == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
-        return xp.zeros((), dtype=dtype, device=pred.device)
 
 
 def _data():
@@ -65,7 +48,7 @@ def _fit(path, *, resume=False, metric=None, epochs=3):
         checkpoint=path,
         resume=resume,
         schedule=sched,
-        metrics=[metric or _CtrlCAt(0)],
+        metrics=[metric or CtrlCAt(0)],
     )
     return model, opt, history
 
@@ -74,7 +57,7 @@ def _fit(path, *, resume=False, metric=None, epochs=3):
 def base(tmp_path_factory):
     """The header and arrays of a checkpoint saved in the middle of epoch 2."""
     path = tmp_path_factory.mktemp("crafted") / "base.npz"
-    _, _, history = _fit(path, metric=_CtrlCAt(5))
+    _, _, history = _fit(path, metric=CtrlCAt(5))
     assert history.interrupted
     with np.load(path, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
@@ -301,7 +284,7 @@ def test_a_crafted_run_state_is_refused_naming_the_field(base, tmp_path, edit, f
             checkpoint=path,
             resume=True,
             schedule=sched,
-            metrics=[_CtrlCAt(0)],
+            metrics=[CtrlCAt(0)],
         )
     assert field in str(info.value), str(info.value)
     assert str(path) in str(info.value)

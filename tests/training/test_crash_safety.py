@@ -29,7 +29,7 @@ from arrayprop import checkpoint as ckpt
 from arrayprop.checkpoint.format import canonical_json, checksum
 from arrayprop.errors import CheckpointError
 from arrayprop.training.callbacks import Callback
-from arrayprop.training.metrics import Metric
+from fitref import CtrlCAt
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="needs fork, SIGKILL and pids")
 
@@ -408,21 +408,6 @@ def test_divergence_names_epoch_step_and_layer_and_keeps_the_last_finite_weights
     assert np.isfinite(history.loss[-1])
 
 
-class _CtrlCAt(Metric):
-    """A metric that presses Ctrl-C (SIGINT to this process) during global step ``at``."""
-
-    name = "ctrl_c"
-
-    def __init__(self, at: int) -> None:
-        self.at, self.calls = at, 0
-
-    def batch_sum(self, xp, pred, target, dtype):
-        self.calls += 1
-        if self.calls == self.at:
-            os.kill(os.getpid(), signal.SIGINT)
-        return xp.zeros((), dtype=dtype, device=pred.device)
-
-
 def _train(backend, path=None, *, epochs=4, resume=False, metrics=(), callbacks=()):
     """A float64 run that is the same every time it is called with the same arguments."""
     x, y = _blobs(n=50)
@@ -443,7 +428,7 @@ def test_ctrl_c_mid_epoch_returns_the_history_saves_and_resumes_exactly(backend,
     reference, full = _train(backend)
     path = tmp_path / "run.npz"
     # 7 steps per epoch (50 samples, batches of 8): step 11 is in the middle of epoch 2.
-    model, history = _train(backend, path, metrics=[_CtrlCAt(11)])
+    model, history = _train(backend, path, metrics=[CtrlCAt(11)])
     assert history.interrupted and history.epochs == [1]
     assert np.all(np.isfinite(backend.to_host(model.predict(_blobs(n=50)[0]))))
     saved = ckpt.load(path)
@@ -451,7 +436,7 @@ def test_ctrl_c_mid_epoch_returns_the_history_saves_and_resumes_exactly(backend,
     # Resuming mid-epoch needs the same metrics (the epoch's partial sums are per metric).
     with pytest.raises(CheckpointError, match="saved mid-epoch with 2 metric"):
         _train(backend, path, resume=True)
-    resumed, rest = _train(backend, path, resume=True, metrics=[_CtrlCAt(0)])
+    resumed, rest = _train(backend, path, resume=True, metrics=[CtrlCAt(0)])
     assert rest.epochs == [1, 2, 3, 4] and not rest.interrupted
     for a, b in zip(_weights(resumed), _weights(reference), strict=True):
         np.testing.assert_array_equal(a, b)

@@ -17,11 +17,11 @@ from typing import Any
 
 from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
-from arrayprop.errors import DTypeError, ShapeError
+from arrayprop.errors import ShapeError
 from arrayprop.kernels import portable
 from arrayprop.kernels.portable import conv_output_size
 from arrayprop.nn.init import INITIALIZERS, draw
-from arrayprop.nn.layer import Layer, check_grad, exact_array
+from arrayprop.nn.layer import Layer, check_grad, check_input, exact_array
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
 from arrayprop.random import host_rng
@@ -68,11 +68,7 @@ def check_nchw(layer: Layer, x: Any, channels: int | None) -> None:
     if len(shape) != 4 or (channels is not None and shape[1] != channels):
         c = "C" if channels is None else channels
         raise ShapeError(f"{layer!r}: expected input of shape (N, {c}, H, W), got {shape}")
-    if x.dtype != be.dtype:
-        raise DTypeError(
-            f"{layer!r}: expected input of dtype {be.dtype_name}, got {x.dtype}; convert the "
-            "data with backend.asarray (integer data must be cast to float explicitly)"
-        )
+    check_input(layer, x)
 
 
 def check_window(layer: Layer, shape: tuple[int, ...], kernel, padding) -> None:

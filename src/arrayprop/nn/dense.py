@@ -12,9 +12,9 @@ from typing import Any
 
 from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
-from arrayprop.errors import DTypeError, ShapeError
+from arrayprop.errors import ShapeError
 from arrayprop.nn.init import INITIALIZERS, draw
-from arrayprop.nn.layer import Layer, check_grad, check_last_axis, exact_array
+from arrayprop.nn.layer import Layer, check_grad, check_input, check_last_axis, exact_array
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
 from arrayprop.random import host_rng
@@ -96,11 +96,7 @@ class Dense(Layer):
         if not be.owns(x):
             be.check(x, f"{self!r} input")
         check_last_axis(self, x, self.in_features, "input")
-        if x.dtype != self.weight.data.dtype:
-            raise DTypeError(
-                f"{self!r}: expected input of dtype {be.dtype_name}, got {x.dtype}; convert the "
-                "data with backend.asarray (integer data must be cast to float explicitly)"
-            )
+        check_input(self, x, self.weight.data.dtype)
         if self.training and self.weight.grad_factors is not None:
             # The previous step's factors of ∂C/∂W: drop them now rather than keep two steps'
             # (an evaluation pass leaves the last training step's gradient readable).

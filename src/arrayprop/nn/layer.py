@@ -398,6 +398,20 @@ def check_grad(layer: Layer, grad_out: Any, dtype: Any) -> None:
         )
 
 
+def check_input(layer: Layer, x: Any, dtype: Any = None) -> None:
+    """Refuse an input of another library or device (``BackendMismatchError``) or of another
+    dtype than ``dtype`` (default: the backend's) with a ``DTypeError`` that says how to convert
+    it: the first check of every built-in layer's forward."""
+    be = layer.backend
+    if not be.owns(x):
+        be.check(x, f"{layer!r} input")
+    if x.dtype != (be.dtype if dtype is None else dtype):
+        raise DTypeError(
+            f"{layer!r}: expected input of dtype {be.dtype_name}, got {x.dtype}; convert the "
+            "data with backend.asarray (integer data must be cast to float explicitly)"
+        )
+
+
 def check_last_axis(layer: Layer, x: Any, width: int | None, what: str) -> None:
     """``x`` must have shape (..., width) with at least one axis before it (the batch), or
     (batch, ...) with at least two axes for ``width=None``.

@@ -15,8 +15,8 @@ import numbers
 from typing import Any, ClassVar
 
 from arrayprop.backends import Backend, get_backend
-from arrayprop.errors import DTypeError, ShapeError
-from arrayprop.nn.layer import Layer, check_grad, exact_array
+from arrayprop.errors import ShapeError
+from arrayprop.nn.layer import Layer, check_grad, check_input, exact_array
 from arrayprop.nn.parameter import Buffer, Parameter
 from arrayprop.nn.registry import register_layer
 from arrayprop.validation import POSITIVE, POSITIVE_INT, Interval, check
@@ -62,14 +62,7 @@ class _Affine(Layer):
         self.bias = Parameter(b, "bias")
 
     def _check_input(self, x: Any) -> None:
-        be = self.backend
-        if not be.owns(x):
-            be.check(x, f"{self!r} input")
-        if x.dtype != be.dtype:
-            raise DTypeError(
-                f"{self!r}: expected input of dtype {be.dtype_name}, got {x.dtype}; convert the "
-                "data with backend.asarray (integer data must be cast to float explicitly)"
-            )
+        check_input(self, x)
 
 
 class _BatchNorm(_Affine):

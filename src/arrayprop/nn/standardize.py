@@ -13,8 +13,8 @@ import numbers
 from typing import Any, ClassVar
 
 from arrayprop.backends import Backend, get_backend
-from arrayprop.errors import DTypeError, NonFiniteError, ShapeError
-from arrayprop.nn.layer import Layer, check_grad
+from arrayprop.errors import NonFiniteError, ShapeError
+from arrayprop.nn.layer import Layer, check_grad, check_input
 from arrayprop.nn.parameter import Buffer
 from arrayprop.nn.registry import register_layer
 from arrayprop.validation import POSITIVE_INT, check
@@ -115,14 +115,7 @@ class Standardize(Layer):
 
     def forward(self, x: Any) -> Any:
         """x : (batch, ..., *shape) -> (x − μ) / s, the same shape (eq. 42)."""
-        be = self.backend
-        if not be.owns(x):
-            be.check(x, f"{self!r} input")
-        if x.dtype != be.dtype:
-            raise DTypeError(
-                f"{self!r}: expected input of dtype {be.dtype_name}, got {x.dtype}; convert the "
-                "data with backend.asarray (integer data must be cast to float explicitly)"
-            )
+        check_input(self, x)
         got = tuple(x.shape)
         k = len(self.shape)
         if len(got) <= k or got[-k:] != self.shape:
