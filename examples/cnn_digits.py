@@ -4,48 +4,67 @@
     → Flatten → Dense(512, 64) → ReLU → Dropout(0.5) → Dense(64, 10)
 
 (38,282 parameters), trained with AdamW (lr 3e-3, weight decay 0.01), batch 32, a cosine
-schedule and 15 epochs, on the training images plus four copies of them shifted by one pixel
-up, down, left and right (:func:`shifted`, host NumPy: five times the data). The images are
-reshaped to (n, 1, 8, 8) and standardised with the training part's mean and standard deviation.
+schedule and 25 epochs, on the training images plus four copies of them shifted by one pixel
+up, down, left and right (:func:`shifted`, host NumPy: five times the data), NumPy's BLAS on one
+thread. The images are reshaped to (n, 1, 8, 8) and standardised with the training part's mean
+and standard deviation.
 
-How the defaults were chosen. First (previous version of this script) on one stratified 80/20
-split of the 1,438 training images, two seeds: every candidate scored 99.3-100 % on the 288
-validation images, one or two images apart, so that split could not tell them apart:
+How the defaults were chosen: two rounds of selection on the 1,438 training images; the test
+set chose nothing.
 
-    candidate                               validation (seeds 0, 1)   val. loss (seeds 0, 1)
-    30 epochs, no augmentation (old)        100.00 %, 100.00 %        0.0081, 0.0068
-    + shifts, 15 epochs                      99.31 %, 100.00 %        0.0120, 0.0013
-    + BatchNorm2d after each conv            99.31 %, 100.00 %        0.0137, 0.0045
-
-(the BatchNorm2d + shifts run was stopped after one seed: 99.31 %, 0.0145). So the choice was
-made by 3-fold stratified cross-validation on the training set (``--select``; :func:`folds`,
-:func:`cross_validate`): each candidate trained three times on two folds (958 images) and
-scored on the third, so every training image is held out once. The test set was not read:
+First round. One stratified 80/20 split of the training images, two seeds, could not tell the
+candidates apart (each scored 99.3-100 % on the 288 validation images, one or two images
+apart). So the choice was made by 3-fold stratified cross-validation on the training set
+(``--select``; :func:`folds`, :func:`cross_validate`): each candidate trained three times on two
+folds (958 images) and scored on the third, so every training image is held out once:
 
     candidate                               held-out errors of 1,438   mean held-out loss
-    30 epochs, no augmentation (old)        12 (99.17 %)                0.0300
+    30 epochs, no augmentation              12 (99.17 %)                0.0300
     one-pixel shifts, 15 epochs              8 (99.44 %)                0.0133   <- chosen
     shifts + BatchNorm2d, 15 epochs         10 (99.30 %)                0.0204
 
-(OPENBLAS_NUM_THREADS=1, 171 s, 313 s and 197 s at a load average of 6-9 on 2 shared cores.)
+Trained on the whole training set, the chosen settings scored 98.33 % on the test set (6 of 359
+wrong), one image short of issue 12's target of 98.5 %; the settings before had scored 97.77 %
+(8 wrong).
 
-With these defaults the script trains once on the 80 % part and prints its validation accuracy,
-then trains on the whole training set and scores the test set once. Measured with the defaults
-(NumPy, 2 BLAS threads): validation 99.31 %, test 98.33 % (6 of 359 wrong), one image short of
-issue 12's target of 98.5 %; the old defaults had scored 97.77 % (8 wrong). Neither test figure
-was used to choose anything. That run took 646 s of training (10.8 min) at a load average of
-3-7 on the 2 shared cores: five times the data costs about 2.5 times the old run's 30 s on an
-idle machine, and two BLAS threads spin against the other processes on a loaded one
-(``OPENBLAS_NUM_THREADS=1`` helps there); ``--no-validate`` halves it.
+Second round. Five changes to the first round's choice, each plausibly better, were written
+into :data:`CANDIDATES` before anything was run, and cross-validated the same way (same folds,
+same seeds; ties would have gone to the lower held-out loss):
+
+    candidate                               held-out errors of 1,438   mean held-out loss
+    first round's choice (15 epochs)         8 (99.44 %)                0.0133
+    wider convolutions, 32 and 64 filters    8 (99.44 %)                0.0167
+    a third conv (64) + MaxPool2D            6 (99.58 %)                0.0214
+    diagonal shifts too (nine copies)       10 (99.30 %)                0.0234
+    25 epochs                                6 (99.58 %)                0.0140   <- chosen
+    dropout 0.3                              7 (99.51 %)                0.0106
+
+(one BLAS thread; 148, 201, 114, 157, 126 and 91 s, 837 s in all, at a load average of 3.5-6
+on 2 shared cores). The first round's choice reproduced its figures exactly. The differences
+are of one or two images in 1,438, so the ranking is weak evidence, but it is the only
+evidence the rule allows: 25 epochs ties the third conv on errors and wins on loss.
+
+Then the chosen settings were trained on the whole training set and the test set was scored
+once: 99.16 % (3 of 359 wrong, test loss 0.0725), which meets issue 12's target of 98.5 %. The
+gain over the first round's 98.33 % is three images of 359, within what another seed could
+move. The test set has now been scored three times in all, once per set of settings: the
+settings before the first round (97.77 %), the first round's choice (98.33 %) and the second
+round's (99.16 %); a second round was run because the first round's choice missed the target,
+and each score came after its choice was made and chose nothing.
+
+With the defaults the script trains once on the 80 % part and prints its validation accuracy
+(99.31 %), then trains on the whole training set and scores the test set once: 102 s of
+training, 1 min 43 s in all, at a load average of 0.8-2.1 on the 2 shared cores.
 
     python examples/cnn_digits.py             # the defaults
     python examples/cnn_digits.py --epochs 1  # a smoke run
-    python examples/cnn_digits.py --select    # rerun the cross-validation (~10 min)
+    python examples/cnn_digits.py --select    # rerun the second round (~15 min)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -73,19 +92,29 @@ def load(seed: int = 0, val_fraction: float = 0.2) -> dict[str, tuple[np.ndarray
     }
 
 
-def shifted(x: np.ndarray, y: np.ndarray, shift: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` and, for ``shift`` > 0, four copies of the images moved by ``shift`` pixels
-    up, down, left and right (the vacated rows or columns take the image's background, the
-    minimum): five times the data, in host NumPy."""
+def shifted(
+    x: np.ndarray, y: np.ndarray, shift: int, *, diagonal: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` and, for ``shift`` > 0, copies of the images moved by ``shift`` pixels: four
+    (up, down, left, right: five times the data) or, with ``diagonal``, eight (also the four
+    diagonal moves: nine times the data). The vacated rows and columns take the image's
+    background, the minimum. Host NumPy."""
     if shift == 0:
         return x, y
     background = x.min()
+    moves = [(shift, 0), (-shift, 0), (0, shift), (0, -shift)]
+    if diagonal:
+        moves += [(dy, dx) for dy in (shift, -shift) for dx in (shift, -shift)]
     copies = [x]
-    for axis, step in ((2, shift), (2, -shift), (3, shift), (3, -shift)):
-        moved = np.roll(x, step, axis=axis)
-        index = [slice(None)] * 4
-        index[axis] = slice(0, step) if step > 0 else slice(step, None)
-        moved[tuple(index)] = background
+    for move in moves:
+        moved = x
+        for axis, step in zip((2, 3), move, strict=True):
+            if step == 0:
+                continue
+            moved = np.roll(moved, step, axis=axis)
+            index = [slice(None)] * 4
+            index[axis] = slice(0, step) if step > 0 else slice(step, None)
+            moved[tuple(index)] = background
         copies.append(moved)
     return np.concatenate(copies), np.concatenate([y] * len(copies))
 
@@ -95,26 +124,43 @@ def build(
     p: float = 0.5,
     *,
     bn: bool = False,
+    widths: tuple[int, int] = (16, 32),
+    third: int = 0,
     seed: int = 0,
     backend: str | None = None,
 ) -> ap.Sequential:
-    """The CNN of the module docstring, with ``hidden`` units, dropout ``p`` and, with ``bn``,
-    a BatchNorm2d after each convolution."""
+    """The CNN of the module docstring, with ``widths`` filters in its two convolutions,
+    ``hidden`` units, dropout ``p``; with ``bn``, a BatchNorm2d after each convolution; with
+    ``third`` > 0, a second block after the pooling: Conv2D(widths[1], third, 3, padding=1)
+    → ReLU → MaxPool2D(2), so the Dense layer sees third x 2 x 2 features."""
     be = ap.get_backend(backend)
+    c1, c2 = widths
 
     def norm(channels: int) -> list[ap.Layer]:
         return [ap.BatchNorm2d(channels, backend=be)] if bn else []
 
-    return ap.Sequential(
-        ap.Conv2D(1, 16, 3, padding=1, seed=seed, backend=be),
-        *norm(16),
+    layers: list[ap.Layer] = [
+        ap.Conv2D(1, c1, 3, padding=1, seed=seed, backend=be),
+        *norm(c1),
         ap.ReLU(),
-        ap.Conv2D(16, 32, 3, padding=1, seed=seed + 1, backend=be),
-        *norm(32),
+        ap.Conv2D(c1, c2, 3, padding=1, seed=seed + 1, backend=be),
+        *norm(c2),
         ap.ReLU(),
         ap.MaxPool2D(2),
+    ]
+    features = c2 * 4 * 4
+    if third:
+        layers += [
+            ap.Conv2D(c2, third, 3, padding=1, seed=seed + 4, backend=be),
+            *norm(third),
+            ap.ReLU(),
+            ap.MaxPool2D(2),
+        ]
+        features = third * 2 * 2
+    return ap.Sequential(
+        *layers,
         ap.Flatten(),
-        ap.Dense(32 * 4 * 4, hidden, seed=seed + 2, backend=be),
+        ap.Dense(features, hidden, seed=seed + 2, backend=be),
         ap.ReLU(),
         ap.Dropout(p),
         ap.Dense(hidden, 10, seed=seed + 3, backend=be),
@@ -136,11 +182,15 @@ def train(
     seed: int,
     backend: str | None,
     verbose: bool,
+    widths: tuple[int, int] = (16, 32),
+    third: int = 0,
+    diagonal: bool = False,
 ) -> ap.Sequential:
     """Build the CNN and fit it to ``(x, y)`` (with its shifted copies, see :func:`shifted`)
-    with AdamW and a cosine schedule."""
-    x, y = shifted(x, y, shift)
-    model = build(hidden, p, bn=bn, seed=seed, backend=backend)
+    with AdamW and a cosine schedule, NumPy's BLAS on one thread (its products are narrow:
+    one thread measured 5-30 times faster than two on a shared machine)."""
+    x, y = shifted(x, y, shift, diagonal=diagonal)
+    model = build(hidden, p, bn=bn, widths=widths, third=third, seed=seed, backend=backend)
     optimizer = ap.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     ap.fit(
         model,
@@ -153,17 +203,34 @@ def train(
         seed=seed,
         schedule=ap.CosineAnnealingLR(optimizer, T_max=epochs),
         progress="lines" if verbose else None,
+        blas_threads=1,
     )
     return model
 
 
-#: The candidates of ``--select`` (changes to the first one, the previous defaults).
+#: The candidates of ``--select``: the first round's choice (:data:`BASE`) and changes to it,
+#: each fixed before the second round's cross-validation was run. The fifth (25 epochs) won;
+#: :func:`main`'s defaults are :data:`BASE` with that change.
 CANDIDATES: tuple[dict, ...] = (
     {},
-    {"shift": 1, "epochs": 15},
-    {"bn": True, "shift": 1, "epochs": 15},
+    {"widths": (32, 64)},  # wider convolutions
+    {"third": 64},  # a second block: Conv2D(32, 64) → ReLU → MaxPool2D on the 4x4 maps
+    {"diagonal": True},  # the four diagonal one-pixel shifts too: nine copies
+    {"epochs": 25},  # longer cosine schedule
+    {"p": 0.3},  # less dropout (the shifts regularise already)
 )
-BASE = dict(hidden=64, p=0.5, bn=False, shift=0, epochs=30, lr=3e-3, weight_decay=0.01)
+BASE = dict(
+    hidden=64,
+    p=0.5,
+    bn=False,
+    widths=(16, 32),
+    third=0,
+    shift=1,
+    diagonal=False,
+    epochs=15,
+    lr=3e-3,
+    weight_decay=0.01,
+)
 
 
 def folds(y: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:
@@ -211,9 +278,10 @@ def select(*, k: int = 3, backend: str | None = None) -> dict:
         start = time.perf_counter()
         r = cross_validate(settings, k=k, backend=backend)
         print(
-            f"{change or 'defaults before'}: {r['errors']} of {r['n']} wrong "
+            f"{change or 'first round'}: {r['errors']} of {r['n']} wrong "
             f"({1 - r['errors'] / r['n']:.2%}), mean held-out loss {r['loss']:.4f} "
-            f"[{time.perf_counter() - start:.0f} s]",
+            f"[{time.perf_counter() - start:.0f} s, load average "
+            f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}]",
             flush=True,
         )
         key = (r["errors"], r["loss"])
@@ -229,7 +297,7 @@ def main(
     p: float = 0.5,
     bn: bool = False,
     shift: int = 1,
-    epochs: int = 15,
+    epochs: int = 25,
     lr: float = 3e-3,
     weight_decay: float = 0.01,
     batch_size: int = 32,
@@ -278,7 +346,7 @@ def main(
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default=None)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument(
         "--shift", type=int, default=1, help="augment by shifts of this many pixels"
     )

@@ -133,12 +133,34 @@ def test_cnn_digits_shifts_and_folds():
     assert (xs[2:4, :, 0] == x.min()).all() and (xs[4:6, :, -1] == x.min()).all()
     np.testing.assert_array_equal(xs[8:10, :, :, :-1], x[:, :, :, 1:])  # left by one
     assert module.shifted(x, y, 0)[0] is x
+    # With the diagonals: the same four first, then down-right, down-left, up-right, up-left.
+    xd, yd = module.shifted(x, y, 1, diagonal=True)
+    assert xd.shape == (18, 1, 8, 8) and list(yd) == [3, 7] * 9
+    np.testing.assert_array_equal(xd[:10], xs)
+    np.testing.assert_array_equal(xd[10:12, :, 1:, 1:], x[:, :, :-1, :-1])  # down-right
+    assert (xd[10:12, :, 0] == x.min()).all() and (xd[10:12, :, :, 0] == x.min()).all()
+    np.testing.assert_array_equal(xd[16:18, :, :-1, :-1], x[:, :, 1:, 1:])  # up-left
+    assert (xd[16:18, :, -1] == x.min()).all() and (xd[16:18, :, :, -1] == x.min()).all()
+    assert len({xd[i].tobytes() for i in range(0, 18, 2)}) == 9  # nine distinct copies
     labels = np.repeat(np.arange(10), 30)
     parts = module.folds(labels, 3, seed=1)
     every = np.sort(np.concatenate(parts))
     np.testing.assert_array_equal(every, np.arange(300))  # disjoint and covering
     for part in parts:
         assert np.bincount(labels[part], minlength=10).tolist() == [10] * 10  # stratified
+
+
+def test_cnn_digits_builds_every_candidate():
+    # Every --select candidate builds and maps (n, 1, 8, 8) images to (n, 10) scores.
+    module = _load("cnn_digits")
+    x = np.zeros((2, 1, 8, 8), dtype=np.float32)
+    sizes = set()
+    for change in module.CANDIDATES:
+        s = {**module.BASE, **change}
+        model = module.build(s["hidden"], s["p"], bn=s["bn"], widths=s["widths"], third=s["third"])
+        assert model.eval()(x).shape == (2, 10)
+        sizes.add(sum(int(np.prod(p.shape)) for p in model.parameters()))
+    assert len(sizes) == 3  # the current network, the wider one, the one with a third conv
 
 
 def test_mlp_batchnorm_dropout_learns_in_two_epochs(capsys):
