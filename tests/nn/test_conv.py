@@ -427,3 +427,34 @@ def test_first_conv_skips_the_input_gradient(backend, rng, monkeypatch):
     conv.forward(x)
     conv.backward(g)
     assert calls == [False, True]  # the patch does see a call that wants it
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_conv_workspace_reuse_is_invisible(seed):
+    """NumPy's Conv2D refills the last step's spent im2col matrix (kernels.conv2d_workspace):
+    the next steps' outputs and gradients equal a fresh layer's, with a changed batch size (a
+    workspace of the wrong size is not used) and after an eval-style forward without backward."""
+    rng = np.random.default_rng(200 + seed)
+    be = ap.get_backend("numpy", dtype="float64")
+    kwargs, shape = random_conv(rng)
+    assert ap.kernels.conv2d_workspace(be)
+    conv, w, b = conv_with_weights(kwargs, be, rng)
+    shapes = [shape, shape, (shape[0] + 1, *shape[1:]), shape]
+    for step, s in enumerate(shapes):
+        x = rng.standard_normal(s)
+        fresh = ap.Conv2D(**kwargs, weight=w, bias=b, backend=be)
+        z, zf = conv.forward(x), fresh.forward(x)
+        if step == 1:
+            assert np.shares_memory(conv._cache[0], spare)  # the spent matrix was refilled
+        np.testing.assert_array_equal(z, zf)
+        g = rng.standard_normal(z.shape)
+        np.testing.assert_array_equal(conv.backward(g), fresh.backward(g))
+        np.testing.assert_array_equal(conv.weight.grad, fresh.weight.grad)
+        np.testing.assert_array_equal(conv.bias.grad, fresh.bias.grad)
+        spare = conv._spare
+        assert spare is not None
+        if step == 2:
+            conv.forward(x)  # a forward without backward leaves nothing spare
+            assert conv._spare is None
+    conv.clear_cache()
+    assert conv._spare is None

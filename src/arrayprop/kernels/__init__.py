@@ -36,6 +36,7 @@ __all__ = [
     "bias_grad",
     "conv2d",
     "conv2d_grad",
+    "conv2d_workspace",
     "conv_col2im",
     "conv_cols",
     "embedding_grad",
@@ -218,13 +219,19 @@ def conv_col2im(backend, grad_cols, input_shape, kernel, stride, padding):
     return portable.conv_col2im(backend.xp, grad_cols, input_shape, kernel, stride, padding)
 
 
-def conv2d(backend, x, w, b, kernel, stride, padding):
+def conv2d(backend, x, w, b, kernel, stride, padding, workspace=None):
     """(Z, saved): the convolution Z (N, O, H_out, W_out) of x (N, C, H, W) with w (O, C, kh,
     kw) plus b (O,) (eqs. 29-30), and what :func:`conv2d_grad` needs (opaque: its layout is
     the implementation's). Without a fast ``conv2d``: one GEMM over :func:`conv_cols`'s im2col
-    matrix, ``saved`` that matrix."""
+    matrix, ``saved`` that matrix.
+
+    ``workspace``: a ``saved`` whose :func:`conv2d_grad` has run, which the caller owns and
+    will not read again, for the fast path to refill (see :func:`conv2d_workspace`); ignored
+    elsewhere."""
     fast = _fast(backend)
     if fast and hasattr(fast, "conv2d"):
+        if getattr(fast, "CONV2D_WORKSPACE", False):
+            return fast.conv2d(x, w, b, kernel, stride, padding, workspace)
         return fast.conv2d(x, w, b, kernel, stride, padding)
     xp = backend.xp
     n, o = x.shape[0], w.shape[0]
@@ -255,6 +262,14 @@ def conv2d_grad(backend, grad_out, saved, w, input_shape, kernel, stride, paddin
     grad_cols = matmul(backend, delta, w_mat)  # eq. 32
     grad_x = conv_col2im(backend, grad_cols, input_shape, kernel, stride, padding)  # eq. 33
     return grad_x, grad_w, grad_b
+
+
+def conv2d_workspace(backend) -> bool:
+    """Whether :func:`conv2d` on this backend reuses a spent ``saved`` passed as its
+    ``workspace`` (NumPy: it saves a fresh multi-megabyte allocation, and its page faults, per
+    step); where it does not, a caller should not keep one."""
+    fast = _fast(backend)
+    return bool(fast and hasattr(fast, "conv2d") and getattr(fast, "CONV2D_WORKSPACE", False))
 
 
 def max_pool(backend, x, kernel, stride):

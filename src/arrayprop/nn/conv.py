@@ -156,6 +156,7 @@ class Conv2D(Layer):
         self.weight = Parameter(w, "weight")
         self.bias = Parameter(b, "bias")
         self._cache = None
+        self._spare = None  # the last step's spent im2col matrix, for conv2d to refill
 
     def __repr__(self) -> str:
         extra = "".join(
@@ -178,6 +179,7 @@ class Conv2D(Layer):
         """
         check_nchw(self, x, self.in_channels)
         check_window(self, tuple(x.shape), self.kernel_size, self.padding)
+        spare, self._spare = self._spare, None
         z, saved = kernels.conv2d(  # eqs. 29-30
             self.backend,
             x,
@@ -186,6 +188,7 @@ class Conv2D(Layer):
             self.kernel_size,
             self.stride,
             self.padding,
+            spare,
         )
         self._cache = (saved, tuple(x.shape), x.dtype)
         return z
@@ -220,10 +223,13 @@ class Conv2D(Layer):
             input_grad,
         )
         self.weight.grad, self.bias.grad = grad_w, grad_b
+        if kernels.conv2d_workspace(self.backend):
+            self._spare = saved  # spent: nothing reads it again
         return grad_x
 
     def clear_cache(self) -> None:
         self._cache = None
+        self._spare = None
 
     def gemm_flops(self, sample_shape: tuple[int, ...]) -> int:
         """FLOPs of the forward GEMM per sample whose output has ``sample_shape``

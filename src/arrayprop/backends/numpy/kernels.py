@@ -327,25 +327,42 @@ def avg_pool_grad(grad, input_shape, kernel, stride):
     return out
 
 
-def _sample_cols(x, kernel, stride, padding):
+def _sample_cols(x, kernel, stride, padding, workspace=None):
     """Per sample, the im2col matrix transposed: (N, C·kh·kw, H_out·W_out), rows (c, i, j),
-    filled by kh·kw copies of strided views of the padded input (rows of W_out contiguous)."""
+    filled by kh·kw copies of strided views of the padded input (rows of W_out contiguous),
+    into ``workspace`` when it is a spent matrix of that shape and dtype."""
     (kh, kw), (ph, pw) = kernel, padding
     xp_ = _padded(x, ph, pw)
     n, c = x.shape[:2]
     out_hw = _pool_out(xp_.shape, kernel, stride)
-    cols = np.empty((n, c, kh, kw, *out_hw), dtype=x.dtype)
+    shape = (n, c, kh, kw, *out_hw)
+    if (
+        isinstance(workspace, np.ndarray)
+        and workspace.dtype == x.dtype
+        and workspace.size == math.prod(shape)
+        and workspace.flags.c_contiguous
+        and workspace.flags.writeable
+    ):
+        # A fresh buffer of megabytes costs page faults on every step (the allocator hands
+        # large blocks back to the OS); refilling the last step's spent one does not.
+        cols = workspace.reshape(shape)
+    else:
+        cols = np.empty(shape, dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
             cols[:, :, i, j] = _offset_slice(xp_, i, j, stride, out_hw)
     return cols.reshape(n, c * kh * kw, out_hw[0] * out_hw[1])
 
 
-def conv2d(x, w, b, kernel, stride, padding):
+#: conv2d accepts the ``saved`` matrix of a finished conv2d_grad as its workspace.
+CONV2D_WORKSPACE = True
+
+
+def conv2d(x, w, b, kernel, stride, padding, workspace=None):
     # Z_n = W_mat · cols_n + b per sample n (a batched GEMM), which is NCHW as it comes: no
     # permute of the output, and δ needs none in backward.
     n, o = x.shape[0], w.shape[0]
-    cols = _sample_cols(x, kernel, stride, padding)  # eq. 29
+    cols = _sample_cols(x, kernel, stride, padding, workspace)  # eq. 29
     z = np.matmul(w.reshape(o, -1), cols)  # eq. 30
     z += b[:, None]
     out_hw = _pool_out(_padded_shape(x.shape, padding), kernel, stride)
