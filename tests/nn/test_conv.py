@@ -440,6 +440,7 @@ def test_conv_workspace_reuse_is_invisible(seed):
     assert ap.kernels.conv2d_workspace(be)
     conv, w, b = conv_with_weights(kwargs, be, rng)
     shapes = [shape, shape, (shape[0] + 1, *shape[1:]), shape]
+    spare = None
     for step, s in enumerate(shapes):
         x = rng.standard_normal(s)
         fresh = ap.Conv2D(**kwargs, weight=w, bias=b, backend=be)
