@@ -327,15 +327,15 @@ def avg_pool_grad(grad, input_shape, kernel, stride):
     return out
 
 
-def _sample_cols(x, kernel, stride, padding, workspace=None):
-    """Per sample, the im2col matrix transposed: (N, C·kh·kw, H_out·W_out), rows (c, i, j),
-    filled by kh·kw copies of strided views of the padded input (rows of W_out contiguous),
-    into ``workspace`` when it is a spent matrix of that shape and dtype."""
+def _cols(x, kernel, stride, padding, workspace=None):
+    """The im2col matrix channel-major: (C·kh·kw, N·H_out·W_out), rows (c, i, j), columns
+    (n, p, q), filled by kh·kw copies of strided views of the padded input (rows of W_out
+    contiguous), into ``workspace`` when it is a spent matrix of that size and dtype."""
     (kh, kw), (ph, pw) = kernel, padding
     xp_ = _padded(x, ph, pw)
     n, c = x.shape[:2]
     out_hw = _pool_out(xp_.shape, kernel, stride)
-    shape = (n, c, kh, kw, *out_hw)
+    shape = (c, kh, kw, n, *out_hw)
     if (
         isinstance(workspace, np.ndarray)
         and workspace.dtype == x.dtype
@@ -348,10 +348,11 @@ def _sample_cols(x, kernel, stride, padding, workspace=None):
         cols = workspace.reshape(shape)
     else:
         cols = np.empty(shape, dtype=x.dtype)
+    channels_first = xp_.transpose(1, 0, 2, 3)  # a view (C, N, H_p, W_p)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = _offset_slice(xp_, i, j, stride, out_hw)
-    return cols.reshape(n, c * kh * kw, out_hw[0] * out_hw[1])
+            cols[:, i, j] = _offset_slice(channels_first, i, j, stride, out_hw)
+    return cols.reshape(c * kh * kw, -1)
 
 
 #: conv2d accepts the ``saved`` matrix of a finished conv2d_grad as its workspace.
@@ -359,14 +360,15 @@ CONV2D_WORKSPACE = True
 
 
 def conv2d(x, w, b, kernel, stride, padding, workspace=None):
-    # Z_n = W_mat · cols_n + b per sample n (a batched GEMM), which is NCHW as it comes: no
-    # permute of the output, and δ needs none in backward.
+    # One GEMM over the whole batch, W_mat · cols -> (O, N·H_out·W_out) (one BLAS call, not
+    # one per sample), then bias and the move to NCHW in one pass.
     n, o = x.shape[0], w.shape[0]
-    cols = _sample_cols(x, kernel, stride, padding, workspace)  # eq. 29
+    cols = _cols(x, kernel, stride, padding, workspace)  # eq. 29
     z = np.matmul(w.reshape(o, -1), cols)  # eq. 30
-    z += b[:, None]
     out_hw = _pool_out(_padded_shape(x.shape, padding), kernel, stride)
-    return z.reshape(n, o, *out_hw), cols
+    out = np.empty((n, o, *out_hw), dtype=z.dtype)
+    np.add(z.reshape(o, n, *out_hw).transpose(1, 0, 2, 3), b[:, None, None], out=out)
+    return out, cols
 
 
 def _padded_shape(shape, padding):
@@ -374,36 +376,38 @@ def _padded_shape(shape, padding):
 
 
 def conv2d_grad(grad_out, cols, w, input_shape, kernel, stride, padding, input_grad):
-    n, o = grad_out.shape[:2]
-    delta = np.ascontiguousarray(grad_out).reshape(n, o, -1)
-    grad_w = np.matmul(delta, cols.transpose(0, 2, 1)).sum(axis=0)  # eq. 31
-    grad_b = delta.sum(axis=(0, 2))  # eq. 31
-    grad_w = grad_w.reshape(w.shape)
+    o = grad_out.shape[1]
+    delta = np.ascontiguousarray(grad_out.transpose(1, 0, 2, 3))  # (O, N, H_out, W_out)
+    flat = delta.reshape(o, -1)
+    grad_w = np.matmul(flat, cols.T).reshape(w.shape)  # eq. 31
+    grad_b = flat.sum(axis=1)  # eq. 31
     if not input_grad:
         return None, grad_w, grad_b
     if stride == (1, 1):
         return _input_grad_stride1(delta, w, input_shape, padding), grad_w, grad_b
-    grad_cols = np.matmul(w.reshape(o, -1).T, delta)  # eq. 32
-    return _sample_col2im(grad_cols, input_shape, kernel, stride, padding), grad_w, grad_b
+    grad_cols = np.matmul(w.reshape(o, -1).T, flat)  # eq. 32
+    return _col2im(grad_cols, input_shape, kernel, stride, padding), grad_w, grad_b
 
 
-def _sample_col2im(grad_cols, input_shape, kernel, stride, padding):
-    """The adjoint of :func:`_sample_cols`: kh·kw in-place adds into strided views."""
+def _col2im(grad_cols, input_shape, kernel, stride, padding):
+    """The adjoint of :func:`_cols`: kh·kw in-place adds into strided views of a channel-major
+    (C, N, H_p, W_p) gradient, cropped and moved to NCHW."""
     (kh, kw), (ph, pw) = kernel, padding
     n, c, h, w = input_shape
-    out = np.zeros(_padded_shape(input_shape, padding), dtype=grad_cols.dtype)
+    hp, wp = h + 2 * ph, w + 2 * pw
+    out = np.zeros((c, n, hp, wp), dtype=grad_cols.dtype)
     out_hw = _pool_out(out.shape, kernel, stride)
-    g = grad_cols.reshape(n, c, kh, kw, *out_hw)
+    g = grad_cols.reshape(c, kh, kw, n, *out_hw)
     for i in range(kh):
         for j in range(kw):
             dst = _offset_slice(out, i, j, stride, out_hw)
-            np.add(dst, g[:, :, i, j], out=dst)  # eq. 33
-    return out[:, :, ph : ph + h, pw : pw + w] if (ph or pw) else out
+            np.add(dst, g[:, i, j], out=dst)  # eq. 33
+    return np.ascontiguousarray(out[:, :, ph : ph + h, pw : pw + w].transpose(1, 0, 2, 3))
 
 
 def _input_grad_stride1(delta, w, input_shape, padding):
-    """∂C/∂X of a stride-1 convolution (eqs. 32-33) without the (N, C·kh·kw, H_out·W_out)
-    gradient of cols: δ laid out channel-major on the padded (H_p, W_p) grid (zeros outside
+    """∂C/∂X of a stride-1 convolution (eqs. 32-33) from δ (O, N, H_out, W_out), without the
+    (C·kh·kw, N·H_out·W_out) gradient of cols: δ on the padded (H_p, W_p) grid (zeros outside
     the H_out × W_out outputs), flattened; kernel offset (i, j) then adds W[:, :, i, j]ᵀ δ to
     the flat input gradient shifted by i·W_p + j, one contiguous GEMM and add per offset."""
     (ph, pw), (n, c, h, wd) = padding, input_shape
@@ -411,7 +415,7 @@ def _input_grad_stride1(delta, w, input_shape, padding):
     hp, wp = h + 2 * ph, wd + 2 * pw
     h_out, w_out = hp - kh + 1, wp - kw + 1
     grid = np.zeros((o, n, hp, wp), dtype=delta.dtype)
-    grid[:, :, :h_out, :w_out] = delta.reshape(n, o, h_out, w_out).transpose(1, 0, 2, 3)
+    grid[:, :, :h_out, :w_out] = delta
     flat = grid.reshape(o, -1)
     size = flat.shape[1]
     out = np.zeros((c, size + (kh - 1) * wp + kw - 1), dtype=delta.dtype)
