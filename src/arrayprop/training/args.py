@@ -62,13 +62,12 @@ def largest_gemm(
     """Multiply-adds of the model's largest matrix product for batches of ``batch`` rows, or
     None when that is not known.
 
-    A two-axis weight (Dense) gives ``batch`` x in x out. A :class:`~arrayprop.Conv2D` counts
-    as H_out·W_out x C·kh·kw x out_channels: NumPy's convolution is one GEMM per sample (a
-    batched ``matmul``, :func:`arrayprop.kernels.conv2d`), so that is the size of each BLAS
-    call, whatever the batch. It is counted when ``sample_shape`` (one sample's shape) is given
-    and every layer with weights of more than two axes is a Conv2D in the model's chain (a
-    Sequential's ``layers``); the output sizes come from one zero sample run through the model
-    (:func:`~arrayprop.nn.summary.summarize`). Otherwise weights of more axes make it None."""
+    A two-axis weight (Dense) gives ``batch`` x in x out. A :class:`~arrayprop.Conv2D`'s GEMM
+    scales with the image: ``batch``·H_out·W_out x C·kh·kw x out_channels, counted when
+    ``sample_shape`` (one sample's shape) is given and every layer with weights of more than
+    two axes is a Conv2D in the model's chain (a Sequential's ``layers``); the output sizes
+    come from one zero sample run through the model (:func:`~arrayprop.nn.summary.summarize`).
+    Otherwise weights of more axes make it None."""
     shapes = [p.shape for p in model.parameters() if len(p.shape) >= 2]
     if not shapes:
         return None
@@ -85,7 +84,7 @@ def largest_gemm(
     for layer, (_, _, out_shape, _) in zip(chain, rows, strict=True):
         if isinstance(layer, Conv2D):
             spatial = math.prod(out_shape[2:])
-            largest = max(largest, spatial * math.prod(layer.weight.shape))
+            largest = max(largest, batch * spatial * math.prod(layer.weight.shape))
             continue
         own = [p.shape for p in layer.parameters() if len(p.shape) >= 2]
         if any(len(shape) > 2 for shape in own):
