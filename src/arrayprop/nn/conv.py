@@ -1,10 +1,13 @@
 """``Conv2D``: 2-D convolution on NCHW as one GEMM over an im2col matrix, and its backward pass.
 
-The im2col matrix and its adjoint (col2im) come from :func:`arrayprop.kernels.conv_cols` and
-:func:`arrayprop.kernels.conv_col2im`: the portable versions are Array API only (strided
-slices, ``stack``, ``concat`` with zeros, sums; no in-place writes, so they run on immutable
-arrays such as JAX's), NumPy's fast paths copy once from a strided view and scatter with
-in-place adds. :mod:`.pooling` uses the same windowing. Equation numbers refer to
+The layer calls :func:`arrayprop.kernels.conv2d` and :func:`~arrayprop.kernels.conv2d_grad`.
+Without a fast pair they compose the im2col matrix and its adjoint (col2im) from
+:func:`arrayprop.kernels.conv_cols` and :func:`~arrayprop.kernels.conv_col2im`, whose portable
+versions are Array API only (strided slices, ``stack``, ``concat`` with zeros, sums; no
+in-place writes, so they run on immutable arrays such as JAX's). NumPy's fast pair builds a
+channel-major im2col matrix, runs each product as one GEMM and, for stride 1, forms the input
+gradient by shifted GEMMs without col2im; it refills the layer's spent matrix (a workspace the
+layer owns between steps). :mod:`.pooling` uses the same windowing. Equation numbers refer to
 docs/math.md.
 """
 
