@@ -423,6 +423,9 @@ def _input_grad_stride1(delta, w, input_shape, padding):
     for i in range(kh):
         for j in range(kw):
             dst = out[:, i * wp + j : i * wp + j + size]
-            np.add(dst, wt[i, j] @ flat, out=dst)
+            # With NumPy's OpenBLAS bound: one GEMM with β = 1 straight into the shifted view
+            # (no product array, no add pass); else the product, then an in-place add.
+            if not numpy_blas.add_product(dst, wt[i, j], flat):
+                np.add(dst, wt[i, j] @ flat, out=dst)
     grad = out[:, :size].reshape(c, n, hp, wp)[:, :, ph : ph + h, pw : pw + wd]
     return np.ascontiguousarray(grad.transpose(1, 0, 2, 3))
