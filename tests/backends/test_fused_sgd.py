@@ -284,3 +284,48 @@ def test_fit_folds_too(rng, monkeypatch):
     x, y = _data(rng, n=64)
     ap.fit(model, x, y, loss="softmax-ce", optimizer="sgd", epochs=1, batch_size=16, progress=None)
     assert len(calls) == (3 * 4 if kernels.fused_sgd(be) else 0)
+
+
+# -- C += A B into a view (the stride-1 convolution's input gradient) ----------------------------
+
+
+@needs_cblas
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_product_into_column_slices(dtype, rng):
+    """C ← A B + C where C is a column slice of a wider array (rows contiguous, leading
+    dimension larger than its width), as the shifted GEMMs of a convolution write; the rest of
+    the wider array is untouched."""
+    for m, k, n, offset, extra in [(1, 1, 1, 0, 0), (3, 5, 7, 2, 4), (6, 16, 100, 13, 9)]:
+        big = rng.standard_normal((m, offset + n + extra)).astype(dtype)
+        a = rng.standard_normal((m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        want = big.astype("float64")
+        want[:, offset : offset + n] += a.astype("float64") @ b.astype("float64")
+        assert numpy_blas.add_product(big[:, offset : offset + n], a, b)
+        tol = 1e-5 if dtype == "float32" else 1e-13
+        np.testing.assert_allclose(big, want, rtol=tol * k, atol=tol * k)
+
+
+@needs_cblas
+@pytest.mark.parametrize(
+    "case", ["c-read-only", "c-strided-columns", "mixed-dtype", "c-aliases-a", "shape-mismatch"]
+)
+def test_add_product_refuses_what_it_cannot_take(case, rng):
+    a = rng.standard_normal((4, 3)).astype("float32")
+    b = rng.standard_normal((3, 5)).astype("float32")
+    c = rng.standard_normal((4, 5)).astype("float32")
+    if case == "c-read-only":
+        c.flags.writeable = False
+    elif case == "c-strided-columns":
+        c = rng.standard_normal((4, 10)).astype("float32")[:, ::2]
+    elif case == "mixed-dtype":
+        b = b.astype("float64")
+    elif case == "c-aliases-a":
+        c = np.zeros((4, 8), dtype="float32")
+        a = c[:, :3]
+        c = c[:, 3:8]
+    elif case == "shape-mismatch":
+        b = b[:, :4]
+    before = c.copy()
+    assert not numpy_blas.add_product(c, a, b)
+    np.testing.assert_array_equal(c, before)

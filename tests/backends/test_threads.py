@@ -85,16 +85,37 @@ def test_limit_applies_inside_and_restores_after():
             assert set(blas_threads_now()) == {2}
 
 
-def test_largest_gemm_of_dense_models_and_unknown_for_conv(backend):
+def test_largest_gemm_of_dense_and_conv_models(backend):
     model = ap.mlp([64, 256, 10], seed=0, backend=backend)
     assert largest_gemm(model, 32) == 32 * 64 * 256
     assert largest_gemm(ap.mlp([5, 3, 700], seed=0, backend=backend), 2) == 2 * 3 * 700
     conv = ap.Sequential(
         ap.Conv2D(1, 4, 3, seed=0, backend=backend),
+        ap.ReLU(),
+        ap.MaxPool2D(2),
+        ap.Conv2D(4, 8, 3, padding=1, seed=0, backend=backend),
         ap.Flatten(),
-        ap.Dense(4 * 6 * 6, 10, seed=0, backend=backend),
+        ap.Dense(8 * 3 * 3, 10, seed=0, backend=backend),
     )
+    # Without the image size a convolution's product is unknown.
     assert largest_gemm(conv, 32) is None
+    # 8x8 input: conv1 32·6·6 x 1·3·3 x 4, conv2 32·3·3 x 4·3·3 x 8, Dense 32 x 72 x 10.
+    assert largest_gemm(conv, 32, (1, 8, 8)) == 32 * 9 * 36 * 8
+    # 20x20: conv1 4·18·18 x 9 x 4, conv2 4·9·9 x 36 x 8 (the largest), Dense 4 x 648 x 2.
+    big = ap.Sequential(
+        ap.Conv2D(1, 4, 3, seed=0, backend=backend),
+        ap.ReLU(),
+        ap.MaxPool2D(2),
+        ap.Conv2D(4, 8, 3, padding=1, seed=0, backend=backend),
+        ap.Flatten(),
+        ap.Dense(8 * 9 * 9, 2, seed=0, backend=backend),
+    )
+    assert largest_gemm(big, 4, (1, 20, 20)) == 4 * 81 * 36 * 8
+    # A convolution inside a nested model: not counted, so unknown.
+    nested = ap.Sequential(ap.Sequential(conv.layers[0]), ap.Flatten())
+    assert largest_gemm(nested, 32, (1, 8, 8)) is None
+    # Data the model cannot take: unknown (fit reports the shape itself).
+    assert largest_gemm(conv, 32, (3, 8, 8)) is None
 
 
 def _fit_and_watch(model, x, y, **kwargs):
@@ -125,6 +146,34 @@ def test_fit_limits_small_models_and_restores(backend, clean_env):
         assert history.blas_threads is None
         assert all(set(s) == {2} for s in seen), seen
     assert set(after) == {2}
+
+
+def test_fit_limits_small_conv_models_and_leaves_large_ones(backend, clean_env):
+    """A CNN's convolution products count (the rule used to leave every model with
+    convolution kernels alone): one BLAS thread below SMALL_GEMM, the pools as they are
+    above."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 16)
+
+    def cnn(channels):  # batch 8: the convolution's GEMM is 8·8·8 x 9 x channels
+        return ap.Sequential(
+            ap.Conv2D(1, channels, 3, padding=1, seed=0, backend=backend),
+            ap.ReLU(),
+            ap.MaxPool2D(2),
+            ap.Flatten(),
+            ap.Dense(channels * 4 * 4, 10, seed=0, backend=backend),
+        )
+
+    assert 8 * 64 * 9 * 1024 > SMALL_GEMM > 8 * 64 * 9 * 4
+    with threadpool_limits(2, user_api="blas"):
+        small, seen_small = _fit_and_watch(cnn(4), x, y)
+        large, seen_large = _fit_and_watch(cnn(1024), x, y)
+    expect = 1 if backend.uses_numpy_blas else None
+    assert small.blas_threads == expect
+    assert all(set(s) == {expect or 2} for s in seen_small), seen_small
+    assert large.blas_threads is None
+    assert all(set(s) == {2} for s in seen_large), seen_large
 
 
 def test_fit_leaves_large_models_and_obeys_overrides(backend, clean_env):

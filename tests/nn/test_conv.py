@@ -338,11 +338,56 @@ def test_conv_kernels_fast_match_portable(seed, dtype):
     np.testing.assert_allclose(fast, slow, rtol=1e-6 if dtype == "float32" else 1e-14, atol=0)
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_conv2d_fast_matches_portable(seed, dtype):
+    """NumPy's conv2d / conv2d_grad (per-sample GEMMs; for stride 1 the input gradient by
+    shifted flat GEMMs) equal the portable im2col GEMM on random shapes, strides, paddings and
+    non-contiguous input and gradient, with and without the input gradient."""
+    rng = np.random.default_rng(100 + seed)
+    kwargs, shape = random_conv(rng)
+    if seed % 3 == 0:  # the stride-1 path with several channels and padding
+        kwargs = {**kwargs, "stride": 1}
+    be = ap.get_backend("numpy", dtype=dtype)
+    k, s, p = (
+        ap.nn.conv.pair("t", name, kwargs[name], minimum=0)
+        for name in ("kernel_size", "stride", "padding")
+    )
+    out_c = int(rng.integers(1, 5))
+    x = np.swapaxes(np.ascontiguousarray(np.swapaxes(rng.standard_normal(shape), 2, 3)), 2, 3)
+    x = x.astype(dtype)
+    w = rng.standard_normal((out_c, shape[1], *k)).astype(dtype)
+    b = rng.standard_normal(out_c).astype(dtype)
+    before = x.copy()
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == "float32" else {"rtol": 1e-12, "atol": 1e-12}
+    (zf, sf), (zs, ss) = _fast_and_portable(lambda: ap.kernels.conv2d(be, x, w, b, k, s, p))
+    np.testing.assert_allclose(zf, zs, **tol)
+    np.testing.assert_array_equal(x, before)
+    assert zf.dtype == zs.dtype == np.dtype(dtype)
+    g = np.transpose(rng.standard_normal(zs.shape[::-1]).astype(dtype), (3, 2, 1, 0))
+    for input_grad in (True, False):
+        fast = ap.kernels.conv2d_grad(be, g, sf, w, shape, k, s, p, input_grad)
+        with ap.kernels.use_portable(True):
+            slow = ap.kernels.conv2d_grad(be, g, ss, w, shape, k, s, p, input_grad)
+        for f, sl in zip(fast[1:], slow[1:], strict=True):
+            assert f.shape == sl.shape and f.dtype == sl.dtype
+            np.testing.assert_allclose(f, sl, **tol)
+        if input_grad:
+            assert fast[0].shape == slow[0].shape == shape
+            np.testing.assert_allclose(fast[0], slow[0], **tol)
+        else:
+            assert fast[0] is None and slow[0] is None
+
+
+@pytest.mark.parametrize("seed", range(12))
 def test_pool_kernels_fast_match_portable(seed):
-    """Max / average pooling and their gradients: fast equals portable, ties included."""
+    """Max / average pooling and their gradients: fast equals portable, ties included; every
+    third seed 2x2 windows with stride 2 (NumPy's special case), odd sizes included."""
     rng = np.random.default_rng(seed)
     k, s, shape = random_pool(rng)
+    if seed % 3 == 0:
+        k = s = (2, 2)
+        shape = (*shape[:2], int(rng.integers(2, 8)), int(rng.integers(2, 8)))
     be = ap.get_backend("numpy", dtype="float64")
     # Rounded values: many ties, which must go to the same (first) entry on both paths.
     x = np.round(rng.standard_normal(shape) * 2) / 2
@@ -373,12 +418,44 @@ def test_first_conv_skips_the_input_gradient(backend, rng, monkeypatch):
     np.testing.assert_allclose(host(backend, conv.weight.grad), dw, rtol=1e-12)
     np.testing.assert_allclose(host(backend, conv.bias.grad), db, rtol=1e-12)
     calls = []
-    original = ap.kernels.conv_col2im
-    monkeypatch.setattr(ap.kernels, "conv_col2im", lambda *a: calls.append(a) or original(*a))
+    original = ap.kernels.conv2d_grad
+    monkeypatch.setattr(ap.kernels, "conv2d_grad", lambda *a: calls.append(a[-1]) or original(*a))
     model = ap.Sequential(conv, ap.Flatten())
     y = backend.asarray(np.zeros((shape[0], int(np.prod(z.shape[1:])))))
     ap.train_step(model, ap.MSE(), ap.SGD(model.parameters(), lr=1e-3), x, y)
-    assert calls == []
+    assert calls == [False]  # input_grad=False: no input gradient of the data
     conv.forward(x)
     conv.backward(g)
-    assert len(calls) == 1  # the patch does see a col2im that happens
+    assert calls == [False, True]  # the patch does see a call that wants it
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_conv_workspace_reuse_is_invisible(seed):
+    """NumPy's Conv2D refills the last step's spent im2col matrix (kernels.conv2d_workspace):
+    the next steps' outputs and gradients equal a fresh layer's, with a changed batch size (a
+    workspace of the wrong size is not used) and after an eval-style forward without backward."""
+    rng = np.random.default_rng(200 + seed)
+    be = ap.get_backend("numpy", dtype="float64")
+    kwargs, shape = random_conv(rng)
+    assert ap.kernels.conv2d_workspace(be)
+    conv, w, b = conv_with_weights(kwargs, be, rng)
+    shapes = [shape, shape, (shape[0] + 1, *shape[1:]), shape]
+    spare = None
+    for step, s in enumerate(shapes):
+        x = rng.standard_normal(s)
+        fresh = ap.Conv2D(**kwargs, weight=w, bias=b, backend=be)
+        z, zf = conv.forward(x), fresh.forward(x)
+        if step == 1:
+            assert np.shares_memory(conv._cache[0], spare)  # the spent matrix was refilled
+        np.testing.assert_array_equal(z, zf)
+        g = rng.standard_normal(z.shape)
+        np.testing.assert_array_equal(conv.backward(g), fresh.backward(g))
+        np.testing.assert_array_equal(conv.weight.grad, fresh.weight.grad)
+        np.testing.assert_array_equal(conv.bias.grad, fresh.bias.grad)
+        spare = conv._spare
+        assert spare is not None
+        if step == 2:
+            conv.forward(x)  # a forward without backward leaves nothing spare
+            assert conv._spare is None
+    conv.clear_cache()
+    assert conv._spare is None

@@ -36,6 +36,9 @@ __all__ = [
     "avg_pool_grad",
     "bias_activation",
     "bias_grad",
+    "conv2d",
+    "conv2d_grad",
+    "conv2d_workspace",
     "conv_col2im",
     "conv_cols",
     "embedding_grad",
@@ -216,6 +219,59 @@ def conv_col2im(backend, grad_cols, input_shape, kernel, stride, padding):
     if fast and hasattr(fast, "conv_col2im"):
         return fast.conv_col2im(grad_cols, input_shape, kernel, stride, padding)
     return portable.conv_col2im(backend.xp, grad_cols, input_shape, kernel, stride, padding)
+
+
+def conv2d(backend, x, w, b, kernel, stride, padding, workspace=None):
+    """(Z, saved): the convolution Z (N, O, H_out, W_out) of x (N, C, H, W) with w (O, C, kh,
+    kw) plus b (O,) (eqs. 29-30), and what :func:`conv2d_grad` needs (opaque: its layout is
+    the implementation's). Without a fast ``conv2d``: one GEMM over :func:`conv_cols`'s im2col
+    matrix, ``saved`` that matrix.
+
+    ``workspace``: a ``saved`` whose :func:`conv2d_grad` has run, which the caller owns and
+    will not read again, for the fast path to refill (see :func:`conv2d_workspace`); ignored
+    elsewhere."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "conv2d"):
+        if getattr(fast, "CONV2D_WORKSPACE", False):
+            return fast.conv2d(x, w, b, kernel, stride, padding, workspace)
+        return fast.conv2d(x, w, b, kernel, stride, padding)
+    xp = backend.xp
+    n, o = x.shape[0], w.shape[0]
+    cols = conv_cols(backend, x, kernel, stride, padding)  # eq. 29
+    z = linear(backend, cols, xp.reshape(w, (o, -1)).T, b)  # eq. 30
+    h_out = portable.conv_output_size(x.shape[2], kernel[0], stride[0], padding[0])
+    w_out = portable.conv_output_size(x.shape[3], kernel[1], stride[1], padding[1])
+    return xp.permute_dims(xp.reshape(z, (n, h_out, w_out, o)), (0, 3, 1, 2)), cols
+
+
+def conv2d_grad(backend, grad_out, saved, w, input_shape, kernel, stride, padding, input_grad):
+    """(∂C/∂X or None, ∂C/∂W, ∂C/∂b) of :func:`conv2d` from δ = ``grad_out`` (N, O, H_out,
+    W_out) and the ``saved`` it returned (eqs. 31-33); no input gradient (no col2im) when
+    ``input_grad`` is false."""
+    fast = _fast(backend)
+    if fast and hasattr(fast, "conv2d_grad"):
+        return fast.conv2d_grad(
+            grad_out, saved, w, input_shape, kernel, stride, padding, input_grad
+        )
+    xp = backend.xp
+    o = w.shape[0]
+    w_mat = xp.reshape(w, (o, -1))
+    delta = xp.reshape(xp.permute_dims(grad_out, (0, 2, 3, 1)), (-1, o))
+    grad_w = xp.reshape(matmul(backend, delta.T, saved), tuple(w.shape))  # eq. 31
+    grad_b = bias_grad(backend, delta)  # eq. 31
+    if not input_grad:
+        return None, grad_w, grad_b
+    grad_cols = matmul(backend, delta, w_mat)  # eq. 32
+    grad_x = conv_col2im(backend, grad_cols, input_shape, kernel, stride, padding)  # eq. 33
+    return grad_x, grad_w, grad_b
+
+
+def conv2d_workspace(backend) -> bool:
+    """Whether :func:`conv2d` on this backend reuses a spent ``saved`` passed as its
+    ``workspace`` (NumPy: it saves a fresh multi-megabyte allocation, and its page faults, per
+    step); where it does not, a caller should not keep one."""
+    fast = _fast(backend)
+    return bool(fast and hasattr(fast, "conv2d") and getattr(fast, "CONV2D_WORKSPACE", False))
 
 
 def max_pool(backend, x, kernel, stride):

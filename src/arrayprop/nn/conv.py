@@ -1,10 +1,13 @@
 """``Conv2D``: 2-D convolution on NCHW as one GEMM over an im2col matrix, and its backward pass.
 
-The im2col matrix and its adjoint (col2im) come from :func:`arrayprop.kernels.conv_cols` and
-:func:`arrayprop.kernels.conv_col2im`: the portable versions are Array API only (strided
-slices, ``stack``, ``concat`` with zeros, sums; no in-place writes, so they run on immutable
-arrays such as JAX's), NumPy's fast paths copy once from a strided view and scatter with
-in-place adds. :mod:`.pooling` uses the same windowing. Equation numbers refer to
+The layer calls :func:`arrayprop.kernels.conv2d` and :func:`~arrayprop.kernels.conv2d_grad`.
+Without a fast pair they compose the im2col matrix and its adjoint (col2im) from
+:func:`arrayprop.kernels.conv_cols` and :func:`~arrayprop.kernels.conv_col2im`, whose portable
+versions are Array API only (strided slices, ``stack``, ``concat`` with zeros, sums; no
+in-place writes, so they run on immutable arrays such as JAX's). NumPy's fast pair builds a
+channel-major im2col matrix, runs each product as one GEMM and, for stride 1, forms the input
+gradient by shifted GEMMs without col2im; it refills the layer's spent matrix (a workspace the
+layer owns between steps). :mod:`.pooling` uses the same windowing. Equation numbers refer to
 docs/math.md.
 """
 
@@ -153,6 +156,7 @@ class Conv2D(Layer):
         self.weight = Parameter(w, "weight")
         self.bias = Parameter(b, "bias")
         self._cache = None
+        self._spare = None  # the last step's spent im2col matrix, for conv2d to refill
 
     def __repr__(self) -> str:
         extra = "".join(
@@ -168,10 +172,6 @@ class Conv2D(Layer):
             f"{extra})"
         )
 
-    def _w_mat(self) -> Any:
-        """W as the GEMM's (out_channels, C·kh·kw) matrix."""
-        return self.backend.xp.reshape(self.weight.data, (self.out_channels, -1))
-
     def forward(self, x: Any, *, inplace: bool = False) -> Any:
         """Z = cols · W_matᵀ + b.  x : (N, C, H, W) -> (N, out_channels, H_out, W_out).
 
@@ -179,17 +179,19 @@ class Conv2D(Layer):
         """
         check_nchw(self, x, self.in_channels)
         check_window(self, tuple(x.shape), self.kernel_size, self.padding)
-        be = self.backend
-        xp = be.xp
-        n, _, h, w = x.shape
-        h_out = output_size(h, self.kernel_size[0], self.stride[0], self.padding[0])
-        w_out = output_size(w, self.kernel_size[1], self.stride[1], self.padding[1])
-        # Rows (n, p, q), columns (c, i, j): the order of W's (C, kh, kw) axes.
-        cols = kernels.conv_cols(be, x, self.kernel_size, self.stride, self.padding)  # eq. 29
-        z = kernels.linear(be, cols, self._w_mat().T, self.bias.data)  # eq. 30
-        self._cache = (cols, tuple(x.shape))
-        z = xp.reshape(z, (n, h_out, w_out, self.out_channels))
-        return xp.permute_dims(z, (0, 3, 1, 2))
+        spare, self._spare = self._spare, None
+        z, saved = kernels.conv2d(  # eqs. 29-30
+            self.backend,
+            x,
+            self.weight.data,
+            self.bias.data,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            spare,
+        )
+        self._cache = (saved, tuple(x.shape), x.dtype)
+        return z
 
     def backward(self, grad_out: Any, *, inplace: bool = False, input_grad: bool = True) -> Any:
         """Given δ = ∂C/∂Z (N, out_channels, H_out, W_out): sets ∂C/∂W = δᵀ cols and
@@ -197,10 +199,8 @@ class Conv2D(Layer):
         ``input_grad=False`` (the first layer while training: no GEMM, no col2im)."""
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
-        cols, in_shape = self._cache
-        check_grad(self, grad_out, cols.dtype)
-        be = self.backend
-        xp = be.xp
+        saved, in_shape, dtype = self._cache
+        check_grad(self, grad_out, dtype)
         n, _, h, w = in_shape
         kh, kw = self.kernel_size
         h_out = output_size(h, kh, self.stride[0], self.padding[0])
@@ -211,19 +211,25 @@ class Conv2D(Layer):
                 f"{self!r}: expected a gradient of shape {want}, got {tuple(grad_out.shape)}"
             )
         self._cache = None
-        delta = xp.reshape(xp.permute_dims(grad_out, (0, 2, 3, 1)), (-1, self.out_channels))
-        grad_w = kernels.matmul(be, delta.T, cols)  # eq. 31
-        self.weight.grad = xp.reshape(grad_w, tuple(self.weight.data.shape))
-        self.bias.grad = kernels.bias_grad(be, delta)  # eq. 31
-        if not input_grad:
-            return None
-        grad_cols = kernels.matmul(be, delta, self._w_mat())  # eq. 32
-        return kernels.conv_col2im(  # eq. 33
-            be, grad_cols, in_shape, self.kernel_size, self.stride, self.padding
+        grad_x, grad_w, grad_b = kernels.conv2d_grad(  # eqs. 31-33
+            self.backend,
+            grad_out,
+            saved,
+            self.weight.data,
+            in_shape,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            input_grad,
         )
+        self.weight.grad, self.bias.grad = grad_w, grad_b
+        if kernels.conv2d_workspace(self.backend):
+            self._spare = saved  # spent: nothing reads it again
+        return grad_x
 
     def clear_cache(self) -> None:
         self._cache = None
+        self._spare = None
 
     def gemm_flops(self, sample_shape: tuple[int, ...]) -> int:
         """FLOPs of the forward GEMM per sample whose output has ``sample_shape``

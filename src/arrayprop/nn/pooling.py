@@ -3,8 +3,9 @@
 No padding; the stride defaults to the kernel size (non-overlapping windows). The work is done
 by :func:`arrayprop.kernels.max_pool`, :func:`~arrayprop.kernels.avg_pool` and their gradients:
 the portable versions reduce over the windows and scatter the window gradients back with
-col2im, Array API only (no in-place or boolean-mask writes); NumPy's fast paths reduce over a
-strided view and scatter with in-place adds. Equation numbers refer to docs/math.md.
+col2im, Array API only (no in-place or boolean-mask writes); NumPy's fast paths reduce over
+the kh·kw strided offset views (2x2 / stride 2 as three maxima) and write each offset's
+gradient into its view. Equation numbers refer to docs/math.md.
 """
 
 from __future__ import annotations

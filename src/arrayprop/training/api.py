@@ -453,7 +453,8 @@ def fit(
             stacklevel=2,
         )
     threads = choose_blas_threads(
-        blas_threads, largest_gemm(model, batch) if be.uses_numpy_blas else None
+        blas_threads,
+        largest_gemm(model, batch, tuple(train.x.shape[1:])) if be.uses_numpy_blas else None,
     )
     display = make_display(progress, epochs, verbose)
     if world is not None and not world.leader:  # progress and checkpoints are rank 0's

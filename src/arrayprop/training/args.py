@@ -14,12 +14,14 @@ from typing import Any
 
 from arrayprop.backends import Backend
 from arrayprop.data.adapter import Expect
-from arrayprop.errors import DataError, ShapeError
+from arrayprop.errors import ArrayPropError, DataError, ShapeError
 from arrayprop.nn.activations import Softmax
 from arrayprop.nn.containers import Sequential
+from arrayprop.nn.conv import Conv2D
 from arrayprop.nn.layer import Layer, state_backend
 from arrayprop.nn.losses import MSE, RMSE, BinaryCrossEntropy, L2Loss, Loss, SoftmaxCrossEntropy
 from arrayprop.nn.parameter import Parameter
+from arrayprop.nn.summary import summarize
 from arrayprop.optim.optimizer import Optimizer
 from arrayprop.optim.registry import get_optimizer
 from arrayprop.training.callbacks import EpochLog, ProgressBar
@@ -54,15 +56,41 @@ def check_argument(whose: str, name: str, value: Any) -> Any:
     return check(whose, name, value, ARGUMENTS[name])
 
 
-def largest_gemm(model: Layer, batch: int) -> int | None:
-    """Multiply-adds of the model's largest matrix product for batches of ``batch`` rows:
-    ``batch`` times the elements of its largest weight matrix (batch x in x out for Dense), or
-    None when that is not known (no two-axis weights, or kernels of more axes, like Conv2D's,
-    whose products also scale with the image size)."""
+def largest_gemm(
+    model: Layer, batch: int, sample_shape: tuple[int, ...] | None = None
+) -> int | None:
+    """Multiply-adds of the model's largest matrix product for batches of ``batch`` rows, or
+    None when that is not known.
+
+    A two-axis weight (Dense) gives ``batch`` x in x out. A :class:`~arrayprop.Conv2D`'s GEMM
+    scales with the image: ``batch``·H_out·W_out x C·kh·kw x out_channels, counted when
+    ``sample_shape`` (one sample's shape) is given and every layer with weights of more than
+    two axes is a Conv2D in the model's chain (a Sequential's ``layers``); the output sizes
+    come from one zero sample run through the model (:func:`~arrayprop.nn.summary.summarize`).
+    Otherwise weights of more axes make it None."""
     shapes = [p.shape for p in model.parameters() if len(p.shape) >= 2]
-    if not shapes or any(len(shape) > 2 for shape in shapes):
+    if not shapes:
         return None
-    return batch * max(rows * cols for rows, cols in shapes)
+    if all(len(shape) == 2 for shape in shapes):
+        return batch * max(rows * cols for rows, cols in shapes)
+    chain = getattr(model, "layers", None)
+    if sample_shape is None or not isinstance(chain, list):
+        return None
+    try:
+        rows = summarize(model, tuple(sample_shape)).rows
+    except (ArrayPropError, ValueError, TypeError):  # data the model cannot take: fit says so
+        return None
+    largest = 0
+    for layer, (_, _, out_shape, _) in zip(chain, rows, strict=True):
+        if isinstance(layer, Conv2D):
+            spatial = math.prod(out_shape[2:])
+            largest = max(largest, batch * spatial * math.prod(layer.weight.shape))
+            continue
+        own = [p.shape for p in layer.parameters() if len(p.shape) >= 2]
+        if any(len(shape) > 2 for shape in own):
+            return None  # a nested model with convolutions, or another kind of kernel
+        largest = max([largest, *(batch * rows * cols for rows, cols in own)])
+    return largest
 
 
 def model_backend(model: Layer, what: str) -> Backend:

@@ -1,4 +1,6 @@
-"""A direct call of ``cblas_?gemm`` inside NumPy's own OpenBLAS, for one fused update.
+"""A direct call of ``cblas_?gemm`` inside NumPy's own OpenBLAS, for products that add into
+an existing array: the fused SGD update (:func:`add_xt_delta`) and the shifted GEMMs of a
+stride-1 convolution's input gradient (:func:`add_product`, C ← A B + C into a column slice).
 
 ``numpy.matmul`` always writes a new product. Plain SGD needs ``W ← W − η Xᵀδ`` (eqs. 5 and
 7 of docs/math.md), which BLAS does in one call, ``C ← α AᵀB + β C`` with α = −η, β = 1 and
@@ -70,8 +72,9 @@ def _bind(path: str) -> dict[np.dtype, ctypes._CFuncPtr] | None:
 
 def _address(a: np.ndarray) -> int:
     # ctypes through the buffer protocol: 3x cheaper than ``a.ctypes.data`` (which builds a
-    # helper object per call), but it needs a writable buffer; read-only inputs take the slow way.
-    if a.flags.writeable:
+    # helper object per call), but it needs a writable, C-contiguous buffer; other arrays (read-only
+    # ones, column-slice views) take the slow way.
+    if a.flags.writeable and a.flags.c_contiguous:
         return ctypes.addressof(_CHAR.from_buffer(a))
     return a.ctypes.data
 
@@ -103,6 +106,40 @@ def add_xt_delta(w: np.ndarray, x: np.ndarray, delta: np.ndarray, alpha: float) 
         return False
     if n and k and m:
         _call(gemm, w, x, delta, alpha)
+    return True
+
+
+def _rows(a: np.ndarray) -> int | None:
+    """The leading dimension (elements between rows) of a 2-D view whose rows are contiguous
+    and aligned, else None."""
+    if a.ndim != 2 or not a.flags.aligned or a.strides[1] != a.itemsize:
+        return None
+    if a.strides[0] % a.itemsize or a.strides[0] // a.itemsize < a.shape[1]:
+        return None
+    return a.strides[0] // a.itemsize
+
+
+def add_product(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
+    """C ← A B + C in place, one GEMM, where C may be a view of a larger array whose rows are
+    contiguous (a column slice). False (C untouched) when the binding cannot take these arrays:
+    no binding, another dtype, rows not contiguous, read-only or overlapping buffers.
+
+    c : (m, n) writable; a : (m, k); b : (k, n); all of c's dtype.
+    """
+    gemm = GEMM.get(c.dtype) if GEMM is not None else None
+    if gemm is None or a.dtype != c.dtype or b.dtype != c.dtype or not c.flags.writeable:
+        return False
+    ldc, lda, ldb = _rows(c), _rows(a), _rows(b)
+    if ldc is None or lda is None or ldb is None:
+        return False
+    (m, k), n = a.shape, b.shape[1]
+    if b.shape[0] != k or c.shape != (m, n):
+        return False
+    if np.may_share_memory(c, a) or np.may_share_memory(c, b):
+        return False
+    if m and n and k:
+        gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, 1.0, _address(a), lda, _address(b),
+             ldb, 1.0, _address(c), ldc)  # fmt: skip
     return True
 
 

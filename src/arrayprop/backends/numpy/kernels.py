@@ -238,32 +238,194 @@ def _scatter_windows(parts, input_shape, kernel, stride, dtype):
     return out
 
 
+def _offset_slice(a, i, j, stride, out_hw):
+    """a[:, :, i::sh, j::sw] cut to out_hw (H_out, W_out): what window offset (i, j) reads."""
+    (sh, sw), (h_out, w_out) = stride, out_hw
+    return a[:, :, i : i + sh * (h_out - 1) + 1 : sh, j : j + sw * (w_out - 1) + 1 : sw]
+
+
+def _pool_out(shape, kernel, stride):
+    return (shape[2] - kernel[0]) // stride[0] + 1, (shape[3] - kernel[1]) // stride[1] + 1
+
+
+def _max_pool_2x2(x):
+    # 2x2 windows, stride 2: the four corners of each window are four strided views; three
+    # maxima and three comparisons, no copy of the windows, the argmax as uint8.
+    n, c, h, w = x.shape
+    v = x[:, :, : h - h % 2, : w - w % 2].reshape(n, c, h // 2, 2, w // 2, 2)
+    a, b, cc, d = v[:, :, :, 0, :, 0], v[:, :, :, 0, :, 1], v[:, :, :, 1, :, 0], v[:, :, :, 1, :, 1]
+    top, bottom = np.maximum(a, b), np.maximum(cc, d)
+    arg = np.greater(b, a).view(np.uint8)
+    low = np.greater(d, cc).view(np.uint8)
+    low += 2
+    np.copyto(arg, low, where=bottom > top)  # ties between the rows go to the top (first)
+    np.maximum(top, bottom, out=top)
+    return top, arg
+
+
 def max_pool(x, kernel, stride):
-    # One copy of the windows into (N, C, H_out, W_out, kh·kw) for argmax; the portable
-    # version stacks kh·kw slices into (N, C, kh·kw, H_out, W_out) and reduces across them.
-    win = _pool_windows(x, kernel, stride)
-    flat = win.reshape(*win.shape[:4], -1)
-    arg = flat.argmax(axis=-1)
-    return np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0], arg
+    # A running maximum over the kh·kw strided views of the window offsets (no copy of the
+    # windows), the argmax updated where a later offset is strictly larger (first on ties).
+    if kernel == stride == (2, 2):
+        return _max_pool_2x2(x)
+    kh, kw = kernel
+    out_hw = _pool_out(x.shape, kernel, stride)
+    y = np.array(_offset_slice(x, 0, 0, stride, out_hw))
+    arg = np.zeros(y.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
+    better = np.empty(y.shape, dtype=bool)
+    for i in range(kh):
+        for j in range(kw):
+            if i or j:
+                s = _offset_slice(x, i, j, stride, out_hw)
+                np.greater(s, y, out=better)
+                np.maximum(y, s, out=y)
+                np.copyto(arg, i * kw + j, where=better)
+    return y, arg
 
 
 def max_pool_grad(grad, arg, input_shape, kernel, stride):
-    kw = kernel[1]
+    # Per offset, the gradient where that offset was the argmax, written (non-overlapping
+    # windows: each input entry belongs to one window) or added (overlapping) into its view.
+    (kh, kw), (sh, sw) = kernel, stride
+    out = np.zeros(input_shape, dtype=grad.dtype)
+    out_hw = grad.shape[2:]
     zero = grad.dtype.type(0)
-    return _scatter_windows(
-        lambda i, j: np.where(arg == i * kw + j, grad, zero),
-        input_shape,
-        kernel,
-        stride,
-        grad.dtype,
-    )
+    for i in range(kh):
+        for j in range(kw):
+            dst = _offset_slice(out, i, j, stride, out_hw)
+            if sh >= kh and sw >= kw:
+                np.multiply(grad, arg == i * kw + j, out=dst)
+            else:
+                np.add(dst, np.where(arg == i * kw + j, grad, zero), out=dst)
+    return out
 
 
 def avg_pool(x, kernel, stride):
-    # The mean over a strided view: no copy of the windows.
-    return _pool_windows(x, kernel, stride).mean(axis=(4, 5), dtype=x.dtype)
+    # The sum of the kh·kw strided views, scaled: no copy of the windows.
+    kh, kw = kernel
+    out_hw = _pool_out(x.shape, kernel, stride)
+    y = np.array(_offset_slice(x, 0, 0, stride, out_hw))
+    for i in range(kh):
+        for j in range(kw):
+            if i or j:
+                y += _offset_slice(x, i, j, stride, out_hw)
+    y /= kh * kw
+    return y
 
 
 def avg_pool_grad(grad, input_shape, kernel, stride):
-    share = grad / (kernel[0] * kernel[1])
-    return _scatter_windows(lambda i, j: share, input_shape, kernel, stride, grad.dtype)
+    (kh, kw), (sh, sw) = kernel, stride
+    share = grad / (kh * kw)
+    out = np.zeros(input_shape, dtype=grad.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dst = _offset_slice(out, i, j, stride, grad.shape[2:])
+            if sh >= kh and sw >= kw:
+                np.copyto(dst, share)
+            else:
+                np.add(dst, share, out=dst)
+    return out
+
+
+def _cols(x, kernel, stride, padding, workspace=None):
+    """The im2col matrix channel-major: (C·kh·kw, N·H_out·W_out), rows (c, i, j), columns
+    (n, p, q), filled by kh·kw copies of strided views of the padded input (rows of W_out
+    contiguous), into ``workspace`` when it is a spent matrix of that size and dtype."""
+    (kh, kw), (ph, pw) = kernel, padding
+    xp_ = _padded(x, ph, pw)
+    n, c = x.shape[:2]
+    out_hw = _pool_out(xp_.shape, kernel, stride)
+    shape = (c, kh, kw, n, *out_hw)
+    if (
+        isinstance(workspace, np.ndarray)
+        and workspace.dtype == x.dtype
+        and workspace.size == math.prod(shape)
+        and workspace.flags.c_contiguous
+        and workspace.flags.writeable
+    ):
+        # A fresh buffer of megabytes costs page faults on every step (the allocator hands
+        # large blocks back to the OS); refilling the last step's spent one does not.
+        cols = workspace.reshape(shape)
+    else:
+        cols = np.empty(shape, dtype=x.dtype)
+    channels_first = xp_.transpose(1, 0, 2, 3)  # a view (C, N, H_p, W_p)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = _offset_slice(channels_first, i, j, stride, out_hw)
+    return cols.reshape(c * kh * kw, -1)
+
+
+#: conv2d accepts the ``saved`` matrix of a finished conv2d_grad as its workspace.
+CONV2D_WORKSPACE = True
+
+
+def conv2d(x, w, b, kernel, stride, padding, workspace=None):
+    # One GEMM over the whole batch, W_mat · cols -> (O, N·H_out·W_out) (one BLAS call, not
+    # one per sample), then bias and the move to NCHW in one pass.
+    n, o = x.shape[0], w.shape[0]
+    cols = _cols(x, kernel, stride, padding, workspace)  # eq. 29
+    z = np.matmul(w.reshape(o, -1), cols)  # eq. 30
+    out_hw = _pool_out(_padded_shape(x.shape, padding), kernel, stride)
+    out = np.empty((n, o, *out_hw), dtype=z.dtype)
+    np.add(z.reshape(o, n, *out_hw).transpose(1, 0, 2, 3), b[:, None, None], out=out)
+    return out, cols
+
+
+def _padded_shape(shape, padding):
+    return (*shape[:2], shape[2] + 2 * padding[0], shape[3] + 2 * padding[1])
+
+
+def conv2d_grad(grad_out, cols, w, input_shape, kernel, stride, padding, input_grad):
+    o = grad_out.shape[1]
+    delta = np.ascontiguousarray(grad_out.transpose(1, 0, 2, 3))  # (O, N, H_out, W_out)
+    flat = delta.reshape(o, -1)
+    grad_w = np.matmul(flat, cols.T).reshape(w.shape)  # eq. 31
+    grad_b = flat.sum(axis=1)  # eq. 31
+    if not input_grad:
+        return None, grad_w, grad_b
+    if stride == (1, 1):
+        return _input_grad_stride1(delta, w, input_shape, padding), grad_w, grad_b
+    grad_cols = np.matmul(w.reshape(o, -1).T, flat)  # eq. 32
+    return _col2im(grad_cols, input_shape, kernel, stride, padding), grad_w, grad_b
+
+
+def _col2im(grad_cols, input_shape, kernel, stride, padding):
+    """The adjoint of :func:`_cols`: kh·kw in-place adds into strided views of a channel-major
+    (C, N, H_p, W_p) gradient, cropped and moved to NCHW."""
+    (kh, kw), (ph, pw) = kernel, padding
+    n, c, h, w = input_shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    out = np.zeros((c, n, hp, wp), dtype=grad_cols.dtype)
+    out_hw = _pool_out(out.shape, kernel, stride)
+    g = grad_cols.reshape(c, kh, kw, n, *out_hw)
+    for i in range(kh):
+        for j in range(kw):
+            dst = _offset_slice(out, i, j, stride, out_hw)
+            np.add(dst, g[:, i, j], out=dst)  # eq. 33
+    return np.ascontiguousarray(out[:, :, ph : ph + h, pw : pw + w].transpose(1, 0, 2, 3))
+
+
+def _input_grad_stride1(delta, w, input_shape, padding):
+    """∂C/∂X of a stride-1 convolution (eqs. 32-33) from δ (O, N, H_out, W_out), without the
+    (C·kh·kw, N·H_out·W_out) gradient of cols: δ on the padded (H_p, W_p) grid (zeros outside
+    the H_out × W_out outputs), flattened; kernel offset (i, j) then adds W[:, :, i, j]ᵀ δ to
+    the flat input gradient shifted by i·W_p + j, one contiguous GEMM and add per offset."""
+    (ph, pw), (n, c, h, wd) = padding, input_shape
+    o, _, kh, kw = w.shape
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    h_out, w_out = hp - kh + 1, wp - kw + 1
+    grid = np.zeros((o, n, hp, wp), dtype=delta.dtype)
+    grid[:, :, :h_out, :w_out] = delta
+    flat = grid.reshape(o, -1)
+    size = flat.shape[1]
+    out = np.zeros((c, size + (kh - 1) * wp + kw - 1), dtype=delta.dtype)
+    wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0))  # (kh, kw, C, O)
+    for i in range(kh):
+        for j in range(kw):
+            dst = out[:, i * wp + j : i * wp + j + size]
+            # With NumPy's OpenBLAS bound: one GEMM with β = 1 straight into the shifted view
+            # (no product array, no add pass); else the product, then an in-place add.
+            if not numpy_blas.add_product(dst, wt[i, j], flat):
+                np.add(dst, wt[i, j] @ flat, out=dst)
+    grad = out[:, :size].reshape(c, n, hp, wp)[:, :, ph : ph + h, pw : pw + wd]
+    return np.ascontiguousarray(grad.transpose(1, 0, 2, 3))
