@@ -540,3 +540,61 @@ def test_a_crafted_header_cannot_make_load_allocate_a_huge_model(saved, tmp_path
     np.savez(path, **arrays)
     with pytest.raises(CheckpointError, match=r"parameter 0.weight has shape \(5, 6\), its "):
         ckpt.load(path)
+
+
+_HUGE_LAYERS = {
+    # (a small model of the layer, the edit of its config that asks for 70-160 MB, the name):
+    # enough to see, not enough to hurt when the check is missing
+    "Conv2D": (
+        lambda: ap.Sequential(ap.Conv2D(1, 2, 3, seed=0)),
+        {"in_channels": 2000, "out_channels": 1000},
+        "0.weight",
+    ),
+    "Embedding": (
+        lambda: ap.Sequential(ap.Embedding(5, 3, seed=0)),
+        {"num_embeddings": 4 * 10**6, "embedding_dim": 10},
+        "0.weight",
+    ),
+    "BatchNorm2d": (
+        lambda: ap.Sequential(ap.BatchNorm2d(4)),
+        {"num_features": 10**7},
+        "0.running_mean",
+    ),
+    "LayerNorm": (
+        lambda: ap.Sequential(ap.LayerNorm((2, 3))),
+        {"normalized_shape": [4000, 5000]},
+        "0.weight",
+    ),
+    "Standardize": (
+        lambda: ap.Sequential(ap.Standardize(3), ap.Dense(3, 2, seed=0)),
+        {"shape": [2 * 10**7]},
+        "0.mean",
+    ),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(_HUGE_LAYERS))
+def test_no_built_in_layer_config_can_make_load_allocate_more_than_the_file(layer, tmp_path):
+    """Every built-in layer states its shapes from its config: load compares them with the
+    stored arrays before building anything, so a crafted size costs nothing (the issue's
+    Dense(100000, 100000) above, for every layer with state)."""
+    import tracemalloc
+
+    make, edit, name = _HUGE_LAYERS[layer]
+    path = tmp_path / "crafted.npz"
+    ckpt.save(make(), path)
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(arrays.pop("header").tobytes())
+    header["architecture"]["layers"][0].update(edit)
+    header["checksum"] = checksum(header, arrays)
+    arrays["header"] = np.frombuffer(canonical_json(header), dtype=np.uint8)
+    np.savez(path, **arrays)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=rf"{name} has shape \(.*\), its architecture"):
+            ckpt.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2**20, f"load allocated {peak / 2**20:.0f} MiB before refusing"

@@ -30,7 +30,7 @@ from arrayprop.checkpoint.format import (
 )
 from arrayprop.errors import CheckpointError
 from arrayprop.nn.layer import Layer
-from arrayprop.nn.registry import layer_from_config
+from arrayprop.nn.registry import LAYER_TYPES, layer_from_config
 
 __all__ = ["Checkpoint", "load", "restore_optimizer"]
 
@@ -333,50 +333,59 @@ def _parse_header(raw: np.ndarray, fail) -> dict[str, Any]:
 
 
 def _check_architecture(arch: dict[str, Any], header: dict[str, Any], arrays: dict, fail) -> None:
-    """The stored parameters must be the ones the header lists, and the Dense sizes of ``arch``
-    the shapes stored under their names — checked before the model is built: a checksum proves
-    integrity, not authorship, and an edited header asking for a Dense(100000, 100000) must not
-    make load allocate 75 GiB first."""
-    listed = header.get("parameters")
-    if not isinstance(listed, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("name"), str) for e in listed
-    ):
-        fail("header has no list of named parameters")
-    stored = sum(1 for name in arrays if name.startswith("param."))
-    if stored != len(listed):
-        fail(f"holds {stored} parameter arrays, its header lists {len(listed)}")
-    shapes = {}
-    for i, entry in enumerate(listed):
-        array = arrays.get(f"param.{i}")
-        if array is None:
-            fail(f"missing array param.{i} ({entry['name']})")
-        shapes[entry["name"]] = tuple(array.shape)
-    for where, config in _dense_configs(arch, "", fail):
-        for attr, shape in (
-            ("weight", (config.get("in_features"), config.get("out_features"))),
-            ("bias", (config.get("out_features"),)),
+    """The stored parameters must be the ones the header lists, and every layer of ``arch`` whose
+    class states its shapes (:meth:`~arrayprop.Layer.state_shapes`: every built-in layer) must
+    find its parameters and buffers stored under their names with those shapes — checked before
+    the model is built: a checksum proves integrity, not authorship, and an edited header asking
+    for a Dense(100000, 100000) or a Conv2D of 10⁵ channels must not make load allocate 75 GiB
+    first. (A layer class of the user's own that states nothing is built as it is.)"""
+    shapes, kinds = {}, {}
+    for kind, key in (("param", "parameters"), ("buffer", "buffers")):
+        listed = header.get(key, [] if kind == "buffer" else None)
+        if not isinstance(listed, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) for e in listed
         ):
+            fail(f"header has no list of named {key}")
+        stored = sum(1 for name in arrays if name.startswith(f"{kind}."))
+        if stored != len(listed):
+            fail(f"holds {stored} {kind} arrays, its header lists {len(listed)}")
+        for i, entry in enumerate(listed):
+            array = arrays.get(f"{kind}.{i}")
+            if array is None:
+                fail(f"missing array {kind}.{i} ({entry['name']})")
+            shapes[entry["name"]] = tuple(array.shape)
+            kinds[entry["name"]] = "parameter" if kind == "param" else "buffer"
+    for where, config in _layer_configs(arch, "", fail):
+        cls = LAYER_TYPES.get(config.get("type"))
+        if cls is None:
+            continue  # an unknown type: layer_from_config names it
+        try:
+            wanted = cls.state_shapes(config)
+        except (TypeError, ValueError) as exc:
+            fail(f"layer {where or '(the model)'}: malformed {config.get('type')} config ({exc})")
+        for attr, shape in (wanted or {}).items():
             name = f"{where}.{attr}" if where else attr
             if name not in shapes:
-                fail(f"its architecture needs a parameter {name}, which it does not hold")
-            if shapes[name] != shape:
-                fail(f"parameter {name} has shape {shapes[name]}, its architecture needs {shape}")
+                fail(f"its architecture needs a parameter or buffer {name}, which it does not hold")
+            if shapes[name] != tuple(shape):
+                fail(
+                    f"{kinds[name]} {name} has shape {shapes[name]}, its architecture needs "
+                    f"{tuple(shape)}"
+                )
 
 
-def _dense_configs(arch: Any, where: str, fail) -> list[tuple[str, dict[str, Any]]]:
-    """(path, config) of every Dense inside a (nested) Sequential architecture."""
+def _layer_configs(arch: Any, where: str, fail) -> list[tuple[str, dict[str, Any]]]:
+    """(path, config) of every layer inside a (nested) Sequential architecture."""
     if not isinstance(arch, dict):
         fail("cannot rebuild the architecture (malformed layer config)")
-    if arch.get("type") == "Dense":
-        return [(where, arch)]
     if arch.get("type") != "Sequential":
-        return []
+        return [(where, arch)]
     layers = arch.get("layers")
     if not isinstance(layers, list):
         fail("cannot rebuild the architecture (malformed layer list)")
     found = []
     for i, child in enumerate(layers):
-        found += _dense_configs(child, f"{where}.{i}" if where else str(i), fail)
+        found += _layer_configs(child, f"{where}.{i}" if where else str(i), fail)
     return found
 
 

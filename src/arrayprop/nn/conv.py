@@ -24,7 +24,7 @@ from arrayprop.errors import ShapeError
 from arrayprop.kernels import portable
 from arrayprop.kernels.portable import conv_output_size
 from arrayprop.nn.init import INITIALIZERS, draw
-from arrayprop.nn.layer import Layer, check_grad, check_input, exact_array
+from arrayprop.nn.layer import Layer, check_grad, check_input, config_dims, exact_array
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
 from arrayprop.random import host_rng
@@ -235,6 +235,12 @@ class Conv2D(Layer):
         """FLOPs of the forward GEMM per sample whose output has ``sample_shape``
         (out_channels, H_out, W_out): 2·C·kh·kw·out_channels·H_out·W_out."""
         return 2 * self.in_channels * math.prod(self.kernel_size) * math.prod(sample_shape)
+
+    @classmethod
+    def state_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        (c_in,), (c_out,) = config_dims(config, "in_channels"), config_dims(config, "out_channels")
+        kh, kw = config_dims(config, "kernel_size", 2)
+        return {"weight": (c_out, c_in, kh, kw), "bias": (c_out,)}
 
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {

@@ -14,7 +14,14 @@ from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import ShapeError
 from arrayprop.nn.init import INITIALIZERS, draw
-from arrayprop.nn.layer import Layer, check_grad, check_input, check_last_axis, exact_array
+from arrayprop.nn.layer import (
+    Layer,
+    check_grad,
+    check_input,
+    check_last_axis,
+    config_dims,
+    exact_array,
+)
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
 from arrayprop.random import host_rng
@@ -138,6 +145,11 @@ class Dense(Layer):
         """FLOPs of the forward GEMM per sample whose output has ``sample_shape`` (..., out)."""
         rows = math.prod(sample_shape[:-1])
         return 2 * self.in_features * self.out_features * rows
+
+    @classmethod
+    def state_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        (n_in,), (n_out,) = config_dims(config, "in_features"), config_dims(config, "out_features")
+        return {"weight": (n_in, n_out), "bias": (n_out,)}
 
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {

@@ -14,7 +14,7 @@ from arrayprop import kernels
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import DTypeError, ShapeError
 from arrayprop.nn.init import INITIALIZERS, draw, get_initializer, normal
-from arrayprop.nn.layer import Layer, check_grad
+from arrayprop.nn.layer import Layer, check_grad, config_dims
 from arrayprop.nn.parameter import Parameter
 from arrayprop.nn.registry import register_layer
 from arrayprop.random import host_rng
@@ -153,6 +153,11 @@ class Embedding(Layer):
 
     def clear_cache(self) -> None:
         self._idx = self._shape = None
+
+    @classmethod
+    def state_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        (n,), (d,) = config_dims(config, "num_embeddings"), config_dims(config, "embedding_dim")
+        return {"weight": (n, d)}
 
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {

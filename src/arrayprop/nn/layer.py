@@ -232,6 +232,18 @@ class Layer:
         return {}
 
     @classmethod
+    def state_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
+        """The shapes of the parameters and buffers (by attribute name) that a layer built from
+        ``config`` holds, or None when the class does not say (the default).
+
+        :func:`arrayprop.checkpoint.load` compares them with the arrays a file stores *before*
+        it builds the layer, so that a crafted config (a ``Conv2D`` of 10⁵ channels) cannot make
+        it allocate more than the file holds. The built-in layers say; a layer of your own may
+        (raise ``ValueError`` or ``TypeError`` for a config that builds nothing).
+        """
+        return None
+
+    @classmethod
     def from_config(cls, config: dict[str, Any], backend: Backend | None = None) -> Layer:
         """A new layer of this class from :meth:`config` (a ``"type"`` key is ignored) on
         ``backend``: passed to the constructor when it takes ``backend=``, else the new layer is
@@ -410,6 +422,18 @@ def check_input(layer: Layer, x: Any, dtype: Any = None) -> None:
             f"{layer!r}: expected input of dtype {be.dtype_name}, got {x.dtype}; convert the "
             "data with backend.asarray (integer data must be cast to float explicitly)"
         )
+
+
+def config_dims(config: dict[str, Any], key: str, count: int | None = None) -> tuple[int, ...]:
+    """``config[key]`` (an int >= 1, or with ``count`` a list of ``count`` of them) as a tuple:
+    the sizes :meth:`Layer.state_shapes` reads (``ValueError`` for anything else)."""
+    value = config.get(key)
+    values = value if isinstance(value, list | tuple) else [value]
+    if (count is not None and len(values) != count) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values
+    ):
+        raise ValueError(f"{key} must be an int >= 1 (or a list of them), got {value!r}")
+    return tuple(values)
 
 
 def check_last_axis(layer: Layer, x: Any, width: int | None, what: str) -> None:

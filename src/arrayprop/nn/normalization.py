@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import ShapeError
-from arrayprop.nn.layer import Layer, check_grad, check_input, exact_array
+from arrayprop.nn.layer import Layer, check_grad, check_input, config_dims, exact_array
 from arrayprop.nn.parameter import Buffer, Parameter
 from arrayprop.nn.registry import register_layer
 from arrayprop.validation import POSITIVE, POSITIVE_INT, Interval, check
@@ -98,6 +98,14 @@ class _BatchNorm(_Affine):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.num_features})"
+
+    @classmethod
+    def state_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        c = config_dims(config, "num_features")
+        shapes = {"running_mean": c, "running_var": c}
+        if config.get("affine", True):
+            shapes.update(weight=c, bias=c)
+        return shapes
 
     def config(self) -> dict[str, Any]:
         return {
@@ -283,6 +291,11 @@ class LayerNorm(_Affine):
     def __repr__(self) -> str:
         dims = self.normalized_shape
         return f"LayerNorm({dims[0] if len(dims) == 1 else dims})"
+
+    @classmethod
+    def state_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        shape = config_dims(config, "normalized_shape")
+        return {"weight": shape, "bias": shape} if config.get("elementwise_affine", True) else {}
 
     def config(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from arrayprop.backends import Backend, get_backend
 from arrayprop.errors import NonFiniteError, ShapeError
-from arrayprop.nn.layer import Layer, check_grad, check_input
+from arrayprop.nn.layer import Layer, check_grad, check_input, config_dims
 from arrayprop.nn.parameter import Buffer
 from arrayprop.nn.registry import register_layer
 from arrayprop.validation import POSITIVE_INT, check
@@ -108,6 +108,11 @@ class Standardize(Layer):
     @property
     def out_features(self) -> int | None:
         return self.in_features
+
+    @classmethod
+    def state_shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        shape = config_dims(config, "shape")
+        return {"mean": shape, "scale": shape}
 
     def config(self) -> dict[str, Any]:
         # The values are buffers, stored with the weights; the config only sizes them.
