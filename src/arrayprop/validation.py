@@ -321,16 +321,25 @@ def check_class_labels(y: np.ndarray, num_classes: int, what: str) -> None:
     """
     if y.dtype.kind not in "iu":
         raise LabelError(_label_dtype_message(what, tuple(y.shape), num_classes, y.dtype))
-    if y.size == 0:
-        return
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= num_classes:
-        bad = lo if lo < 0 else hi
-        index = format_index(np.argwhere(y == bad)[0])
+    found = _out_of_range(y, num_classes)
+    if found is not None:
+        bad, index = found
         raise LabelError(
             f"{what}: label {bad} at index {index} is out of range for a model with "
             f"{num_classes} outputs (valid: 0..{num_classes - 1})"
         )
+
+
+def _out_of_range(a: np.ndarray, n: int) -> tuple[int, str] | None:
+    """The first value of ``a`` outside [0, n) (the smallest if one is negative, else the
+    largest) and its position, or None: a min and a max, the position looked up only then."""
+    if a.size == 0:
+        return None
+    lo, hi = int(a.min()), int(a.max())
+    if lo >= 0 and hi < n:
+        return None
+    bad = lo if lo < 0 else hi
+    return bad, format_index(np.argwhere(a == bad)[0])
 
 
 def check_indices(x: np.ndarray, num_embeddings: int, what: str) -> None:
@@ -348,12 +357,9 @@ def check_indices(x: np.ndarray, num_embeddings: int, what: str) -> None:
     what : str
         How the message names the layer, e.g. ``"Embedding(10, 4)"``.
     """
-    if x.size == 0:
-        return
-    lo, hi = int(x.min()), int(x.max())
-    if lo < 0 or hi >= num_embeddings:
-        bad = lo if lo < 0 else hi
-        index = format_index(np.argwhere(x == bad)[0])
+    found = _out_of_range(x, num_embeddings)
+    if found is not None:
+        bad, index = found
         raise DataError(
             f"{what}: index {bad} at position {index} is out of range for a table of "
             f"{num_embeddings} rows (valid: 0..{num_embeddings - 1})"

@@ -43,7 +43,7 @@ def pair(layer: str, name: str, value: Any, *, minimum: int = 1) -> tuple[int, i
         raise ValueError(
             f"{layer}: {name} must be an int >= {minimum} or a pair of them, got {value!r}"
         )
-    return int(values[0]), int(values[1])  # NumPy integers (np.int64) as Python ints
+    return int(values[0]), int(values[1])  # any Integral (a NumPy int64) as a Python int
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -99,7 +99,7 @@ class Conv2D(Layer):
         (kh, kw), (sh, sw) and the zeros (ph, pw) added on each side; stride 1, padding 0 by
         default.
     weight : array-like, shape (out_channels, in_channels, kh, kw), optional
-        Exact initial weights, PyTorch's layout (exchange them with ``torch.nn.Conv2d``).
+        Exact initial weights, PyTorch's layout (exchange them with PyTorch's ``Conv2d``).
         Default: drawn by ``init`` with fan-in C·kh·kw.
     bias : array-like, shape (out_channels,), optional
         Exact initial bias. Default: zeros.

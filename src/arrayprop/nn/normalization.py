@@ -3,7 +3,7 @@ matrix-form backward passes.
 
 PyTorch's conventions (eps 1e-5, momentum 0.1, biased variance to normalise, unbiased variance
 in the running estimate), so weights, buffers and outputs can be exchanged with
-``torch.nn.BatchNorm*d`` / ``torch.nn.LayerNorm``. Array API only, through ``backend.xp``:
+PyTorch's ``BatchNorm1d``/``BatchNorm2d`` / ``LayerNorm``. Array API only, through ``backend.xp``:
 running statistics are replaced by new arrays, never written in place. Equation numbers refer to
 docs/math.md.
 """

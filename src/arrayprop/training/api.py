@@ -430,9 +430,7 @@ def fit(
         validation_split = check_argument("fit", "validation_split", validation_split)
         if validation_data is not None:
             raise ValueError("fit: give validation_data or validation_split, not both")
-        x, y, validation_data = split_tail(x, y, validation_split)
-        if sample_weight is not None:  # the weights of the rows kept for training
-            sample_weight = split_tail(sample_weight, sample_weight, validation_split)[0]
+        x, y, validation_data, sample_weight = split_tail(x, y, validation_split, sample_weight)
     warn_double_softmax(model, loss)
     budget = _budget("fit", max_device_bytes)
     expect = expected_data(model, loss)

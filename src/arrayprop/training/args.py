@@ -255,10 +255,13 @@ def in_notebook() -> bool:
     return type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def split_tail(x: Any, y: Any, fraction: float) -> tuple[Any, Any, tuple[Any, Any]]:
-    """(x_train, y_train, (x_val, y_val)): the last ``fraction`` of the rows held out, as
-    Keras' ``validation_split`` does (before any shuffling; slices, so a ``numpy.memmap`` or a
-    device array is not copied here)."""
+def split_tail(
+    x: Any, y: Any, fraction: float, weights: Any = None
+) -> tuple[Any, Any, tuple[Any, Any], Any]:
+    """(x_train, y_train, (x_val, y_val), weights_train): the last ``fraction`` of the rows held
+    out, as Keras' ``validation_split`` does (before any shuffling; slices, so a
+    ``numpy.memmap`` or a device array is not copied here); the per-sample ``weights`` of the
+    rows kept for training, or None."""
     n, m = _rows(x, "x"), _rows(y, "y")
     if n != m:
         raise ShapeError(f"fit: x has {n} rows but y has {m}")
@@ -269,7 +272,8 @@ def split_tail(x: Any, y: Any, fraction: float) -> tuple[Any, Any, tuple[Any, An
             f"{keep} for training and {n - keep} for validation; both need at least one"
         )
     head, tail = slice(None, keep), slice(keep, None)
-    return _take(x, head), _take(y, head), (_take(x, tail), _take(y, tail))
+    kept = None if weights is None else _take(weights, head)
+    return _take(x, head), _take(y, head), (_take(x, tail), _take(y, tail)), kept
 
 
 def _take(a: Any, rows: slice) -> Any:

@@ -6,8 +6,8 @@ It is off by default in arrayprop, as in PyTorch. The switches are the libraries
 by the backend adapters (``Backend.set_tf32``): for CuPy the ``CUPY_TF32`` environment
 variable, which CuPy reads at its first float32 GEMM, so set ``CUPY_TF32=1`` before the process
 starts to be sure (:func:`enable_tf32` also flips CuPy's cached setting, through a private CuPy
-function, when a GEMM already ran); for PyTorch ``torch.backends.cuda.matmul.fp32_precision``
-(``allow_tf32`` on older versions). See docs/gpu.md.
+function, when a GEMM already ran); for PyTorch its CUDA matmul ``fp32_precision`` setting
+(``allow_tf32`` on older versions), flipped in backends/torch. See docs/gpu.md.
 
 Mixed precision (:class:`MixedPrecision`): the model keeps float32 (or float64) *master*
 weights; each step casts them to ``compute_dtype`` (bfloat16 or float16) into a twin model,
